@@ -1,0 +1,1 @@
+//! The check-for-failures Lambda handler.

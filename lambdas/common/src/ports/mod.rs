@@ -1,0 +1,222 @@
+//! Ports: the small traits through which handlers, the worker and the health check use AWS.
+//!
+//! Each has an adapter over the real `aws-sdk-*` client (see [`crate::aws`]), fakes in tests,
+//! and local implementations in the embedded engine.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{ErrorName, NamedError};
+
+/// Errors any port can return. Adapters map AWS errors to these in one place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// Throttled (RequestLimitExceeded, ThrottlingException…): retry with backoff.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// No capacity for this instance type / market (InsufficientInstanceCapacity, spot capacity).
+    #[error("no capacity: {0}")]
+    NoCapacity(String),
+    /// A transient network or service error: retry.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The task token is no longer valid (TaskTimedOut, InvalidToken, TaskDoesNotExist).
+    #[error("task gone: {0}")]
+    TaskGone(String),
+    /// Not found (e.g. an execution or object).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Anything else: final.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PortError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PortError::Throttled(_) | PortError::Transient(_))
+    }
+
+    /// The stable error name a Lambda reports for this error.
+    pub fn name(&self) -> ErrorName {
+        match self {
+            PortError::Throttled(_) => ErrorName::AwsThrottled,
+            PortError::NoCapacity(_) => ErrorName::Ec2NoCapacity,
+            _ => ErrorName::Ec2LaunchFailed,
+        }
+    }
+}
+
+impl From<PortError> for NamedError {
+    fn from(e: PortError) -> Self {
+        NamedError::new(e.name(), e.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// EC2
+
+/// Spot or on-demand, for one launch request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purchase {
+    Spot,
+    OnDemand,
+}
+
+/// One RunInstances request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    pub count: u32,
+    pub instance_type: String,
+    pub purchase: Purchase,
+    /// Idempotency token: the same token never launches twice.
+    pub client_token: String,
+    pub ami: String,
+    pub disk_gb: u32,
+    /// Instance profile name; empty = none.
+    pub instance_profile: String,
+    pub subnet: Option<String>,
+    pub security_groups: Vec<String>,
+    /// Plain text; the adapter base64-encodes it.
+    pub user_data: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// EC2 instance states we care about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Stopping,
+    Stopped,
+    Terminated,
+}
+
+impl InstanceState {
+    /// Pending or running: counts as a worker.
+    pub fn is_live(self) -> bool {
+        matches!(self, InstanceState::Pending | InstanceState::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: InstanceState,
+    pub instance_type: String,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What we use of EC2.
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    /// One RunInstances call; returns the ids launched (possibly fewer than asked).
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Vec<String>, PortError>;
+    /// Instances (any state but terminated) carrying all the given tags.
+    async fn instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, PortError>;
+    async fn tag(
+        &self,
+        instance_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), PortError>;
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), PortError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step Functions: executions (health check) and activities (worker)
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSummary {
+    pub arn: String,
+    pub name: String,
+    pub start: Option<DateTime<Utc>>,
+}
+
+/// A history event, reduced to what we read. `kind` is AWS's event type name
+/// (e.g. `ActivityScheduled`, `ActivityStarted`, `ActivityTimedOut`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    pub id: i64,
+    pub previous_event_id: i64,
+    pub kind: String,
+    pub timestamp: Option<DateTime<Utc>>,
+    /// For `ActivityScheduled`: the activity ARN.
+    pub resource: Option<String>,
+    /// For `*StateEntered`/`*StateExited`: the state name.
+    pub state_name: Option<String>,
+    /// State input/output or task output, when the event has one.
+    pub payload: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// What we use of Step Functions executions.
+#[async_trait]
+pub trait Executions: Send + Sync {
+    async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError>;
+    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError>;
+}
+
+/// A task handed out by GetActivityTask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityTask {
+    pub token: String,
+    /// The task input: a JSON document as a string.
+    pub input: String,
+}
+
+/// What a worker uses of Step Functions activities.
+#[async_trait]
+pub trait Activities: Send + Sync {
+    /// Long poll; `None` when no task came within the poll time.
+    async fn get_task(
+        &self,
+        activity_arn: &str,
+        worker_name: &str,
+    ) -> Result<Option<ActivityTask>, PortError>;
+    async fn heartbeat(&self, token: &str) -> Result<(), PortError>;
+    async fn succeed(&self, token: &str, output: &str) -> Result<(), PortError>;
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), PortError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3
+
+/// What we use of S3.
+#[async_trait]
+pub trait Objects: Send + Sync {
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError>;
+    /// A presigned GET URL valid for `expires_s` seconds.
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_s: u64,
+    ) -> Result<String, PortError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tags
+
+/// The tag names build-on-aws puts on instances.
+pub mod tags {
+    /// The stack name; every instance of the stack has it (the IAM conditions use it).
+    pub const STACK: &str = "build-on-aws:stack";
+    /// The activity (= step) name the worker serves.
+    pub const ACTIVITY: &str = "build-on-aws:activity";
+    /// The execution ARN the worker was launched for.
+    pub const EXECUTION: &str = "build-on-aws:execution";
+    /// The state that launched it.
+    pub const STATE: &str = "build-on-aws:state";
+    /// `busy` or `idle`, kept by the worker.
+    pub const WORK: &str = "build-on-aws:work";
+    /// RFC 3339 time until which the worker counts as alive; refreshed by the worker.
+    pub const LEASE: &str = "build-on-aws:lease";
+    pub const NAME: &str = "Name";
+}

@@ -1,0 +1,175 @@
+//! The one retry-policy constructor.
+//!
+//! The generator writes these retriers into every Task (and every per-task Parallel) of the state
+//! machine, and the local engine interprets them; nothing else invents retry numbers.
+
+use serde::Serialize;
+
+use crate::errors::{ErrorName, states};
+
+/// What a state calls, which decides its retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A Lambda task (ParseInput, Prepare*, NormalizeResults…): 5 retries at 5, 10, 20, 40, 80 s.
+    Lambda,
+    /// One attempt of a pipeline task (Prepare + activity) with `build_retries` retries of a build
+    /// failure at 60 s then 300 s; interruptions are retried at once outside that budget.
+    Activity { build_retries: u32 },
+}
+
+/// One ASL retrier, serialised exactly as ASL wants it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Retrier {
+    pub error_equals: Vec<String>,
+    pub interval_seconds: u64,
+    pub max_attempts: u32,
+    pub backoff_rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delay_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_strategy: Option<&'static str>,
+}
+
+/// Default number of retries of a failed build step.
+pub const DEFAULT_BUILD_RETRIES: u32 = 2;
+/// How often an interrupted worker's task is retried at once before it counts as failed.
+pub const INTERRUPTION_RETRIES: u32 = 5;
+/// Lambda's own transient errors, as AWS recommends retrying them.
+pub const LAMBDA_SERVICE_ERRORS: [&str; 4] = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+fn names(errors: &[ErrorName]) -> Vec<String> {
+    errors.iter().map(|e| e.as_str().to_string()).collect()
+}
+
+/// The retriers for a state of the given kind, most specific first and `States.ALL` last.
+pub fn retriers(kind: TaskKind) -> Vec<Retrier> {
+    let never = Retrier {
+        error_equals: names(&[
+            ErrorName::InputInvalid,
+            ErrorName::TestNoRetry,
+            ErrorName::BuildFailed,
+        ]),
+        interval_seconds: 1,
+        max_attempts: 0,
+        backoff_rate: 1.0,
+        max_delay_seconds: None,
+        jitter_strategy: None,
+    };
+    match kind {
+        TaskKind::Lambda => vec![
+            never,
+            Retrier {
+                error_equals: LAMBDA_SERVICE_ERRORS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                interval_seconds: 2,
+                max_attempts: 6,
+                backoff_rate: 2.0,
+                max_delay_seconds: Some(60),
+                jitter_strategy: Some("FULL"),
+            },
+            Retrier {
+                error_equals: vec![states::ALL.to_string()],
+                interval_seconds: 5,
+                max_attempts: 5,
+                backoff_rate: 2.0,
+                max_delay_seconds: None,
+                jitter_strategy: None,
+            },
+        ],
+        TaskKind::Activity { build_retries } => vec![
+            never,
+            Retrier {
+                error_equals: names(&[ErrorName::WorkerInterrupted]),
+                interval_seconds: 1,
+                max_attempts: INTERRUPTION_RETRIES,
+                backoff_rate: 1.0,
+                max_delay_seconds: None,
+                jitter_strategy: None,
+            },
+            Retrier {
+                error_equals: vec![states::ALL.to_string()],
+                interval_seconds: 60,
+                max_attempts: build_retries,
+                backoff_rate: 5.0,
+                max_delay_seconds: Some(300),
+                jitter_strategy: None,
+            },
+        ],
+    }
+}
+
+/// The delays (seconds) a retrier waits before each retry, without jitter.
+pub fn delays(r: &Retrier) -> Vec<f64> {
+    (0..r.max_attempts)
+        .map(|i| {
+            let d = r.interval_seconds as f64 * r.backoff_rate.powi(i as i32);
+            r.max_delay_seconds.map_or(d, |m| d.min(m as f64))
+        })
+        .collect()
+}
+
+/// Worst-case number of attempts of a state under these retriers, when every error is of the
+/// kind each retrier handles (used by the static report).
+pub fn worst_case_attempts(rs: &[Retrier]) -> u32 {
+    1 + rs.iter().map(|r| r.max_attempts).sum::<u32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_tasks_retry_five_times_doubling_from_five_seconds() {
+        let rs = retriers(TaskKind::Lambda);
+        let all = rs.last().unwrap();
+        assert_eq!(all.error_equals, ["States.ALL"]);
+        assert_eq!(delays(all), [5.0, 10.0, 20.0, 40.0, 80.0]);
+    }
+
+    #[test]
+    fn activity_retries_build_failures_at_60_then_300() {
+        let rs = retriers(TaskKind::Activity { build_retries: 2 });
+        assert_eq!(delays(rs.last().unwrap()), [60.0, 300.0]);
+        let interrupted = rs
+            .iter()
+            .find(|r| r.error_equals == ["Worker.Interrupted"])
+            .unwrap();
+        assert_eq!(interrupted.interval_seconds, 1);
+        assert!(interrupted.max_attempts > 0);
+    }
+
+    #[test]
+    fn no_retry_errors_come_first_with_zero_attempts_and_states_all_is_last_and_alone() {
+        for kind in [TaskKind::Lambda, TaskKind::Activity { build_retries: 3 }] {
+            let rs = retriers(kind);
+            assert!(rs[0].error_equals.contains(&"Test.NoRetry".to_string()));
+            assert!(rs[0].error_equals.contains(&"Input.Invalid".to_string()));
+            assert_eq!(rs[0].max_attempts, 0);
+            let pos: Vec<_> = rs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.error_equals.iter().any(|e| e == "States.ALL"))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(pos, [rs.len() - 1]);
+            assert_eq!(rs.last().unwrap().error_equals.len(), 1);
+        }
+    }
+
+    #[test]
+    fn serialises_as_asl() {
+        let v = serde_json::to_value(&retriers(TaskKind::Lambda)[2]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 5, "BackoffRate": 2.0})
+        );
+    }
+}

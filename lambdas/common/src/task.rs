@@ -1,0 +1,121 @@
+//! The payloads that flow through one task of the state machine:
+//! `Run<Step>` (Parallel) → `Prepare<Step>` (start-workers) → `<Step>` (activity, run by a worker).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::input::{BuildInput, Item};
+
+/// What `Prepare<Step>` is invoked with (built by the state machine's Parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    pub step: String,
+    pub item: Item,
+    pub input: BuildInput,
+    /// The stored results of the steps this one comes after (`$.results.<Dep>`): a raw task result,
+    /// an array of them (dependency fanned out over the inner axis), or absent when not run.
+    #[serde(default)]
+    pub deps: BTreeMap<String, serde_json::Value>,
+    /// 0 on the first attempt, then the retry count of the enclosing `Run<Step>`.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The execution ARN (`$$.Execution.Id`).
+    pub execution: String,
+}
+
+/// Whether the task is handed to the activity or skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrepareStatus {
+    /// Published to the activity; a worker will take it.
+    Pending,
+    Skipped,
+}
+
+/// Why a task was skipped. Skips of kind `NotRequested`, `Done` and `SkipEc2` satisfy dependents;
+/// `DependencyFailed` propagates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipKind {
+    NotRequested,
+    Done,
+    DependencyFailed,
+    SkipEc2,
+}
+
+impl SkipKind {
+    pub fn satisfies_dependents(self) -> bool {
+        !matches!(self, SkipKind::DependencyFailed)
+    }
+}
+
+/// What `Prepare<Step>` returns (stored at `$.prepare` inside `Run<Step>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareRecord {
+    pub status: PrepareStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipKind>,
+    /// Human-readable: why skipped, or what was done about workers.
+    pub reason: String,
+    /// Instance ids launched by this invocation.
+    #[serde(default)]
+    pub launched: Vec<String>,
+}
+
+/// What the activity task carries to the worker (the `<Step>` state's Parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityInput {
+    pub step: String,
+    pub item: Item,
+    pub mode: crate::input::Mode,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default)]
+    pub execution: String,
+}
+
+/// What a worker sends with `SendTaskSuccess`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerOutput {
+    pub instance_id: String,
+    pub log_stream: String,
+    pub elapsed_s: f64,
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+/// The JSON cause a worker sends with `SendTaskFailure` (a string of this JSON, readable as is).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerFailureCause {
+    pub instance_id: String,
+    pub log_stream: String,
+    #[serde(default)]
+    pub attempt: u32,
+    pub elapsed_s: f64,
+    /// e.g. "exit status 2", "killed by signal 9", "interrupted: spot instance-action".
+    pub status: String,
+    /// The last lines of the script's output.
+    pub log_tail: String,
+}
+
+/// Log stream name for a worker instance.
+pub fn log_stream(instance_id: &str) -> String {
+    format!("w_{instance_id}")
+}
+
+/// The environment a task's script runs with (besides the step's own `env`):
+/// `BOA_STEP`, `BOA_MODE`, `BOA_ATTEMPT`, `BOA_EXECUTION` and `BOA_<AXIS>` per axis value
+/// (e.g. `BOA_VERSION=4.28.2`, `BOA_DISTRO=ubuntu-22.04-jammy`).
+pub fn task_env(input: &ActivityInput) -> Vec<(String, String)> {
+    let mut v = vec![
+        ("BOA_STEP".to_string(), input.step.clone()),
+        ("BOA_MODE".to_string(), input.mode.as_str().to_string()),
+        ("BOA_ATTEMPT".to_string(), (input.attempt + 1).to_string()),
+        ("BOA_EXECUTION".to_string(), input.execution.clone()),
+    ];
+    for (k, val) in &input.item {
+        v.push((format!("BOA_{}", k.to_uppercase()), val.clone()));
+    }
+    v
+}

@@ -1,0 +1,316 @@
+//! The worker's configuration, as environment variables: ONE definition shared by start-workers
+//! (which writes it into the userdata stub), the local fleet (which sets it on worker processes)
+//! and the worker (which reads and validates it).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable names.
+pub mod vars {
+    /// ARN of the activity to poll. Required.
+    pub const ACTIVITY_ARN: &str = "BOA_ACTIVITY_ARN";
+    /// AWS region. Required.
+    pub const REGION: &str = "BOA_REGION";
+    /// Step Functions endpoint override (local mode, tests).
+    pub const ENDPOINT_URL: &str = "BOA_ENDPOINT_URL";
+    /// Instance id override (local mode); otherwise read from IMDSv2.
+    pub const INSTANCE_ID: &str = "BOA_INSTANCE_ID";
+    /// The step this worker runs.
+    pub const STEP: &str = "BOA_STEP";
+    /// Where the step's scripts are: a local folder, or `s3://bucket/prefix` fetched at start.
+    pub const SCRIPTS: &str = "BOA_SCRIPTS";
+    /// Script paths relative to BOA_SCRIPTS.
+    pub const SCRIPT: &str = "BOA_SCRIPT";
+    pub const INIT_SCRIPT: &str = "BOA_INIT_SCRIPT";
+    pub const AFTER_SCRIPT: &str = "BOA_AFTER_SCRIPT";
+    pub const CLEANUP_SCRIPT: &str = "BOA_CLEANUP_SCRIPT";
+    /// The step's `env`, as a JSON object of strings.
+    pub const STEP_ENV: &str = "BOA_STEP_ENV";
+    /// Seconds idle before shutting down.
+    pub const IDLE_TIMEOUT_S: &str = "BOA_IDLE_TIMEOUT_S";
+    /// Tasks before shutting down; 0 = unlimited.
+    pub const MAX_TASKS: &str = "BOA_MAX_TASKS";
+    /// Seconds between heartbeats (the step's heartbeat / 3).
+    pub const HEARTBEAT_S: &str = "BOA_HEARTBEAT_S";
+    /// Local log folder (local mode); the log file is `<dir>/w_<instance id>.log`.
+    pub const LOG_DIR: &str = "BOA_LOG_DIR";
+    /// CloudWatch Logs group (AWS).
+    pub const LOG_GROUP: &str = "BOA_LOG_GROUP";
+    /// Working directories are created below it.
+    pub const WORK_DIR: &str = "BOA_WORK_DIR";
+    /// `poweroff` (EC2) or `exit` (local process).
+    pub const SHUTDOWN: &str = "BOA_SHUTDOWN";
+    /// Stack name, for the lease/work tags.
+    pub const STACK: &str = "BOA_STACK";
+}
+
+/// How the worker ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shutdown {
+    /// Power the instance off (its shutdown behaviour is terminate).
+    Poweroff,
+    /// Just exit the process (local mode).
+    Exit,
+}
+
+/// A worker's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEnv {
+    pub activity_arn: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub instance_id: Option<String>,
+    pub step: String,
+    pub scripts: String,
+    pub script: String,
+    pub init_script: Option<String>,
+    pub after_script: Option<String>,
+    pub cleanup_script: Option<String>,
+    pub step_env: BTreeMap<String, String>,
+    pub idle_timeout: Duration,
+    pub max_tasks: u32,
+    pub heartbeat: Duration,
+    pub log_dir: Option<String>,
+    pub log_group: Option<String>,
+    pub work_dir: String,
+    pub shutdown: Shutdown,
+    pub stack: String,
+}
+
+impl WorkerEnv {
+    /// The variables to set, in a stable order.
+    pub fn to_vars(&self) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            (vars::ACTIVITY_ARN, self.activity_arn.clone()),
+            (vars::REGION, self.region.clone()),
+            (vars::STEP, self.step.clone()),
+            (vars::SCRIPTS, self.scripts.clone()),
+            (vars::SCRIPT, self.script.clone()),
+            (
+                vars::STEP_ENV,
+                serde_json::to_string(&self.step_env).expect("strings serialise"),
+            ),
+            (vars::IDLE_TIMEOUT_S, fmt_secs(self.idle_timeout)),
+            (vars::MAX_TASKS, self.max_tasks.to_string()),
+            (vars::HEARTBEAT_S, fmt_secs(self.heartbeat)),
+            (vars::WORK_DIR, self.work_dir.clone()),
+            (
+                vars::SHUTDOWN,
+                match self.shutdown {
+                    Shutdown::Poweroff => "poweroff",
+                    Shutdown::Exit => "exit",
+                }
+                .into(),
+            ),
+            (vars::STACK, self.stack.clone()),
+        ];
+        for (k, o) in [
+            (vars::ENDPOINT_URL, &self.endpoint_url),
+            (vars::INSTANCE_ID, &self.instance_id),
+            (vars::INIT_SCRIPT, &self.init_script),
+            (vars::AFTER_SCRIPT, &self.after_script),
+            (vars::CLEANUP_SCRIPT, &self.cleanup_script),
+            (vars::LOG_DIR, &self.log_dir),
+            (vars::LOG_GROUP, &self.log_group),
+        ] {
+            if let Some(x) = o {
+                v.push((k, x.clone()));
+            }
+        }
+        v
+    }
+
+    /// Reads and validates the configuration; the error lists every missing or bad variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<WorkerEnv, String> {
+        let mut problems = vec![];
+        let mut req = |k: &str| {
+            get(k).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                problems.push(format!("{k} is not set"));
+                String::new()
+            })
+        };
+        let activity_arn = req(vars::ACTIVITY_ARN);
+        let region = req(vars::REGION);
+        let step = req(vars::STEP);
+        let scripts = req(vars::SCRIPTS);
+        let script = req(vars::SCRIPT);
+        let mut secs = |k: &str, default: f64| -> Duration {
+            match get(k) {
+                None => Duration::from_secs_f64(default),
+                Some(v) => match v.parse::<f64>() {
+                    Ok(x) if x > 0.0 && x.is_finite() => Duration::from_secs_f64(x),
+                    _ => {
+                        problems.push(format!("{k}='{v}' is not a positive number of seconds"));
+                        Duration::from_secs_f64(default)
+                    }
+                },
+            }
+        };
+        let idle_timeout = secs(vars::IDLE_TIMEOUT_S, 600.0);
+        let heartbeat = secs(vars::HEARTBEAT_S, 60.0);
+        let max_tasks = match get(vars::MAX_TASKS) {
+            None => 0,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(format!("{}='{v}' is not a whole number", vars::MAX_TASKS));
+                0
+            }),
+        };
+        let step_env = match get(vars::STEP_ENV) {
+            None => BTreeMap::new(),
+            Some(v) => serde_json::from_str(&v).unwrap_or_else(|e| {
+                problems.push(format!(
+                    "{} is not a JSON object of strings: {e}",
+                    vars::STEP_ENV
+                ));
+                BTreeMap::new()
+            }),
+        };
+        let shutdown = match get(vars::SHUTDOWN).as_deref() {
+            None | Some("poweroff") => Shutdown::Poweroff,
+            Some("exit") => Shutdown::Exit,
+            Some(x) => {
+                problems.push(format!("{}='{x}' must be poweroff or exit", vars::SHUTDOWN));
+                Shutdown::Exit
+            }
+        };
+        if let Some(u) = get(vars::ENDPOINT_URL)
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            problems.push(format!(
+                "{}='{u}' must be an http(s) URL",
+                vars::ENDPOINT_URL
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(format!(
+                "worker configuration is incomplete:\n  {}\n(see the worker section of the README for every variable)",
+                problems.join("\n  ")
+            ));
+        }
+        Ok(WorkerEnv {
+            activity_arn,
+            region,
+            endpoint_url: get(vars::ENDPOINT_URL),
+            instance_id: get(vars::INSTANCE_ID),
+            step,
+            scripts,
+            script,
+            init_script: get(vars::INIT_SCRIPT),
+            after_script: get(vars::AFTER_SCRIPT),
+            cleanup_script: get(vars::CLEANUP_SCRIPT),
+            step_env,
+            idle_timeout,
+            max_tasks,
+            heartbeat,
+            log_dir: get(vars::LOG_DIR),
+            log_group: get(vars::LOG_GROUP),
+            work_dir: get(vars::WORK_DIR).unwrap_or_else(|| "/var/lib/build-on-aws".into()),
+            shutdown,
+            stack: get(vars::STACK).unwrap_or_default(),
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<WorkerEnv, String> {
+        WorkerEnv::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+/// Single-quotes a value for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The userdata stub: exports the configuration, fetches the worker binary from the artifact
+/// bucket with the instance profile, and runs it. No secrets, no task tokens.
+pub fn user_data(env: &WorkerEnv, worker_binary_url: &str) -> String {
+    let mut s = String::from(
+        "#!/bin/bash\n# build-on-aws worker bootstrap (generated)\nset -euo pipefail\n",
+    );
+    for (k, v) in env.to_vars() {
+        s.push_str(&format!("export {k}={}\n", shell_quote(&v)));
+    }
+    s.push_str(&format!(
+        "mkdir -p /opt/build-on-aws && cd /opt/build-on-aws\naws s3 cp {} ./worker --only-show-errors\nchmod +x ./worker\nexec ./worker >>/var/log/build-on-aws-worker.log 2>&1\n",
+        shell_quote(worker_binary_url)
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> WorkerEnv {
+        WorkerEnv {
+            activity_arn:
+                "arn:aws:states:us-east-1:123456789012:activity:build-on-aws-hhvm-MakeSourceTarball"
+                    .into(),
+            region: "us-east-1".into(),
+            endpoint_url: None,
+            instance_id: None,
+            step: "MakeSourceTarball".into(),
+            scripts: "s3://artifacts/scripts".into(),
+            script: "scripts/make-source-tarball.sh".into(),
+            init_script: Some("scripts/init.sh".into()),
+            after_script: None,
+            cleanup_script: None,
+            step_env: [("CC".to_string(), "clang it's".to_string())].into(),
+            idle_timeout: Duration::from_secs(300),
+            max_tasks: 0,
+            heartbeat: Duration::from_millis(1500),
+            log_dir: None,
+            log_group: Some("/build-on-aws/workers".into()),
+            work_dir: "/mnt/work".into(),
+            shutdown: Shutdown::Poweroff,
+            stack: "build-on-aws-hhvm".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_variables() {
+        let e = sample();
+        let vars: BTreeMap<&str, String> = e.to_vars().into_iter().collect();
+        let back = WorkerEnv::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn reports_every_missing_or_bad_variable() {
+        let err = WorkerEnv::from_lookup(|k| (k == vars::IDLE_TIMEOUT_S).then(|| "soon".into()))
+            .unwrap_err();
+        for k in [
+            vars::ACTIVITY_ARN,
+            vars::REGION,
+            vars::STEP,
+            vars::SCRIPT,
+            vars::IDLE_TIMEOUT_S,
+        ] {
+            assert!(err.contains(k), "{k} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn user_data_quotes_values_and_has_no_token() {
+        let u = user_data(&sample(), "s3://artifacts/worker/worker");
+        assert!(u.starts_with("#!/bin/bash"));
+        assert!(
+            u.contains(r#"export BOA_STEP_ENV='{"CC":"clang it'\''s"}'"#),
+            "{u}"
+        );
+        assert!(!u.to_lowercase().contains("token"));
+        assert!(u.contains("exec ./worker"));
+    }
+}

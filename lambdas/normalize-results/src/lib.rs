@@ -1,0 +1,1 @@
+//! The normalize-results Lambda handler.

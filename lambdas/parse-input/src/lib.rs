@@ -1,0 +1,1 @@
+//! The parse-input Lambda handler.

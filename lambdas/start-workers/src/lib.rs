@@ -1,0 +1,1 @@
+//! The start-workers Lambda handler.

@@ -1,0 +1,162 @@
+//! Loopback HTTP endpoint speaking the Step Functions JSON protocol (awsJson1_0) for activity
+//! workers: `POST /` with `X-Amz-Target: AWSStepFunctions.<Op>`.
+//!
+//! Operations: GetActivityTask (long poll), SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat,
+//! CreateActivity, DescribeActivity. Errors are HTTP 400 `{"__type": ..., "message": ...}`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::broker::{ActivityBroker, BrokerError};
+
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+
+#[derive(Clone)]
+struct AppState {
+    broker: ActivityBroker,
+    poll_wait: Duration,
+}
+
+/// Binds `addr` (use port 0 for a free port) and serves in a background task.
+/// Returns the bound address and the server task.
+pub async fn serve(
+    broker: ActivityBroker,
+    poll_wait: Duration,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(broker, poll_wait);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "activity endpoint stopped");
+        }
+    });
+    tracing::info!(%bound, "activity endpoint listening");
+    Ok((bound, task))
+}
+
+/// The axum router (for embedding in another server).
+pub fn router(broker: ActivityBroker, poll_wait: Duration) -> Router {
+    Router::new()
+        .route("/", post(handle))
+        .with_state(AppState { broker, poll_wait })
+}
+
+fn reply(status: StatusCode, body: Value, error_type: Option<&str>) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    if let Some(t) = error_type.and_then(|t| HeaderValue::from_str(t).ok()) {
+        h.insert("x-amzn-errortype", t);
+    }
+    resp
+}
+
+fn error(type_name: &str, message: impl std::fmt::Display) -> Response {
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"__type": type_name, "message": message.to_string()}),
+        Some(type_name),
+    )
+}
+
+fn broker_error(e: BrokerError) -> Response {
+    error(e.type_name(), &e)
+}
+
+fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, Response> {
+    body.get(name).and_then(Value::as_str).ok_or_else(|| {
+        error(
+            "ValidationException",
+            format!("missing string field {name}"),
+        )
+    })
+}
+
+async fn handle(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(op) = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("AWSStepFunctions."))
+        .map(str::to_string)
+    else {
+        return error(
+            "UnknownOperationException",
+            "missing or invalid X-Amz-Target",
+        );
+    };
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error("SerializationException", e),
+        }
+    };
+    match dispatch(&app, &op, &body).await {
+        Ok(v) => reply(StatusCode::OK, v, None),
+        Err(r) => r,
+    }
+}
+
+async fn dispatch(app: &AppState, op: &str, body: &Value) -> Result<Value, Response> {
+    let b = &app.broker;
+    match op {
+        "GetActivityTask" => {
+            let arn = field(body, "activityArn")?;
+            let worker = body.get("workerName").and_then(Value::as_str).unwrap_or("");
+            match b.get_activity_task(arn, worker, app.poll_wait).await {
+                Ok(Some(t)) => Ok(json!({"taskToken": t.task_token, "input": t.input})),
+                Ok(None) => Ok(json!({})),
+                Err(e) => Err(broker_error(e)),
+            }
+        }
+        "SendTaskSuccess" => {
+            let token = field(body, "taskToken")?;
+            let output = field(body, "output")?;
+            b.send_task_success(token, output).map_err(broker_error)?;
+            Ok(json!({}))
+        }
+        "SendTaskFailure" => {
+            let token = field(body, "taskToken")?;
+            let err = body.get("error").and_then(Value::as_str).unwrap_or("");
+            let cause = body.get("cause").and_then(Value::as_str).unwrap_or("");
+            b.send_task_failure(token, err, cause)
+                .map_err(broker_error)?;
+            Ok(json!({}))
+        }
+        "SendTaskHeartbeat" => {
+            b.send_task_heartbeat(field(body, "taskToken")?)
+                .map_err(broker_error)?;
+            Ok(json!({}))
+        }
+        "CreateActivity" => {
+            let a = b
+                .create_activity(field(body, "name")?)
+                .map_err(broker_error)?;
+            Ok(
+                json!({"activityArn": a.arn, "creationDate": a.created.timestamp_millis() as f64 / 1000.0}),
+            )
+        }
+        "DescribeActivity" => {
+            let a = b
+                .describe_activity(field(body, "activityArn")?)
+                .map_err(broker_error)?;
+            Ok(json!({"activityArn": a.arn, "name": a.name,
+                      "creationDate": a.created.timestamp_millis() as f64 / 1000.0}))
+        }
+        other => Err(error(
+            "UnknownOperationException",
+            format!("operation {other} is not supported by the local engine"),
+        )),
+    }
+}
