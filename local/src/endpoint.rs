@@ -61,6 +61,19 @@ fn reply(status: StatusCode, body: Value, error_type: Option<&str>) -> Response 
     resp
 }
 
+/// An API error: AWS `__type` and message.
+struct ApiError {
+    type_name: &'static str,
+    message: String,
+}
+
+fn api_error(type_name: &'static str, message: impl std::fmt::Display) -> ApiError {
+    ApiError {
+        type_name,
+        message: message.to_string(),
+    }
+}
+
 fn error(type_name: &str, message: impl std::fmt::Display) -> Response {
     reply(
         StatusCode::BAD_REQUEST,
@@ -69,13 +82,13 @@ fn error(type_name: &str, message: impl std::fmt::Display) -> Response {
     )
 }
 
-fn broker_error(e: BrokerError) -> Response {
-    error(e.type_name(), &e)
+fn broker_error(e: BrokerError) -> ApiError {
+    api_error(e.type_name(), &e)
 }
 
-fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, Response> {
+fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
     body.get(name).and_then(Value::as_str).ok_or_else(|| {
-        error(
+        api_error(
             "ValidationException",
             format!("missing string field {name}"),
         )
@@ -104,11 +117,11 @@ async fn handle(State(app): State<AppState>, headers: HeaderMap, body: Bytes) ->
     };
     match dispatch(&app, &op, &body).await {
         Ok(v) => reply(StatusCode::OK, v, None),
-        Err(r) => r,
+        Err(e) => error(e.type_name, e.message),
     }
 }
 
-async fn dispatch(app: &AppState, op: &str, body: &Value) -> Result<Value, Response> {
+async fn dispatch(app: &AppState, op: &str, body: &Value) -> Result<Value, ApiError> {
     let b = &app.broker;
     match op {
         "GetActivityTask" => {
@@ -154,7 +167,7 @@ async fn dispatch(app: &AppState, op: &str, body: &Value) -> Result<Value, Respo
             Ok(json!({"activityArn": a.arn, "name": a.name,
                       "creationDate": a.created.timestamp_millis() as f64 / 1000.0}))
         }
-        other => Err(error(
+        other => Err(api_error(
             "UnknownOperationException",
             format!("operation {other} is not supported by the local engine"),
         )),

@@ -421,3 +421,34 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn engine_and_handles_are_shareable() {
+        send_sync_clone::<Engine>();
+        send_sync_clone::<ExecutionHandle>();
+        send_sync_clone::<ActivityBroker>();
+    }
+
+    #[test]
+    fn time_scale_divides_durations() {
+        let c = EngineConfig {
+            time_scale: 100.0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.scaled(Duration::from_secs(60)),
+            Duration::from_millis(600)
+        );
+        let bad = EngineConfig {
+            time_scale: 0.0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(bad.scaled(Duration::from_secs(2)), Duration::from_secs(2));
+    }
+}

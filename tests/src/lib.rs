@@ -1,1 +1,3 @@
-//! tests
+//! Workspace-level test helpers for build-on-aws.
+
+pub mod moto;

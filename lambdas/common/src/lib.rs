@@ -2,9 +2,13 @@
 //! the error-name table, the one retry-policy constructor, the AWS ports and the worker's
 //! environment. Every other crate of build-on-aws depends on this one; it depends on none of them.
 
+pub mod aws;
 pub mod duration;
 pub mod errors;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod input;
+pub mod launch;
 pub mod pipeline;
 pub mod ports;
 pub mod results;

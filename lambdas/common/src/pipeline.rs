@@ -415,7 +415,11 @@ impl<'a> Locator<'a> {
     fn new(src: &'a str) -> Self {
         Locator {
             src,
-            root: toml::de::DeValue::parse(src).ok(),
+            // A document is a table: `DeValue::parse` reads a single value and fails on one.
+            root: toml::de::DeTable::parse(src).ok().map(|t| {
+                let span = t.span();
+                toml::Spanned::new(span, toml::de::DeValue::Table(t.into_inner()))
+            }),
         }
     }
 
@@ -479,17 +483,30 @@ fn path_of(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
 
 /// Levenshtein distance, for "did you mean".
 fn distance(a: &str, b: &str) -> usize {
+    // Optimal string alignment: Levenshtein plus adjacent transpositions ("Biuld" → "Build" is 1),
+    // the most common typo.
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// The closest candidate, if it is close enough to be a likely typo.
@@ -1233,7 +1250,7 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
         if s.exclusive {
             worker.max_workers = 1;
         }
-        for (k, _) in &s.env {
+        for k in s.env.keys() {
             if k.is_empty()
                 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || k.starts_with("BOA_")

@@ -1,1 +1,39 @@
-fn main() {}
+//! The health-check Lambda (EventBridge Scheduler, `rate(5 minutes)`): wires tracing, AWS clients
+//! and the pipeline to [`health_check::handle`]. The scheduler's event payload is ignored.
+
+use common::aws::{Ec2Fleet, SfnExecutions};
+use common::launch::{StackConfig, TokioSleeper, load_pipeline, pipeline_path};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let cfg = StackConfig::from_env()?;
+    let pipeline = load_pipeline(&pipeline_path())?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let fleet = Ec2Fleet(aws_sdk_ec2::Client::new(&aws));
+    let executions = SfnExecutions(aws_sdk_sfn::Client::new(&aws));
+    let sleeper = TokioSleeper;
+    let (fleet, executions, sleeper, cfg, pipeline) =
+        (&fleet, &executions, &sleeper, &cfg, &pipeline);
+    lambda_runtime::run(service_fn(
+        move |_ev: LambdaEvent<serde_json::Value>| async move {
+            health_check::lambda_handler(executions, fleet, sleeper, cfg, pipeline).await
+        },
+    ))
+    .await
+}
+
+fn init_tracing() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into())
+        .to_lowercase();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_current_span(false)
+        .without_time()
+        .with_target(false)
+        .init();
+}

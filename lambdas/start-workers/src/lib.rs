@@ -1,1 +1,235 @@
-//! The start-workers Lambda handler.
+//! start-workers: the `Prepare<Step>` state. Decides whether a task runs (requested, dependencies,
+//! mode, `done_when`) and, if it does, makes sure a worker will take it.
+
+use common::launch::{LaunchContext, Sleeper, StackConfig, ensure_workers};
+use common::pipeline::Step;
+use common::ports::{Fleet, Objects};
+use common::results::{Outcome, dependencies_allow, read_dependency, read_outcome};
+use common::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
+use common::{Mode, NamedError, Pipeline};
+use serde_json::Value;
+
+/// The ports the handler uses.
+pub struct Ports<'a> {
+    pub fleet: &'a dyn Fleet,
+    pub objects: &'a dyn Objects,
+    pub sleeper: &'a dyn Sleeper,
+}
+
+fn skipped(kind: SkipKind, reason: impl Into<String>) -> PrepareRecord {
+    PrepareRecord {
+        status: PrepareStatus::Skipped,
+        skip: Some(kind),
+        reason: reason.into(),
+        launched: vec![],
+    }
+}
+
+fn pending(reason: impl Into<String>, launched: Vec<String>) -> PrepareRecord {
+    PrepareRecord {
+        status: PrepareStatus::Pending,
+        skip: None,
+        reason: reason.into(),
+        launched,
+    }
+}
+
+/// The `Prepare<Step>` handler.
+pub async fn handle(
+    req: PrepareRequest,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+) -> Result<PrepareRecord, NamedError> {
+    let step = p.step(&req.step).ok_or_else(|| {
+        NamedError::input(format!(
+            "step '{}' is not in the pipeline; it has: {}",
+            req.step,
+            p.steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if !req.input.steps.iter().any(|s| s == &step.name) {
+        return Ok(skipped(
+            SkipKind::NotRequested,
+            format!("{} was not requested in this run", step.name),
+        ));
+    }
+    if let Err(why) = check_dependencies(&req, p, step) {
+        return Ok(skipped(SkipKind::DependencyFailed, why));
+    }
+    match req.input.mode {
+        Mode::SkipEc2 => {
+            return Ok(skipped(
+                SkipKind::SkipEc2,
+                "skip-ec2: no worker is launched and the task is not run",
+            ));
+        }
+        Mode::FakeEc2 => {
+            return Ok(pending(
+                "fake-ec2: waiting for a hand-started worker",
+                vec![],
+            ));
+        }
+        Mode::Normal | Mode::Test => {}
+    }
+    if let Some(done) = done_check(ports.objects, step, &req).await? {
+        return Ok(skipped(SkipKind::Done, done));
+    }
+    let seed = token_seed(&req);
+    let state = format!("Prepare{}", step.name);
+    let ctx = LaunchContext {
+        execution: &req.execution,
+        state: &state,
+        token_seed: &seed,
+        attempt: req.attempt,
+    };
+    let out = ensure_workers(ports.fleet, ports.sleeper, cfg, p, step, 1, &ctx).await;
+    Ok(pending(out.reason, out.launched))
+}
+
+/// The request's identity: execution + step + item + attempt. A retried invocation of the same
+/// request has the same seed, hence the same ClientToken.
+pub fn token_seed(req: &PrepareRequest) -> String {
+    let item: Vec<String> = req.item.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{}|{}|{}|{}",
+        req.execution,
+        req.step,
+        item.join(","),
+        req.attempt
+    )
+}
+
+/// `Err(reason)` when a dependency forbids running.
+fn check_dependencies(req: &PrepareRequest, p: &Pipeline, step: &Step) -> Result<(), String> {
+    let inner = p.inner_axis().map(|a| a.name.clone());
+    let mut deps: Vec<(String, Vec<Outcome>)> = vec![];
+    for dep_name in &step.after {
+        let raw = req.deps.get(dep_name).filter(|v| !v.is_null());
+        let Some(raw) = raw else {
+            deps.push((dep_name.clone(), vec![lost(dep_name)]));
+            continue;
+        };
+        let dep = p.step(dep_name);
+        let same_inner = step.fans_out() && dep.is_some_and(Step::fans_out);
+        let outcomes = match (&inner, raw) {
+            (Some(inner), Value::Array(elems)) if same_inner => {
+                let mine = req.item.get(inner);
+                let plan_inner = plan_inner_values(req, p);
+                let picked: Vec<Outcome> = elems
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| {
+                        let theirs = e
+                            .get("item")
+                            .and_then(|it| it.get(inner))
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .or_else(|| plan_inner.get(*i).cloned());
+                        theirs.as_ref() == mine
+                    })
+                    .map(|(_, e)| read_outcome(e))
+                    .collect();
+                if picked.is_empty() {
+                    vec![lost(dep_name)]
+                } else {
+                    picked
+                }
+            }
+            _ => read_dependency(Some(raw)),
+        };
+        deps.push((dep_name.clone(), outcomes));
+    }
+    let lost_names: Vec<&str> = deps
+        .iter()
+        .filter(|(_, o)| o.iter().any(is_lost))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    dependencies_allow(step.needs, &deps).map_err(|why| {
+        if lost_names.is_empty() {
+            why
+        } else {
+            format!(
+                "{why}; no result was stored for {} (its stage was lost)",
+                lost_names.join(", ")
+            )
+        }
+    })
+}
+
+const LOST: &str = "build-on-aws.LostResult";
+
+fn lost(dep: &str) -> Outcome {
+    read_outcome(&serde_json::json!({
+        "Error": LOST,
+        "Cause": format!("no result was stored for {dep}: its stage was lost"),
+    }))
+}
+
+fn is_lost(o: &Outcome) -> bool {
+    o.error.as_deref() == Some(LOST)
+}
+
+/// The inner-axis values of this task's outer value, in plan order.
+fn plan_inner_values(req: &PrepareRequest, p: &Pipeline) -> Vec<String> {
+    let (Some(inner), outer) = (p.inner_axis(), &p.outer_axis().name) else {
+        return vec![];
+    };
+    let Ok(plan) = req.input.plan(p) else {
+        return vec![];
+    };
+    plan.iter()
+        .find(|pi| pi.get(outer).and_then(Value::as_str) == req.item.get(outer).map(String::as_str))
+        .and_then(|pi| pi.get(&inner.name))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `Some(reason)` when every `done_when` object exists.
+async fn done_check(
+    objects: &dyn Objects,
+    step: &Step,
+    req: &PrepareRequest,
+) -> Result<Option<String>, NamedError> {
+    if step.done_when.is_empty() {
+        return Ok(None);
+    }
+    let mut found = vec![];
+    for t in &step.done_when {
+        let Some((bucket, key)) = t.render_s3(&req.item) else {
+            tracing::warn!(template = %t.raw, "done_when template does not render to s3://bucket/key; not done");
+            return Ok(None);
+        };
+        let exists = objects.exists(&bucket, &key).await.map_err(|e| {
+            NamedError::new(
+                e.name(),
+                format!("cannot check done_when object s3://{bucket}/{key}: {e}"),
+            )
+        })?;
+        if !exists {
+            return Ok(None);
+        }
+        found.push(format!("s3://{bucket}/{key}"));
+    }
+    Ok(Some(format!("done: {} already exist", found.join(", "))))
+}
+
+/// The Lambda entry point: [`handle`] with its error turned into a `Diagnostic` whose
+/// `error_type` is the stable error name.
+pub async fn lambda_handler(
+    ev: lambda_runtime::LambdaEvent<PrepareRequest>,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+) -> Result<PrepareRecord, lambda_runtime::Diagnostic> {
+    handle(ev.payload, ports, cfg, p).await.map_err(Into::into)
+}

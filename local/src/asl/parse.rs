@@ -588,10 +588,10 @@ fn parse_catcher(v: &Value, at: &str, last: bool) -> Result<Catcher, String> {
 pub fn activity_arns(m: &StateMachine, out: &mut Vec<String>) {
     for s in m.states.values() {
         match &s.kind {
-            Kind::Task { resource, .. } if resource.contains(":activity:") => {
-                if !out.contains(resource) {
-                    out.push(resource.clone());
-                }
+            Kind::Task { resource, .. }
+                if resource.contains(":activity:") && !out.contains(resource) =>
+            {
+                out.push(resource.clone());
             }
             Kind::Parallel { branches } => branches.iter().for_each(|b| activity_arns(b, out)),
             Kind::Map { processor, .. } => activity_arns(processor, out),

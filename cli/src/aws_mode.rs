@@ -1,0 +1,163 @@
+//! AWS mode: start an execution of the deployed state machine, print where to watch it, and
+//! optionally follow it to the end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::ports::Executions;
+
+use crate::progress::{Progress, normalized_from_history};
+use crate::{Cli, EXIT_BAD_INPUT, EXIT_FAILED, load_input, table};
+
+/// The Step Functions console page of an execution.
+pub fn console_url(execution_arn: &str) -> String {
+    let region = execution_arn.split(':').nth(3).unwrap_or("us-east-1");
+    format!(
+        "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+    )
+}
+
+async fn client() -> aws_sdk_sfn::Client {
+    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sfn::Client::new(&cfg)
+}
+
+pub async fn run(cli: &Cli) -> u8 {
+    let tokens = cli.mode_tokens();
+    let (p, input) = match load_input(&cli.pipeline, &tokens) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("build-on-aws: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let Some(sm) = &cli.state_machine_arn else {
+        eprintln!(
+            "build-on-aws: AWS mode needs the state machine ARN: pass --state-machine-arn or set BOA_STATE_MACHINE_ARN (deploy prints it), or use --local"
+        );
+        return EXIT_BAD_INPUT;
+    };
+    let mut structured = serde_json::Map::new();
+    for a in &p.axes {
+        structured.insert(
+            a.input_key.clone(),
+            serde_json::json!(input.axes.get(&a.name).cloned().unwrap_or_default()),
+        );
+    }
+    structured.insert("steps".into(), serde_json::json!(input.steps));
+    structured.insert("mode".into(), serde_json::json!(input.mode.as_str()));
+    let name = crate::execution_name(&input.tokens(&p), chrono::Local::now());
+    let sfn = client().await;
+    let started = match sfn
+        .start_execution()
+        .state_machine_arn(sm)
+        .name(&name)
+        .input(serde_json::Value::Object(structured).to_string())
+        .send()
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "build-on-aws: cannot start an execution of {sm}: {}",
+                aws_sdk_sfn::error::DisplayErrorContext(&e)
+            );
+            return EXIT_FAILED;
+        }
+    };
+    let arn = started.execution_arn().to_string();
+    println!("execution: {arn}");
+    println!("console:   {}", console_url(&arn));
+    if !cli.wait {
+        return 0;
+    }
+    let total = input.requested_tasks(&p).map(|t| t.len()).unwrap_or(0);
+    follow(&sfn, &arn, total, cli.json, &p).await
+}
+
+async fn follow(sfn: &aws_sdk_sfn::Client, arn: &str, total: usize, json: bool, p: &common::Pipeline) -> u8 {
+    let ex = common::aws::SfnExecutions::new(sfn.clone());
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(200));
+    loop {
+        let status = match sfn.describe_execution().execution_arn(arn).send().await {
+            Ok(d) => d.status().as_str().to_string(),
+            Err(e) => {
+                bar.println(format!(
+                    "build-on-aws: describe failed (retrying): {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                ));
+                "RUNNING".into()
+            }
+        };
+        if let Ok(h) = ex.history(arn).await {
+            bar.set_message(Progress::from_history(&h).line(total, None));
+        }
+        if status != "RUNNING" {
+            bar.finish_and_clear();
+            let h = ex.history(arn).await.unwrap_or_default();
+            return finish(&h, &status, json, p);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+fn finish(history: &[common::ports::HistoryEvent], status: &str, json: bool, p: &common::Pipeline) -> u8 {
+    let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
+    match normalized_from_history(history) {
+        Some(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", table::render(&r, &order));
+            }
+            if r.summary.failed > 0 || status != "SUCCEEDED" { EXIT_FAILED } else { 0 }
+        }
+        None => {
+            let why = history
+                .iter()
+                .rev()
+                .find(|e| e.kind == "ExecutionFailed")
+                .map(|e| format!("{}: {}", e.error.clone().unwrap_or_default(), e.cause.clone().unwrap_or_default()))
+                .unwrap_or_default();
+            eprintln!("build-on-aws: the execution ended {status} without results {why}");
+            EXIT_FAILED
+        }
+    }
+}
+
+pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
+    let p = match common::Pipeline::load(pipeline) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("build-on-aws: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let sfn = client().await;
+    let status = match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(d) => d.status().as_str().to_string(),
+        Err(e) => {
+            eprintln!("build-on-aws: cannot read {arn}: {}", aws_sdk_sfn::error::DisplayErrorContext(&e));
+            return EXIT_FAILED;
+        }
+    };
+    let ex = common::aws::SfnExecutions::new(sfn);
+    match ex.history(arn).await {
+        Ok(h) => finish(&h, &status, json, &p),
+        Err(e) => {
+            eprintln!("build-on-aws: cannot read the history of {arn}: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn console_url_uses_the_execution_region() {
+        let u = super::console_url("arn:aws:states:eu-west-1:123456789012:execution:sm:run-1");
+        assert!(u.starts_with("https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#"));
+        assert!(u.ends_with("execution:sm:run-1"));
+    }
+}

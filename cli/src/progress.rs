@@ -1,0 +1,121 @@
+//! Progress of a run, read from its execution history (the same for local and AWS runs).
+
+use common::ports::HistoryEvent;
+
+/// Counts shown while a run is followed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub succeeded: usize,
+    pub skipped: usize,
+    /// Attempts that failed (some are retried).
+    pub failed_attempts: usize,
+    pub running: usize,
+}
+
+impl Progress {
+    pub fn from_history(events: &[HistoryEvent]) -> Progress {
+        let mut p = Progress::default();
+        let mut started = 0usize;
+        let mut ended = 0usize;
+        for e in events {
+            match e.kind.as_str() {
+                "ActivityStarted" => started += 1,
+                "ActivitySucceeded" => {
+                    ended += 1;
+                    p.succeeded += 1
+                }
+                "ActivityFailed" | "ActivityTimedOut" => {
+                    ended += 1;
+                    p.failed_attempts += 1
+                }
+                "TaskStateExited"
+                    if e.state_name.as_deref().is_some_and(|n| n.starts_with("Prepare")) =>
+                {
+                    let skipped = e
+                        .payload
+                        .as_deref()
+                        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                        .and_then(|v| v.pointer("/prepare/status").cloned())
+                        .is_some_and(|s| s == "skipped");
+                    if skipped {
+                        p.skipped += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        p.running = started.saturating_sub(ended);
+        p
+    }
+
+    pub fn line(&self, total: usize, workers: Option<usize>) -> String {
+        let done = self.succeeded + self.skipped;
+        let mut s = format!(
+            "{done}/{total} done · {} running · {} skipped · {} failed attempts",
+            self.running, self.skipped, self.failed_attempts
+        );
+        if let Some(w) = workers {
+            s.push_str(&format!(" · {w} workers"));
+        }
+        s
+    }
+}
+
+/// The normalized results of a finished execution, read from its history: the output of the
+/// `NormalizeResults` state (kept even when `CheckForFailures` failed the execution).
+pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<common::NormalizedResults> {
+    events
+        .iter()
+        .rev()
+        .filter(|e| e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults"))
+        .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: &str, name: Option<&str>, payload: Option<&str>) -> HistoryEvent {
+        HistoryEvent {
+            id: 0,
+            previous_event_id: 0,
+            kind: kind.into(),
+            timestamp: None,
+            resource: None,
+            state_name: name.map(str::to_string),
+            payload: payload.map(str::to_string),
+            error: None,
+            cause: None,
+        }
+    }
+
+    #[test]
+    fn counts_running_succeeded_skipped_and_failed_attempts() {
+        let h = vec![
+            ev("ActivityStarted", None, None),
+            ev("ActivityStarted", None, None),
+            ev("ActivityStarted", None, None),
+            ev("ActivitySucceeded", None, None),
+            ev("ActivityTimedOut", None, None),
+            ev("TaskStateExited", Some("PrepareA"), Some(r#"{"prepare":{"status":"skipped"}}"#)),
+            ev("TaskStateExited", Some("PrepareB"), Some(r#"{"prepare":{"status":"pending"}}"#)),
+        ];
+        let p = Progress::from_history(&h);
+        assert_eq!(
+            p,
+            Progress { succeeded: 1, skipped: 1, failed_attempts: 1, running: 1 }
+        );
+        assert!(p.line(10, Some(3)).starts_with("2/10 done"));
+    }
+
+    #[test]
+    fn normalized_results_come_from_the_normalize_state_exit() {
+        let r = common::NormalizedResults::new(vec![]);
+        let h = vec![
+            ev("TaskStateExited", Some("NormalizeResults"), Some(&serde_json::to_string(&r).unwrap())),
+            ev("ExecutionFailed", None, None),
+        ];
+        assert_eq!(normalized_from_history(&h), Some(r));
+        assert_eq!(normalized_from_history(&h[1..]), None);
+    }
+}

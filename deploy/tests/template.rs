@@ -1,0 +1,516 @@
+//! The generated CloudFormation template: cfn-lint, substitutions, IAM least privilege, schedule.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Pipeline;
+use deploy::template::{
+    ALLOWED_WILDCARD_ACTIONS, CFN_LINT_IGNORED_ON_STATE_MACHINE, HEALTH_CHECK_SCHEDULE, function_id,
+};
+use deploy::{TemplateOptions, iam_problems, substitution_problems, template};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn example() -> Pipeline {
+    Pipeline::load(&root().join("pipeline.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const MINIMAL: &str = r#"
+name = "tiny"
+
+[[axis]]
+name = "version"
+pattern = '^\d+$'
+
+[[step]]
+name = "Build"
+script = "build.sh"
+"#;
+
+fn minimal() -> Pipeline {
+    Pipeline::parse(MINIMAL).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Two steps with their own instance profiles and one with the default.
+const PROFILES: &str = r#"
+name = "profiles"
+
+[[axis]]
+name = "version"
+pattern = '^\d+$'
+
+[[step]]
+name = "Build"
+script = "build.sh"
+done_when = ["s3://releases/{version}/out.tar.gz"]
+
+[[step]]
+name = "Publish"
+after = ["Build"]
+script = "publish.sh"
+[step.worker]
+instance_profile = "publisher-profile"
+ami = "ami-0123456789abcdef0"
+
+[[step]]
+name = "Sign"
+after = ["Build"]
+script = "sign.sh"
+[step.worker]
+instance_profile = "signer-profile"
+"#;
+
+fn tpl(p: &Pipeline) -> Value {
+    template(p, &TemplateOptions::default())
+}
+
+fn cfn_lint() -> PathBuf {
+    let p = root().join(".tools/venv/bin/cfn-lint");
+    assert!(
+        p.exists(),
+        "{} is missing: run tools/setup (it installs the pinned cfn-lint)",
+        p.display()
+    );
+    p
+}
+
+/// Runs cfn-lint on `t`; returns (exit code, output).
+fn lint(t: &Value) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("template.json");
+    std::fs::write(&f, serde_json::to_string_pretty(t).unwrap()).unwrap();
+    let out = Command::new(cfn_lint())
+        .arg("--format")
+        .arg("parseable")
+        .arg(&f)
+        .output()
+        .expect("cfn-lint runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+    t["Resources"].as_object().unwrap()
+}
+
+fn of_type<'t>(t: &'t Value, ty: &str) -> Vec<(&'t String, &'t Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .collect()
+}
+
+fn all_statements(t: &Value) -> Vec<(String, Value)> {
+    let mut out = vec![];
+    for (id, r) in of_type(t, "AWS::IAM::Role") {
+        for p in r["Properties"]["Policies"].as_array().unwrap() {
+            for s in p["PolicyDocument"]["Statement"].as_array().unwrap() {
+                out.push((id.clone(), s.clone()));
+            }
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+fn actions(s: &Value) -> Vec<String> {
+    match &s["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+        _ => panic!("statement without Action: {s}"),
+    }
+}
+
+#[test]
+fn cfn_lint_passes_on_the_example_minimal_and_multi_profile_templates() {
+    for (name, p) in [
+        ("example", example()),
+        ("minimal", minimal()),
+        ("profiles", Pipeline::parse(PROFILES).unwrap()),
+    ] {
+        let (code, out) = lint(&tpl(&p));
+        assert_eq!(code, 0, "cfn-lint on the {name} template:\n{out}");
+    }
+}
+
+/// The state machine ignores known cfn-lint false positives; without the ignore, those must be
+/// the only findings, so the ignore hides nothing else.
+#[test]
+fn cfn_lint_ignore_on_the_state_machine_hides_only_the_known_false_positives() {
+    let mut t = tpl(&example());
+    let sm = t["Resources"]["StateMachine"].as_object_mut().unwrap();
+    assert_eq!(
+        sm["Metadata"]["cfn-lint"]["config"]["ignore_checks"],
+        json!(CFN_LINT_IGNORED_ON_STATE_MACHINE)
+    );
+    sm.remove("Metadata");
+    let (_, out) = lint(&t);
+    let findings: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    for f in &findings {
+        let known = (f.contains(":E3601:") && f.contains("'Parameters' was unexpected"))
+            || (f.contains(":E1101:") && f.contains("expected str instance, int found"));
+        assert!(
+            known,
+            "unexpected cfn-lint finding on the state machine: {f}"
+        );
+    }
+    // If cfn-lint fixes its schema this test tells us to drop the ignore.
+    assert!(
+        !findings.is_empty(),
+        "cfn-lint no longer reports the false positives: remove CFN_LINT_IGNORED_ON_STATE_MACHINE"
+    );
+}
+
+#[test]
+fn every_definition_placeholder_has_a_substitution_pointing_at_a_template_resource() {
+    for p in [example(), minimal(), Pipeline::parse(PROFILES).unwrap()] {
+        let t = tpl(&p);
+        assert_eq!(substitution_problems(&t), Vec::<String>::new());
+        let sm = &t["Resources"]["StateMachine"]["Properties"];
+        let def = sm["DefinitionString"].as_str().unwrap();
+        let subs = sm["DefinitionSubstitutions"].as_object().unwrap();
+        // One activity per step, each a Ref to an AWS::StepFunctions::Activity with its name.
+        for s in &p.steps {
+            let key = format!("Activity{}", s.name);
+            assert!(def.contains(&format!("${{{key}}}")), "{key} unused");
+            let id = subs[&key]["Ref"].as_str().unwrap();
+            let r = &t["Resources"][id];
+            assert_eq!(r["Type"], "AWS::StepFunctions::Activity");
+            assert_eq!(
+                r["Properties"]["Name"],
+                format!("build-on-aws-{}-{}", p.name, s.name)
+            );
+        }
+        for l in [
+            "parse-input",
+            "start-workers",
+            "normalize-results",
+            "check-for-failures",
+        ] {
+            let key = function_id(l);
+            let id = subs[&key]["Fn::GetAtt"][0].as_str().unwrap();
+            assert_eq!(t["Resources"][id]["Type"], "AWS::Lambda::Function");
+            assert_eq!(
+                t["Resources"][id]["Properties"]["FunctionName"],
+                format!("build-on-aws-{}-{l}", p.name)
+            );
+        }
+        assert_eq!(of_type(&t, "AWS::Lambda::Function").len(), 5);
+        assert_eq!(
+            of_type(&t, "AWS::StepFunctions::Activity").len(),
+            p.steps.len()
+        );
+    }
+}
+
+#[test]
+fn substitution_check_catches_a_missing_or_dangling_substitution() {
+    let mut t = tpl(&minimal());
+    let subs = t["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+        .as_object_mut()
+        .unwrap();
+    subs.remove("ActivityBuild");
+    subs.insert(
+        "LambdaParseInput".into(),
+        json!({"Fn::GetAtt": ["Nowhere", "Arn"]}),
+    );
+    let problems = substitution_problems(&t);
+    assert!(
+        problems.iter().any(|p| p.contains("${ActivityBuild}")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("'Nowhere'")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn no_iam_statement_has_a_wildcard_action() {
+    for p in [example(), Pipeline::parse(PROFILES).unwrap()] {
+        for (id, s) in all_statements(&tpl(&p)) {
+            for a in actions(&s) {
+                assert!(!a.contains('*'), "{id}: wildcard action {a}");
+            }
+        }
+    }
+}
+
+#[test]
+fn resource_star_only_where_every_action_is_an_allowed_wildcard() {
+    let t = tpl(&example());
+    let mut seen = 0;
+    for (id, s) in all_statements(&t) {
+        let res = match &s["Resource"] {
+            Value::Array(a) => a.clone(),
+            v => vec![v.clone()],
+        };
+        if res.iter().any(|r| r == "*") {
+            seen += 1;
+            for a in actions(&s) {
+                assert!(
+                    ALLOWED_WILDCARD_ACTIONS.contains(&a.as_str()),
+                    "{id}: {a} on Resource *"
+                );
+            }
+        }
+    }
+    assert!(
+        seen > 0,
+        "DescribeInstances needs Resource *; the test saw none"
+    );
+    assert_eq!(iam_problems(&t), Vec::<String>::new());
+}
+
+#[test]
+fn terminate_and_create_tags_need_the_stack_tag() {
+    let t = tpl(&example());
+    let stack = json!({"Ref": "AWS::StackName"});
+    let mut checked = 0;
+    for (id, s) in all_statements(&t) {
+        let a = actions(&s);
+        if a.iter()
+            .any(|a| a == "ec2:TerminateInstances" || a == "ec2:CreateTags")
+        {
+            checked += 1;
+            let c = &s["Condition"]["StringEquals"];
+            assert!(
+                c["ec2:ResourceTag/build-on-aws:stack"] == stack
+                    || c["aws:RequestTag/build-on-aws:stack"] == stack,
+                "{id}: {s}"
+            );
+        }
+    }
+    // health check terminates; launchers tag at launch; workers tag themselves.
+    assert!(checked >= 4, "only {checked} statements checked");
+}
+
+#[test]
+fn workers_tag_only_themselves_and_only_their_own_keys() {
+    let t = tpl(&example());
+    let (_, s) = all_statements(&t)
+        .into_iter()
+        .find(|(id, s)| id == "WorkerRole" && actions(s) == ["ec2:CreateTags"])
+        .expect("the worker may tag itself");
+    assert_eq!(
+        s["Condition"]["StringEquals"]["aws:ARN"],
+        "${ec2:SourceInstanceARN}"
+    );
+    let keys = &s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"];
+    assert!(
+        !keys
+            .as_array()
+            .unwrap()
+            .contains(&json!("build-on-aws:stack"))
+    );
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .contains(&json!("build-on-aws:lease"))
+    );
+}
+
+#[test]
+fn pass_role_is_limited_to_worker_roles_and_ec2() {
+    let t = tpl(&Pipeline::parse(PROFILES).unwrap());
+    let mut seen = 0;
+    for (id, s) in all_statements(&t) {
+        if actions(&s).iter().any(|a| a == "iam:PassRole") {
+            seen += 1;
+            assert_eq!(
+                s["Condition"]["StringEquals"]["iam:PassedToService"], "ec2.amazonaws.com",
+                "{id}"
+            );
+            let roles: Vec<&str> = s["Resource"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["Fn::GetAtt"][0].as_str().expect("a GetAtt of a role"))
+                .collect();
+            assert_eq!(
+                roles,
+                [
+                    "WorkerRole",
+                    "WorkerRolePublisherProfile",
+                    "WorkerRoleSignerProfile"
+                ]
+            );
+            for r in roles {
+                assert_eq!(t["Resources"][r]["Type"], "AWS::IAM::Role");
+            }
+        }
+    }
+    assert_eq!(seen, 2, "start-workers and health-check pass worker roles");
+}
+
+#[test]
+fn iam_checker_flags_wildcards_untagged_terminate_and_open_pass_role() {
+    let mut t = tpl(&minimal());
+    let policies = t["Resources"]["LambdaHealthCheckRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    policies.push(json!({"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::x/*"}));
+    policies.push(json!({"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": "*"}));
+    policies.push(json!({"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "*"}));
+    policies.push(json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}));
+    let problems = iam_problems(&t).join("\n");
+    for expect in [
+        "'s3:*' is a wildcard",
+        "[\"sqs:SendMessage\"]",
+        "ec2:TerminateInstances without a condition",
+        "iam:PassRole on a wildcard resource",
+        "iam:PassRole without iam:PassedToService",
+    ] {
+        assert!(
+            problems.contains(expect),
+            "missing {expect:?} in:\n{problems}"
+        );
+    }
+}
+
+#[test]
+fn workers_poll_only_their_profile_activities() {
+    let t = tpl(&Pipeline::parse(PROFILES).unwrap());
+    let poll = |role: &str| -> Vec<String> {
+        let s = all_statements(&t)
+            .into_iter()
+            .find(|(id, s)| id == role && actions(s).contains(&"states:GetActivityTask".into()))
+            .unwrap()
+            .1;
+        s["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Ref"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(poll("WorkerRole"), ["ActivityBuild"]);
+    assert_eq!(poll("WorkerRolePublisherProfile"), ["ActivityPublish"]);
+    assert_eq!(poll("WorkerRoleSignerProfile"), ["ActivitySign"]);
+    assert_eq!(
+        t["Resources"]["WorkerInstanceProfileSignerProfile"]["Properties"]["InstanceProfileName"],
+        "signer-profile"
+    );
+    // The default profile is what start-workers uses for steps naming none.
+    assert_eq!(
+        t["Resources"]["LambdaStartWorkers"]["Properties"]["Environment"]["Variables"]["BOA_WORKER_PROFILE"],
+        json!({"Ref": "WorkerInstanceProfile"})
+    );
+    // Done-checks may read the done_when objects and nothing else of that bucket.
+    let done = all_statements(&t)
+        .into_iter()
+        .find(|(id, s)| id == "LambdaStartWorkersRole" && s["Sid"] == "DoneChecks")
+        .unwrap()
+        .1;
+    assert_eq!(
+        done["Resource"],
+        json!([{"Fn::Sub": "arn:${AWS::Partition}:s3:::releases/*/out.tar.gz"}])
+    );
+}
+
+#[test]
+fn state_machine_invokes_only_the_functions_it_calls() {
+    let t = tpl(&example());
+    let s = all_statements(&t)
+        .into_iter()
+        .find(|(id, s)| id == "StateMachineRole" && actions(s) == ["lambda:InvokeFunction"])
+        .unwrap()
+        .1;
+    let fns: Vec<&str> = s["Resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Fn::GetAtt"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fns,
+        [
+            "LambdaParseInput",
+            "LambdaStartWorkers",
+            "LambdaNormalizeResults",
+            "LambdaCheckForFailures"
+        ]
+    );
+}
+
+#[test]
+fn the_schedule_runs_the_health_check_every_five_minutes() {
+    let t = tpl(&example());
+    let sched = of_type(&t, "AWS::Scheduler::Schedule");
+    assert_eq!(sched.len(), 1);
+    let props = &sched[0].1["Properties"];
+    assert_eq!(props["ScheduleExpression"], "rate(5 minutes)");
+    assert_eq!(HEALTH_CHECK_SCHEDULE, "rate(5 minutes)");
+    assert_eq!(
+        props["Target"]["Arn"],
+        json!({"Fn::GetAtt": ["LambdaHealthCheck", "Arn"]})
+    );
+    let role = props["Target"]["RoleArn"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap();
+    let stmts: Vec<Value> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| id == role)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(stmts.len(), 1);
+    assert_eq!(actions(&stmts[0]), ["lambda:InvokeFunction"]);
+    assert_eq!(
+        stmts[0]["Resource"],
+        json!([{"Fn::GetAtt": ["LambdaHealthCheck", "Arn"]}])
+    );
+}
+
+#[test]
+fn lambdas_get_the_state_machine_arn_without_a_circular_ref() {
+    let t = tpl(&example());
+    for (id, f) in of_type(&t, "AWS::Lambda::Function") {
+        let p = &f["Properties"];
+        assert_eq!(p["Runtime"], "provided.al2023");
+        assert_eq!(p["Handler"], "bootstrap");
+        assert_eq!(p["Architectures"], json!([{"Ref": "Architecture"}]));
+        let env = &p["Environment"]["Variables"];
+        assert_eq!(
+            env["BOA_STATE_MACHINE_ARN"],
+            json!({"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:build-on-aws-hhvm"}),
+            "{id}"
+        );
+        for k in [
+            "BOA_STACK",
+            "BOA_ARTIFACTS",
+            "BOA_LOG_GROUP",
+            "BOA_PIPELINE_FILE",
+        ] {
+            assert!(!env[k].is_null(), "{id} lacks {k}");
+        }
+        assert!(
+            !serde_json::to_string(f)
+                .unwrap()
+                .contains("\"StateMachine\"")
+        );
+    }
+    assert_eq!(
+        t["Resources"]["StateMachine"]["Properties"]["StateMachineName"],
+        "build-on-aws-hhvm"
+    );
+    let timeout = |id: &str| {
+        t["Resources"][id]["Properties"]["Timeout"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(timeout("LambdaHealthCheck") > timeout("LambdaParseInput"));
+    assert!(timeout("LambdaStartWorkers") > timeout("LambdaParseInput"));
+}
+
+#[test]
+fn generation_is_deterministic() {
+    let a = serde_json::to_string(&tpl(&example())).unwrap();
+    let b = serde_json::to_string(&tpl(&example())).unwrap();
+    assert_eq!(a, b);
+}

@@ -1,0 +1,70 @@
+//! [`Objects`] over `aws_sdk_s3::Client`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::common_kind;
+use crate::ports::{Objects, PortError};
+
+/// Maps any S3 error to a [`PortError`]: the one place S3 error codes are read.
+pub fn map_error<E, R>(e: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match common_kind(&e) {
+        Err(pe) => pe,
+        Ok((code, message))
+            if matches!(code.as_str(), "NotFound" | "NoSuchKey" | "NoSuchBucket") =>
+        {
+            PortError::NotFound(message)
+        }
+        Ok((_, message)) => PortError::Other(message),
+    }
+}
+
+/// S3 as [`Objects`].
+#[derive(Debug, Clone)]
+pub struct S3Objects(pub Client);
+
+#[async_trait]
+impl Objects for S3Objects {
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
+        match self.0.head_object().bucket(bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(false),
+            Err(e) => match map_error(e) {
+                // A HEAD has no body: some servers answer a missing key with a bare 404.
+                PortError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_s: u64,
+    ) -> Result<String, PortError> {
+        let cfg = PresigningConfig::expires_in(Duration::from_secs(expires_s)).map_err(|e| {
+            PortError::Other(format!(
+                "cannot presign s3://{bucket}/{key} for {expires_s}s: {e} (at most 7 days)"
+            ))
+        })?;
+        let req = self
+            .0
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(cfg)
+            .await
+            .map_err(map_error)?;
+        Ok(req.uri().to_string())
+    }
+}

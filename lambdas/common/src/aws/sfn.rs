@@ -1,0 +1,201 @@
+//! [`Executions`] and [`Activities`] over `aws_sdk_sfn::Client`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::config::timeout::TimeoutConfig;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent as SfnEvent};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::{common_kind, to_chrono};
+use crate::ports::{
+    Activities, ActivityTask, ExecutionSummary, Executions, HistoryEvent, PortError,
+};
+
+/// GetActivityTask long-polls for up to 60 s: the client waits longer than that.
+pub const GET_TASK_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// Maps any Step Functions error to a [`PortError`]: the one place its error codes are read.
+pub fn map_error<E, R>(e: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match common_kind(&e) {
+        Err(pe) => pe,
+        Ok((code, message)) => match code.as_str() {
+            "TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist" => PortError::TaskGone(message),
+            "ExecutionDoesNotExist"
+            | "ActivityDoesNotExist"
+            | "StateMachineDoesNotExist"
+            | "ResourceNotFound" => PortError::NotFound(message),
+            _ => PortError::Other(message),
+        },
+    }
+}
+
+/// Step Functions executions (the health check's view).
+#[derive(Debug, Clone)]
+pub struct SfnExecutions(pub Client);
+
+/// Step Functions activities (the worker's view).
+#[derive(Debug, Clone)]
+pub struct SfnActivities(pub Client);
+
+/// Reduces an AWS history event to what we read.
+pub fn convert_event(e: &SfnEvent) -> HistoryEvent {
+    let mut out = HistoryEvent {
+        id: e.id(),
+        previous_event_id: e.previous_event_id(),
+        kind: e.r#type().as_str().to_string(),
+        timestamp: to_chrono(e.timestamp()),
+        resource: None,
+        state_name: None,
+        payload: None,
+        error: None,
+        cause: None,
+    };
+    let ec = |err: Option<&str>, cause: Option<&str>| {
+        (err.map(str::to_string), cause.map(str::to_string))
+    };
+    if let Some(d) = e.activity_scheduled_event_details() {
+        out.resource = Some(d.resource().to_string());
+        out.payload = d.input().map(str::to_string);
+    } else if let Some(d) = e.state_entered_event_details() {
+        out.state_name = Some(d.name().to_string());
+        out.payload = d.input().map(str::to_string);
+    } else if let Some(d) = e.state_exited_event_details() {
+        out.state_name = Some(d.name().to_string());
+        out.payload = d.output().map(str::to_string);
+    } else if let Some(d) = e.activity_succeeded_event_details() {
+        out.payload = d.output().map(str::to_string);
+    } else if let Some(d) = e.activity_failed_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.activity_timed_out_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.activity_schedule_failed_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.task_failed_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.execution_failed_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.execution_started_event_details() {
+        out.payload = d.input().map(str::to_string);
+    } else if let Some(d) = e.execution_succeeded_event_details() {
+        out.payload = d.output().map(str::to_string);
+    }
+    out
+}
+
+#[async_trait]
+impl Executions for SfnExecutions {
+    async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
+        let mut pages = self
+            .0
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .status_filter(ExecutionStatus::Running)
+            .into_paginator()
+            .send();
+        let mut out = vec![];
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_error)?;
+            for e in page.executions() {
+                out.push(ExecutionSummary {
+                    arn: e.execution_arn().to_string(),
+                    name: e.name().to_string(),
+                    start: to_chrono(e.start_date()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.arn.cmp(&b.arn));
+        Ok(out)
+    }
+
+    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
+        let mut pages = self
+            .0
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut out = vec![];
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_error)?;
+            out.extend(page.events().iter().map(convert_event));
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Activities for SfnActivities {
+    async fn get_task(
+        &self,
+        activity_arn: &str,
+        worker_name: &str,
+    ) -> Result<Option<ActivityTask>, PortError> {
+        let out = self
+            .0
+            .get_activity_task()
+            .activity_arn(activity_arn)
+            .worker_name(worker_name)
+            .customize()
+            .config_override(
+                aws_sdk_sfn::config::Builder::default().timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_timeout(GET_TASK_TIMEOUT)
+                        .operation_attempt_timeout(GET_TASK_TIMEOUT)
+                        .read_timeout(GET_TASK_TIMEOUT)
+                        .build(),
+                ),
+            )
+            .send()
+            .await
+            .map_err(map_error)?;
+        match out.task_token() {
+            Some(t) if !t.is_empty() => Ok(Some(ActivityTask {
+                token: t.to_string(),
+                input: out.input().unwrap_or("{}").to_string(),
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn heartbeat(&self, token: &str) -> Result<(), PortError> {
+        self.0
+            .send_task_heartbeat()
+            .task_token(token)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn succeed(&self, token: &str, output: &str) -> Result<(), PortError> {
+        self.0
+            .send_task_success()
+            .task_token(token)
+            .output(output)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), PortError> {
+        self.0
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+}

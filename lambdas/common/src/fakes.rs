@@ -1,0 +1,492 @@
+//! In-memory fakes of the ports, for tests (this crate's, and other crates' with the `fakes`
+//! feature). They keep state behind a mutex and record every call, so a test can script
+//! failures and then assert what was asked.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::launch::Sleeper;
+use crate::ports::{
+    Activities, ActivityTask, ExecutionSummary, Executions, Fleet, HistoryEvent, Instance,
+    InstanceState, LaunchSpec, Objects, PortError, Purchase,
+};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet
+
+#[derive(Debug, Default)]
+struct FleetState {
+    instances: BTreeMap<String, Instance>,
+    tokens: BTreeMap<String, Vec<String>>,
+    calls: Vec<LaunchSpec>,
+    next_errors: VecDeque<PortError>,
+    refuse: Vec<(String, Purchase, PortError)>,
+    instances_error: Option<PortError>,
+    terminated: Vec<String>,
+    next_id: u64,
+    lagging: bool,
+    hidden: BTreeSet<String>,
+}
+
+/// A fake EC2: launches honour `ClientToken` idempotency like EC2 (same token → same ids, no new
+/// instance). `instances()` yields to the scheduler after taking its snapshot, so concurrent
+/// callers really race between counting and launching.
+#[derive(Debug, Default)]
+pub struct FakeFleet {
+    state: Mutex<FleetState>,
+}
+
+impl FakeFleet {
+    pub fn new() -> FakeFleet {
+        FakeFleet::default()
+    }
+
+    /// The next launch calls fail with these errors, in order (one per call).
+    pub fn fail_next(&self, errors: impl IntoIterator<Item = PortError>) {
+        lock(&self.state).next_errors.extend(errors);
+    }
+
+    /// Every launch of this type and purchase fails with `error`.
+    pub fn refuse(&self, instance_type: &str, purchase: Purchase, error: PortError) {
+        lock(&self.state)
+            .refuse
+            .push((instance_type.to_string(), purchase, error));
+    }
+
+    /// `instances()` fails with `error` from now on.
+    pub fn fail_instances(&self, error: PortError) {
+        lock(&self.state).instances_error = Some(error);
+    }
+
+    /// Adds an instance as if launched earlier.
+    pub fn add(&self, id: &str, state: InstanceState, tags: &[(&str, &str)]) {
+        self.add_at(id, state, tags, None);
+    }
+
+    /// Adds an instance with a launch time.
+    pub fn add_at(
+        &self,
+        id: &str,
+        state: InstanceState,
+        tags: &[(&str, &str)],
+        launch_time: Option<DateTime<Utc>>,
+    ) {
+        lock(&self.state).instances.insert(
+            id.to_string(),
+            Instance {
+                id: id.to_string(),
+                state,
+                instance_type: "c7i.large".into(),
+                launch_time,
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+        );
+    }
+
+    /// Simulates EC2's eventual consistency: instances launched from now on are not listed by
+    /// `instances()` until [`FakeFleet::settle`].
+    pub fn lag_describe(&self) {
+        lock(&self.state).lagging = true;
+    }
+
+    /// Lists every instance again and stops lagging.
+    pub fn settle(&self) {
+        let mut st = lock(&self.state);
+        st.lagging = false;
+        st.hidden.clear();
+    }
+
+    /// Every launch call made, in order, including refused ones.
+    pub fn launch_calls(&self) -> Vec<LaunchSpec> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// Every instance, any state.
+    pub fn all(&self) -> Vec<Instance> {
+        lock(&self.state).instances.values().cloned().collect()
+    }
+
+    /// Ids of pending/running instances.
+    pub fn live_ids(&self) -> Vec<String> {
+        lock(&self.state)
+            .instances
+            .values()
+            .filter(|i| i.state.is_live())
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
+    /// Ids passed to `terminate`, in order.
+    pub fn terminated(&self) -> Vec<String> {
+        lock(&self.state).terminated.clone()
+    }
+}
+
+#[async_trait]
+impl Fleet for FakeFleet {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Vec<String>, PortError> {
+        let mut st = lock(&self.state);
+        st.calls.push(spec.clone());
+        if let Some(ids) = st.tokens.get(&spec.client_token) {
+            return Ok(ids.clone());
+        }
+        if let Some(e) = st.next_errors.pop_front() {
+            return Err(e);
+        }
+        if let Some((_, _, e)) = st
+            .refuse
+            .iter()
+            .find(|(t, p, _)| *t == spec.instance_type && *p == spec.purchase)
+        {
+            return Err(e.clone());
+        }
+        let mut ids = vec![];
+        for _ in 0..spec.count {
+            st.next_id += 1;
+            let id = format!("i-{:017x}", st.next_id);
+            st.instances.insert(
+                id.clone(),
+                Instance {
+                    id: id.clone(),
+                    state: InstanceState::Pending,
+                    instance_type: spec.instance_type.clone(),
+                    launch_time: Some(Utc::now()),
+                    tags: spec.tags.clone(),
+                },
+            );
+            if st.lagging {
+                st.hidden.insert(id.clone());
+            }
+            ids.push(id);
+        }
+        st.tokens.insert(spec.client_token.clone(), ids.clone());
+        Ok(ids)
+    }
+
+    async fn instances(&self, tags: &[(String, String)]) -> Result<Vec<Instance>, PortError> {
+        let snapshot = {
+            let st = lock(&self.state);
+            if let Some(e) = &st.instances_error {
+                return Err(e.clone());
+            }
+            st.instances
+                .values()
+                .filter(|i| i.state != InstanceState::Terminated)
+                .filter(|i| !st.hidden.contains(&i.id))
+                .filter(|i| tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
+                .cloned()
+                .collect()
+        };
+        tokio::task::yield_now().await;
+        Ok(snapshot)
+    }
+
+    async fn tag(
+        &self,
+        instance_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        let i = st
+            .instances
+            .get_mut(instance_id)
+            .ok_or_else(|| PortError::NotFound(instance_id.to_string()))?;
+        i.tags.extend(tags.clone());
+        Ok(())
+    }
+
+    async fn terminate(&self, instance_ids: &[String]) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        for id in instance_ids {
+            if let Some(i) = st.instances.get_mut(id) {
+                i.state = InstanceState::Terminated;
+            }
+            st.terminated.push(id.clone());
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executions
+
+#[derive(Debug, Default)]
+struct ExecState {
+    running: BTreeMap<String, Vec<ExecutionSummary>>,
+    histories: BTreeMap<String, Vec<HistoryEvent>>,
+    error: Option<PortError>,
+}
+
+/// A fake Step Functions execution API.
+#[derive(Debug, Default)]
+pub struct FakeExecutions {
+    state: Mutex<ExecState>,
+}
+
+impl FakeExecutions {
+    pub fn new() -> FakeExecutions {
+        FakeExecutions::default()
+    }
+
+    /// Adds a RUNNING execution of `state_machine` with its history.
+    pub fn add_running(
+        &self,
+        state_machine: &str,
+        execution_arn: &str,
+        history: Vec<HistoryEvent>,
+    ) {
+        let mut st = lock(&self.state);
+        st.running
+            .entry(state_machine.to_string())
+            .or_default()
+            .push(ExecutionSummary {
+                arn: execution_arn.to_string(),
+                name: execution_arn
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                start: None,
+            });
+        st.histories.insert(execution_arn.to_string(), history);
+    }
+
+    /// Every call fails with `error` from now on.
+    pub fn fail(&self, error: PortError) {
+        lock(&self.state).error = Some(error);
+    }
+}
+
+#[async_trait]
+impl Executions for FakeExecutions {
+    async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(st
+            .running
+            .get(state_machine_arn)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        st.histories
+            .get(execution_arn)
+            .cloned()
+            .ok_or_else(|| PortError::NotFound(execution_arn.to_string()))
+    }
+}
+
+/// A history event with only its type and links set.
+pub fn event(id: i64, previous_event_id: i64, kind: &str) -> HistoryEvent {
+    HistoryEvent {
+        id,
+        previous_event_id,
+        kind: kind.to_string(),
+        timestamp: None,
+        resource: None,
+        state_name: None,
+        payload: None,
+        error: None,
+        cause: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+#[derive(Debug, Default)]
+struct ObjState {
+    objects: BTreeSet<(String, String)>,
+    heads: Vec<(String, String)>,
+    error: Option<PortError>,
+}
+
+/// A fake S3: a set of (bucket, key); records every `exists` asked.
+#[derive(Debug, Default)]
+pub struct FakeObjects {
+    state: Mutex<ObjState>,
+}
+
+impl FakeObjects {
+    pub fn new() -> FakeObjects {
+        FakeObjects::default()
+    }
+    pub fn put(&self, bucket: &str, key: &str) {
+        lock(&self.state)
+            .objects
+            .insert((bucket.to_string(), key.to_string()));
+    }
+    pub fn fail(&self, error: PortError) {
+        lock(&self.state).error = Some(error);
+    }
+    /// Every (bucket, key) asked about, in order.
+    pub fn asked(&self) -> Vec<(String, String)> {
+        lock(&self.state).heads.clone()
+    }
+}
+
+#[async_trait]
+impl Objects for FakeObjects {
+    async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
+        let mut st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        let k = (bucket.to_string(), key.to_string());
+        st.heads.push(k.clone());
+        Ok(st.objects.contains(&k))
+    }
+
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires_s: u64,
+    ) -> Result<String, PortError> {
+        Ok(format!(
+            "https://{bucket}.s3.fake/{key}?X-Amz-Expires={expires_s}"
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activities
+
+/// What a worker did with a task, as recorded by [`FakeActivities`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivityCall {
+    Heartbeat(String),
+    Succeed {
+        token: String,
+        output: String,
+    },
+    Fail {
+        token: String,
+        error: String,
+        cause: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct ActState {
+    tasks: BTreeMap<String, VecDeque<ActivityTask>>,
+    calls: Vec<ActivityCall>,
+    gone: BTreeSet<String>,
+}
+
+/// A fake activity API: tasks queued per activity ARN; `get_task` returns `None` at once when the
+/// queue is empty.
+#[derive(Debug, Default)]
+pub struct FakeActivities {
+    state: Mutex<ActState>,
+}
+
+impl FakeActivities {
+    pub fn new() -> FakeActivities {
+        FakeActivities::default()
+    }
+    pub fn publish(&self, activity_arn: &str, token: &str, input: &str) {
+        lock(&self.state)
+            .tasks
+            .entry(activity_arn.to_string())
+            .or_default()
+            .push_back(ActivityTask {
+                token: token.to_string(),
+                input: input.to_string(),
+            });
+    }
+    /// Calls with this token fail with `TaskGone` from now on (the task timed out).
+    pub fn expire(&self, token: &str) {
+        lock(&self.state).gone.insert(token.to_string());
+    }
+    pub fn calls(&self) -> Vec<ActivityCall> {
+        lock(&self.state).calls.clone()
+    }
+    fn record(&self, token: &str, call: ActivityCall) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        if st.gone.contains(token) {
+            return Err(PortError::TaskGone("Task Timed Out".into()));
+        }
+        st.calls.push(call);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Activities for FakeActivities {
+    async fn get_task(
+        &self,
+        activity_arn: &str,
+        _worker_name: &str,
+    ) -> Result<Option<ActivityTask>, PortError> {
+        Ok(lock(&self.state)
+            .tasks
+            .get_mut(activity_arn)
+            .and_then(VecDeque::pop_front))
+    }
+    async fn heartbeat(&self, token: &str) -> Result<(), PortError> {
+        self.record(token, ActivityCall::Heartbeat(token.to_string()))
+    }
+    async fn succeed(&self, token: &str, output: &str) -> Result<(), PortError> {
+        self.record(
+            token,
+            ActivityCall::Succeed {
+                token: token.to_string(),
+                output: output.to_string(),
+            },
+        )
+    }
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), PortError> {
+        self.record(
+            token,
+            ActivityCall::Fail {
+                token: token.to_string(),
+                error: error.to_string(),
+                cause: cause.to_string(),
+            },
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sleeper
+
+/// Records every delay and returns at once.
+#[derive(Debug, Default)]
+pub struct RecordingSleeper {
+    slept: Mutex<Vec<Duration>>,
+}
+
+impl RecordingSleeper {
+    pub fn new() -> RecordingSleeper {
+        RecordingSleeper::default()
+    }
+    pub fn slept(&self) -> Vec<Duration> {
+        lock(&self.slept).clone()
+    }
+}
+
+#[async_trait]
+impl Sleeper for RecordingSleeper {
+    async fn sleep(&self, d: Duration) {
+        lock(&self.slept).push(d);
+    }
+}

@@ -1,0 +1,565 @@
+//! Starting workers: ONE implementation shared by start-workers (`Prepare<Step>`) and the health
+//! check.
+//!
+//! [`ensure_workers`] counts the live workers of an activity from their tags, launches the
+//! shortfall (capped by `max_workers`, exactly one for an `exclusive` step) through the [`Fleet`]
+//! port, trying instance types and markets in order, retrying throttling with capped exponential
+//! backoff and full jitter, and reports every instance id the moment its launch returns.
+//!
+//! Idempotency: every RunInstances request carries a `ClientToken` derived from the request, so a
+//! retried Lambda invocation (same token seed) gets the instances of the first invocation back
+//! instead of new ones; for an exclusive step the token ignores the task item, so concurrent
+//! `Prepare` calls of the same execution and attempt share one instance.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{Market, Pipeline, Step};
+use crate::ports::{Fleet, Instance, LaunchSpec, PortError, Purchase, tags};
+use crate::worker_env::{Shutdown, WorkerEnv, user_data};
+
+/// Where the stack's pieces are, read once by each Lambda from its environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackConfig {
+    /// `BOA_STACK`: the stack name, tagged on every instance (`build-on-aws:stack`).
+    pub stack: String,
+    /// AWS region the workers poll in (`AWS_REGION`).
+    pub region: String,
+    /// `BOA_STATE_MACHINE_ARN`: the state machine whose executions the health check watches.
+    pub state_machine_arn: String,
+    /// `arn:aws:states:<region>:<account>:activity:` — an activity ARN is this plus
+    /// [`activity_name`].
+    pub activity_arn_prefix: String,
+    /// `BOA_ARTIFACTS`: `s3://bucket/prefix` holding `scripts/` and the worker binary.
+    pub artifacts: String,
+    /// Where workers fetch the step scripts; default `<artifacts>/scripts`.
+    pub scripts: String,
+    /// The worker binary's URL; default `<artifacts>/worker/worker`.
+    pub worker_binary: String,
+    /// `BOA_LOG_GROUP`: CloudWatch Logs group of the workers.
+    pub log_group: Option<String>,
+    /// Instance profile used when a step names none (`BOA_WORKER_PROFILE`).
+    pub default_instance_profile: String,
+    /// Subnets used when a step names none (`BOA_SUBNETS`, comma-separated).
+    pub default_subnets: Vec<String>,
+    /// Security groups used when a step names none (`BOA_SECURITY_GROUPS`, comma-separated).
+    pub default_security_groups: Vec<String>,
+    /// Step Functions endpoint the workers use (local mode and tests only).
+    pub endpoint_url: Option<String>,
+    /// How workers end: `poweroff` on EC2.
+    pub shutdown: Shutdown,
+    /// Worker log folder (local mode).
+    pub log_dir: Option<String>,
+    /// Worker work folder; default `/var/lib/build-on-aws`.
+    pub work_dir: String,
+}
+
+/// Errors reading a [`StackConfig`] from the environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the Lambda configuration is incomplete:\n  {}\n(set them in the function's environment; the deploy template does)", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl StackConfig {
+    /// A configuration for `stack` in `region`, account `account`, artifacts at `artifacts`.
+    pub fn new(stack: &str, region: &str, account: &str, artifacts: &str) -> StackConfig {
+        let artifacts = artifacts.trim_end_matches('/').to_string();
+        StackConfig {
+            stack: stack.to_string(),
+            region: region.to_string(),
+            state_machine_arn: format!("arn:aws:states:{region}:{account}:stateMachine:{stack}"),
+            activity_arn_prefix: format!("arn:aws:states:{region}:{account}:activity:"),
+            scripts: format!("{artifacts}/scripts"),
+            worker_binary: format!("{artifacts}/worker/worker"),
+            artifacts,
+            log_group: None,
+            default_instance_profile: String::new(),
+            default_subnets: vec![],
+            default_security_groups: vec![],
+            endpoint_url: None,
+            shutdown: Shutdown::Poweroff,
+            log_dir: None,
+            work_dir: "/var/lib/build-on-aws".into(),
+        }
+    }
+
+    /// Reads `BOA_STACK`, `BOA_STATE_MACHINE_ARN` (region and account come from it),
+    /// `BOA_ARTIFACTS`, and the optional `BOA_LOG_GROUP`, `BOA_WORKER_PROFILE`, `BOA_SUBNETS`,
+    /// `BOA_SECURITY_GROUPS`, `BOA_SCRIPTS`, `BOA_WORKER_BINARY`. Every missing or bad variable
+    /// is reported at once.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<StackConfig, ConfigError> {
+        let mut problems = vec![];
+        let mut req = |k: &str| match get(k).filter(|v| !v.trim().is_empty()) {
+            Some(v) => v.trim().to_string(),
+            None => {
+                problems.push(format!("{k} is not set"));
+                String::new()
+            }
+        };
+        let stack = req("BOA_STACK");
+        let sm = req("BOA_STATE_MACHINE_ARN");
+        let artifacts = req("BOA_ARTIFACTS");
+        // arn:aws:states:<region>:<account>:stateMachine:<name>
+        let parts: Vec<&str> = sm.split(':').collect();
+        let (region, account) = if parts.len() >= 7 && parts[2] == "states" {
+            (parts[3].to_string(), parts[4].to_string())
+        } else {
+            if !sm.is_empty() {
+                problems.push(format!(
+                    "BOA_STATE_MACHINE_ARN='{sm}' is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)"
+                ));
+            }
+            (String::new(), String::new())
+        };
+        if !artifacts.is_empty() && !artifacts.starts_with("s3://") {
+            problems.push(format!(
+                "BOA_ARTIFACTS='{artifacts}' must be an s3://bucket/prefix URL"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        let list = |k: &str| -> Vec<String> {
+            get(k)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let mut c = StackConfig::new(&stack, &region, &account, &artifacts);
+        c.state_machine_arn = sm;
+        c.log_group = get("BOA_LOG_GROUP").filter(|v| !v.is_empty());
+        c.default_instance_profile = get("BOA_WORKER_PROFILE").unwrap_or_default();
+        c.default_subnets = list("BOA_SUBNETS");
+        c.default_security_groups = list("BOA_SECURITY_GROUPS");
+        if let Some(s) = get("BOA_SCRIPTS").filter(|v| !v.is_empty()) {
+            c.scripts = s;
+        }
+        if let Some(s) = get("BOA_WORKER_BINARY").filter(|v| !v.is_empty()) {
+            c.worker_binary = s;
+        }
+        Ok(c)
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<StackConfig, ConfigError> {
+        StackConfig::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// The ARN of a step's activity.
+    pub fn activity_arn(&self, p: &Pipeline, step: &str) -> String {
+        format!("{}{}", self.activity_arn_prefix, activity_name(p, step))
+    }
+}
+
+/// The activity name of a step: `build-on-aws-<pipeline>-<Step>`.
+pub fn activity_name(p: &Pipeline, step: &str) -> String {
+    format!("build-on-aws-{}-{step}", p.name)
+}
+
+/// The step an activity ARN (or name) belongs to, if it is one of this pipeline's.
+pub fn step_of_activity<'p>(p: &'p Pipeline, arn: &str) -> Option<&'p Step> {
+    let name = arn.rsplit(':').next().unwrap_or(arn);
+    let step = name.strip_prefix(&format!("build-on-aws-{}-", p.name))?;
+    p.step(step)
+}
+
+/// The worker configuration of a step's workers.
+pub fn worker_env(cfg: &StackConfig, p: &Pipeline, step: &Step) -> WorkerEnv {
+    WorkerEnv {
+        activity_arn: cfg.activity_arn(p, &step.name),
+        region: cfg.region.clone(),
+        endpoint_url: cfg.endpoint_url.clone(),
+        instance_id: None,
+        step: step.name.clone(),
+        scripts: cfg.scripts.clone(),
+        script: step.script.clone(),
+        init_script: step.init_script.clone(),
+        after_script: step.after_script.clone(),
+        cleanup_script: step.cleanup_script.clone(),
+        step_env: step.env.clone(),
+        idle_timeout: step.worker.idle_timeout,
+        max_tasks: step.worker.max_tasks_per_worker,
+        heartbeat: (step.heartbeat / 3).max(Duration::from_secs(1)),
+        log_dir: cfg.log_dir.clone(),
+        log_group: cfg.log_group.clone(),
+        work_dir: cfg.work_dir.clone(),
+        shutdown: cfg.shutdown,
+        stack: cfg.stack.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backoff
+
+/// Sleeps between throttled attempts; injectable so tests run instantly and see every delay.
+#[async_trait]
+pub trait Sleeper: Send + Sync {
+    async fn sleep(&self, d: Duration);
+}
+
+/// The real sleeper.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+#[async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// First backoff ceiling.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Largest backoff ceiling.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+/// Tries of one request when throttled (the first included).
+pub const MAX_TRIES: u32 = 6;
+
+/// The ceiling of the full-jitter delay before retry `retry` (0-based): `min(cap, base·2^retry)`.
+pub fn backoff_ceiling(retry: u32) -> Duration {
+    BACKOFF_BASE
+        .saturating_mul(1u32 << retry.min(16))
+        .min(BACKOFF_CAP)
+}
+
+/// A full-jitter delay: uniform in `[0, ceiling]`.
+pub fn full_jitter(retry: u32) -> Duration {
+    let c = backoff_ceiling(retry).as_secs_f64();
+    Duration::from_secs_f64(rand::random_range(0.0..=c))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launching
+
+/// Who asks for workers, for tags and idempotency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchContext<'a> {
+    /// The execution ARN the workers are launched for (tagged; orphans are reaped by it).
+    pub execution: &'a str,
+    /// The state that asks (tagged), e.g. `PrepareMakeBinaryPackage` or `HealthCheck`.
+    pub state: &'a str,
+    /// The request's identity: a retried invocation of the same request passes the same seed and
+    /// so never launches twice (start-workers: execution + step + item + attempt).
+    pub token_seed: &'a str,
+    /// The task's retry attempt (0 first), or for the health check a number naming the waiting
+    /// task. For an exclusive step the token is derived from (stack, activity, execution,
+    /// attempt) only, so concurrent calls of one attempt share one instance while a retry after
+    /// the exclusive worker shut down gets a fresh one.
+    pub attempt: u32,
+}
+
+/// What [`ensure_workers`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaunchOutcome {
+    /// Instance ids launched by this call, in launch order.
+    pub launched: Vec<String>,
+    /// In words: what was counted and done, or why nothing could be launched.
+    pub reason: String,
+    /// The error that stopped launching early, if any (capacity exhausted, throttled after
+    /// every try, or a refusal such as a bad AMI).
+    /// Not serialised: the reason already says it in words.
+    #[serde(skip)]
+    pub error: Option<PortError>,
+}
+
+/// Counts of an activity's live workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCounts {
+    /// Pending or running.
+    pub live: u32,
+    /// Live and not tagged `build-on-aws:work=busy` (idle, or still booting).
+    pub idle: u32,
+}
+
+/// Counts the live workers among `instances` (all of one activity).
+pub fn count_workers(instances: &[Instance]) -> WorkerCounts {
+    let mut c = WorkerCounts::default();
+    for i in instances.iter().filter(|i| i.state.is_live()) {
+        c.live += 1;
+        if i.tags.get(tags::WORK).map(String::as_str) != Some("busy") {
+            c.idle += 1;
+        }
+    }
+    c
+}
+
+/// A stable 128-bit hash (two FNV-1a-64 lanes), hex: the same parts give the same token on every
+/// machine and Rust version.
+fn stable_hash(parts: &[&str]) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x8422_2325_cbf2_9ce4;
+    for p in parts {
+        for byte in p.bytes().chain(std::iter::once(0x1f)) {
+            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(byte.rotate_left(3))).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{a:016x}{b:016x}")
+}
+
+/// The ClientToken (≤ 64 ASCII characters, as EC2 requires) of one RunInstances request.
+pub fn client_token(
+    cfg: &StackConfig,
+    p: &Pipeline,
+    step: &Step,
+    ctx: &LaunchContext<'_>,
+    instance_type: &str,
+    purchase: Purchase,
+    count: u32,
+) -> String {
+    let activity = activity_name(p, &step.name);
+    let purchase = match purchase {
+        Purchase::Spot => "spot",
+        Purchase::OnDemand => "on-demand",
+    };
+    let count = count.to_string();
+    let h = if step.exclusive {
+        let attempt = ctx.attempt.to_string();
+        stable_hash(&[
+            "exclusive",
+            &cfg.stack,
+            &activity,
+            ctx.execution,
+            &attempt,
+            instance_type,
+            purchase,
+            &count,
+        ])
+    } else {
+        stable_hash(&[
+            &cfg.stack,
+            &activity,
+            ctx.token_seed,
+            instance_type,
+            purchase,
+            &count,
+        ])
+    };
+    format!("boa-{h}")
+}
+
+/// The (instance type, purchase) pairs to try, in order.
+pub fn attempts_order(step: &Step) -> Vec<(String, Purchase)> {
+    let mut v = vec![];
+    for t in &step.worker.instance_types {
+        let purchases: &[Purchase] = match step.worker.market {
+            Market::SpotThenOnDemand => &[Purchase::Spot, Purchase::OnDemand],
+            Market::Spot => &[Purchase::Spot],
+            Market::OnDemand => &[Purchase::OnDemand],
+        };
+        for pu in purchases {
+            v.push((t.clone(), *pu));
+        }
+    }
+    v
+}
+
+fn purchase_str(p: Purchase) -> &'static str {
+    match p {
+        Purchase::Spot => "spot",
+        Purchase::OnDemand => "on-demand",
+    }
+}
+
+/// Makes sure `wanted` workers are available to a step's activity: launches
+/// `min(wanted − idle, cap − live)` instances, where `cap` is `max_workers` (1 when exclusive).
+///
+/// Never fails: what could not be done is in [`LaunchOutcome::reason`] and `error`, and the
+/// instances launched before a failure are in `launched`. The task keeps waiting either way and
+/// the health check tries again.
+#[allow(clippy::too_many_arguments)]
+pub async fn ensure_workers(
+    fleet: &dyn Fleet,
+    sleeper: &dyn Sleeper,
+    cfg: &StackConfig,
+    p: &Pipeline,
+    step: &Step,
+    wanted: u32,
+    ctx: &LaunchContext<'_>,
+) -> LaunchOutcome {
+    let activity = activity_name(p, &step.name);
+    let filter = vec![
+        (tags::STACK.to_string(), cfg.stack.clone()),
+        (tags::ACTIVITY.to_string(), activity.clone()),
+    ];
+    let existing = match with_backoff(sleeper, || fleet.instances(&filter)).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(activity = %activity, error = %e, "cannot count workers");
+            return LaunchOutcome {
+                launched: vec![],
+                reason: format!("cannot count the workers of {activity}: {e}"),
+                error: Some(e),
+            };
+        }
+    };
+    let counts = count_workers(&existing);
+    let cap = if step.exclusive {
+        1
+    } else {
+        step.worker.max_workers
+    };
+    let shortfall = wanted.saturating_sub(counts.idle);
+    let room = cap.saturating_sub(counts.live);
+    let count = shortfall.min(room);
+    let counted = format!(
+        "{activity}: wanted {wanted}, {} live ({} idle or booting), cap {cap}",
+        counts.live, counts.idle
+    );
+    if count == 0 {
+        let why = if shortfall == 0 {
+            "enough idle workers"
+        } else {
+            "at the worker cap; the task waits for a worker to free up"
+        };
+        return LaunchOutcome {
+            launched: vec![],
+            reason: format!("{counted}: {why}"),
+            error: None,
+        };
+    }
+
+    let env = worker_env(cfg, p, step);
+    let user_data = user_data(&env, &cfg.worker_binary);
+    let mut tag_map = BTreeMap::new();
+    tag_map.insert(tags::STACK.to_string(), cfg.stack.clone());
+    tag_map.insert(tags::ACTIVITY.to_string(), activity.clone());
+    tag_map.insert(tags::EXECUTION.to_string(), ctx.execution.to_string());
+    tag_map.insert(tags::STATE.to_string(), ctx.state.to_string());
+    tag_map.insert(tags::NAME.to_string(), format!("wa-0-{}", step.name));
+    let instance_profile = if step.worker.instance_profile.is_empty() {
+        cfg.default_instance_profile.clone()
+    } else {
+        step.worker.instance_profile.clone()
+    };
+    let subnets = if step.worker.subnets.is_empty() {
+        &cfg.default_subnets
+    } else {
+        &step.worker.subnets
+    };
+    let security_groups = if step.worker.security_groups.is_empty() {
+        cfg.default_security_groups.clone()
+    } else {
+        step.worker.security_groups.clone()
+    };
+
+    let mut launched: Vec<String> = vec![];
+    let mut tried: Vec<String> = vec![];
+    let mut last_error: Option<PortError> = None;
+    for (n, (instance_type, purchase)) in attempts_order(step).into_iter().enumerate() {
+        let remaining = count - launched.len() as u32;
+        if remaining == 0 {
+            break;
+        }
+        let spec = LaunchSpec {
+            count: remaining,
+            instance_type: instance_type.clone(),
+            purchase,
+            client_token: client_token(cfg, p, step, ctx, &instance_type, purchase, remaining),
+            ami: step.worker.ami.clone(),
+            disk_gb: step.worker.disk_gb,
+            instance_profile: instance_profile.clone(),
+            // Spread requests over the subnets: a different one per type/market tried.
+            subnet: (!subnets.is_empty()).then(|| subnets[n % subnets.len()].clone()),
+            security_groups: security_groups.clone(),
+            user_data: user_data.clone(),
+            tags: tag_map.clone(),
+        };
+        let label = format!("{instance_type} {}", purchase_str(purchase));
+        match with_backoff(sleeper, || fleet.launch(&spec)).await {
+            Ok(ids) => {
+                for id in &ids {
+                    tracing::info!(
+                        instance_id = %id,
+                        activity = %activity,
+                        instance_type = %instance_type,
+                        market = purchase_str(purchase),
+                        execution = %ctx.execution,
+                        "launched worker"
+                    );
+                }
+                tried.push(format!("{label}: launched {}", ids.len()));
+                launched.extend(ids);
+                last_error = None;
+            }
+            Err(e @ PortError::NoCapacity(_)) => {
+                tracing::warn!(activity = %activity, instance_type = %instance_type, market = purchase_str(purchase), error = %e, "no capacity; trying the next type/market");
+                tried.push(format!("{label}: {e}"));
+                last_error = Some(e);
+            }
+            Err(e) => {
+                tracing::error!(activity = %activity, instance_type = %instance_type, market = purchase_str(purchase), error = %e, "launch failed");
+                tried.push(format!("{label}: {e}"));
+                last_error = Some(e);
+                break;
+            }
+        }
+    }
+    let done = launched.len() as u32;
+    let reason = if done == count {
+        format!("{counted}: launched {done} ({})", launched.join(", "))
+    } else {
+        format!(
+            "{counted}: launched {done} of {count}; the task waits and the health check retries ({})",
+            tried.join("; ")
+        )
+    };
+    LaunchOutcome {
+        launched,
+        reason,
+        error: if done == count { None } else { last_error },
+    }
+}
+
+/// Runs `f`, retrying `Throttled` with capped exponential backoff and full jitter
+/// ([`MAX_TRIES`] tries in all).
+pub async fn with_backoff<T, F, Fut>(sleeper: &dyn Sleeper, mut f: F) -> Result<T, PortError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PortError>>,
+{
+    let mut retry = 0;
+    loop {
+        match f().await {
+            Err(PortError::Throttled(m)) if retry + 1 < MAX_TRIES => {
+                let d = full_jitter(retry);
+                tracing::debug!(retry, delay_ms = d.as_millis() as u64, message = %m, "throttled; backing off");
+                sleeper.sleep(d).await;
+                retry += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lambda start-up
+
+/// Where a Lambda finds the pipeline: `BOA_PIPELINE_FILE`, else `pipeline.toml` next to the
+/// bootstrap binary (`/var/task/pipeline.toml` in a deployed function).
+pub fn pipeline_path() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("BOA_PIPELINE_FILE").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("pipeline.toml")))
+        .unwrap_or_else(|| "pipeline.toml".into())
+}
+
+/// Reads and validates the pipeline for a Lambda. Script paths are not checked: the scripts
+/// live in the artifact bucket, not next to the function.
+pub fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, String> {
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the pipeline {}: {e} (set BOA_PIPELINE_FILE or package pipeline.toml with the function)",
+            path.display()
+        )
+    })?;
+    Pipeline::parse_named(&src, &path.display().to_string()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,278 @@
+//! health-check against in-memory fakes.
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use common::Pipeline;
+use common::fakes::{FakeExecutions, FakeFleet, RecordingSleeper, event};
+use common::launch::StackConfig;
+use common::ports::{HistoryEvent, InstanceState, PortError, Purchase, tags};
+use health_check::{handle, pending_tasks};
+
+const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:build-on-aws-hhvm";
+const E1: &str = "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-hhvm:one";
+const E2: &str = "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-hhvm:two";
+const GONE: &str = "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-hhvm:gone";
+const STACK: &str = "build-on-aws-hhvm";
+
+fn example() -> Pipeline {
+    Pipeline::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cfg() -> StackConfig {
+    let mut c = StackConfig::new(STACK, "us-east-1", "123456789012", "s3://artifacts/hhvm");
+    c.state_machine_arn = SM.into();
+    c
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 5, 1, 12, 0, 0).unwrap()
+}
+
+fn arn(step: &str) -> String {
+    format!("arn:aws:states:us-east-1:123456789012:activity:build-on-aws-hhvm-{step}")
+}
+
+fn entered(id: i64, prev: i64, state: &str) -> HistoryEvent {
+    let mut e = event(id, prev, "TaskStateEntered");
+    e.state_name = Some(state.into());
+    e
+}
+
+fn scheduled(id: i64, prev: i64, step: &str) -> HistoryEvent {
+    let mut e = event(id, prev, "ActivityScheduled");
+    e.resource = Some(arn(step));
+    e
+}
+
+#[test]
+fn pending_means_scheduled_and_not_started_finished_or_timed_out() {
+    // AWS-shaped chains: Scheduled ← Started ← Succeeded, a timeout straight after scheduling,
+    // and two schedules still open.
+    let h = vec![
+        event(1, 0, "ExecutionStarted"),
+        entered(2, 1, "MakeBinaryPackage"),
+        scheduled(3, 2, "MakeBinaryPackage"),
+        entered(4, 1, "MakeBinaryPackage"),
+        scheduled(5, 4, "MakeBinaryPackage"),
+        event(6, 3, "ActivityStarted"),
+        event(7, 6, "ActivitySucceeded"),
+        entered(8, 1, "MakeBinaryPackage"),
+        scheduled(9, 8, "MakeBinaryPackage"),
+        event(10, 9, "ActivityTimedOut"),
+        entered(11, 1, "PublishBinaryPackages"),
+        scheduled(12, 11, "PublishBinaryPackages"),
+        entered(13, 1, "MakeSourceTarball"),
+        scheduled(14, 13, "MakeSourceTarball"),
+        event(15, 14, "ActivityScheduleFailed"),
+    ];
+    let p: Vec<(i64, String)> = pending_tasks(E1, &h)
+        .into_iter()
+        .map(|t| (t.event_id, t.resource))
+        .collect();
+    assert_eq!(
+        p,
+        [
+            (5, arn("MakeBinaryPackage")),
+            (12, arn("PublishBinaryPackages"))
+        ]
+    );
+}
+
+#[test]
+fn an_unlinked_start_closes_the_latest_open_schedule_of_its_state() {
+    let h = vec![
+        entered(1, 0, "A"),
+        scheduled(2, 1, "MakeSourceTarball"),
+        entered(3, 0, "B"),
+        scheduled(4, 3, "MakeBinaryPackage"),
+        // Linked to B's state entry, not to its schedule.
+        event(5, 3, "ActivityStarted"),
+    ];
+    let p: Vec<i64> = pending_tasks(E1, &h).iter().map(|t| t.event_id).collect();
+    assert_eq!(p, [2]);
+}
+
+fn worker(fleet: &FakeFleet, id: &str, step: &str, exec: &str, work: Option<&str>) {
+    let act = format!("build-on-aws-hhvm-{step}");
+    let mut t = vec![
+        (tags::STACK, STACK),
+        (tags::ACTIVITY, act.as_str()),
+        (tags::EXECUTION, exec),
+    ];
+    if let Some(w) = work {
+        t.push((tags::WORK, w));
+    }
+    fleet.add(id, InstanceState::Running, &t);
+}
+
+#[tokio::test]
+async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
+    let (ex, fleet, sleeper, p) = (
+        FakeExecutions::new(),
+        FakeFleet::new(),
+        RecordingSleeper::new(),
+        example(),
+    );
+    // E1: three MakeBinaryPackage tasks waiting; E2: one PublishBinaryPackages task waiting.
+    ex.add_running(
+        SM,
+        E1,
+        vec![
+            entered(1, 0, "MakeBinaryPackage"),
+            scheduled(2, 1, "MakeBinaryPackage"),
+            entered(3, 0, "MakeBinaryPackage"),
+            scheduled(4, 3, "MakeBinaryPackage"),
+            entered(5, 0, "MakeBinaryPackage"),
+            scheduled(6, 5, "MakeBinaryPackage"),
+        ],
+    );
+    ex.add_running(
+        SM,
+        E2,
+        vec![
+            entered(1, 0, "PublishBinaryPackages"),
+            scheduled(2, 1, "PublishBinaryPackages"),
+        ],
+    );
+    // One idle and one busy binary worker; one booting (no work tag yet) counts as idle.
+    worker(&fleet, "i-idle", "MakeBinaryPackage", E1, Some("idle"));
+    worker(&fleet, "i-busy", "MakeBinaryPackage", E1, Some("busy"));
+    worker(&fleet, "i-boot", "MakeBinaryPackage", E1, None);
+    // Orphans: an idle worker of an execution that ended, and a busy one whose lease expired.
+    worker(&fleet, "i-orphan", "MakeBinaryPackage", GONE, Some("idle"));
+    let act = "build-on-aws-hhvm-MakeSourceTarball";
+    fleet.add(
+        "i-stale",
+        InstanceState::Running,
+        &[
+            (tags::STACK, STACK),
+            (tags::ACTIVITY, act),
+            (tags::EXECUTION, E1),
+            (tags::WORK, "busy"),
+            (tags::LEASE, "2025-05-01T11:50:00Z"),
+        ],
+    );
+    // Kept: busy for an ended execution (its lease decides), and a fresh lease.
+    fleet.add(
+        "i-finishing",
+        InstanceState::Running,
+        &[
+            (tags::STACK, STACK),
+            (tags::ACTIVITY, act),
+            (tags::EXECUTION, GONE),
+            (tags::WORK, "busy"),
+            (tags::LEASE, "2025-05-01T12:10:00Z"),
+        ],
+    );
+    let report = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+        .await
+        .unwrap();
+    assert_eq!(report.executions, 2);
+    assert_eq!(report.pending_per_activity["MakeBinaryPackage"], 3);
+    assert_eq!(report.pending_per_activity["PublishBinaryPackages"], 1);
+    assert_eq!(fleet.terminated(), ["i-orphan", "i-stale"]);
+    assert_eq!(report.reaped.len(), 2);
+    assert!(
+        report.reaped[0].contains("is not running"),
+        "{:?}",
+        report.reaped
+    );
+    assert!(
+        report.reaped[1].contains("lease expired"),
+        "{:?}",
+        report.reaped
+    );
+    // 3 pending − 2 idle (i-idle, i-boot) = 1 binary worker; 1 publisher.
+    let calls = fleet.launch_calls();
+    let by_act: Vec<(String, u32)> = calls
+        .iter()
+        .map(|c| (c.tags[tags::ACTIVITY].clone(), c.count))
+        .collect();
+    assert_eq!(
+        by_act,
+        [
+            ("build-on-aws-hhvm-MakeBinaryPackage".to_string(), 1),
+            ("build-on-aws-hhvm-PublishBinaryPackages".to_string(), 1),
+        ]
+    );
+    assert_eq!(report.launched.len(), 2);
+    assert!(calls.iter().all(|c| c.tags[tags::STATE] == "HealthCheck"));
+    assert_eq!(calls[1].tags[tags::EXECUTION], E2);
+    assert!(report.errors.is_empty());
+
+    // A second check right after: the new workers are booting (idle): nothing more is launched.
+    let again = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+        .await
+        .unwrap();
+    assert!(again.launched.is_empty(), "{again:?}");
+    assert_eq!(fleet.launch_calls().len(), 2);
+}
+
+#[tokio::test]
+async fn no_capacity_is_reported_and_other_launch_errors_fail_loudly() {
+    let (ex, fleet, sleeper, p) = (
+        FakeExecutions::new(),
+        FakeFleet::new(),
+        RecordingSleeper::new(),
+        example(),
+    );
+    ex.add_running(
+        SM,
+        E1,
+        vec![
+            entered(1, 0, "MakeSourceTarball"),
+            scheduled(2, 1, "MakeSourceTarball"),
+        ],
+    );
+    for t in &p.step("MakeSourceTarball").unwrap().worker.instance_types {
+        for m in [Purchase::Spot, Purchase::OnDemand] {
+            fleet.refuse(t, m, PortError::NoCapacity(format!("no {t}")));
+        }
+    }
+    let r = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+        .await
+        .unwrap();
+    assert!(r.launched.is_empty());
+    assert_eq!(r.errors.len(), 1);
+    assert!(r.errors[0].contains("no m7i.xlarge"), "{:?}", r.errors);
+
+    let fleet = FakeFleet::new();
+    fleet.fail_next([PortError::Other(
+        "UnauthorizedOperation: ec2:RunInstances".into(),
+    )]);
+    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.name.as_str(), "Ec2.LaunchFailed");
+    assert!(e.message.contains("UnauthorizedOperation"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn port_errors_fail_the_check_with_their_name() {
+    let (ex, fleet, sleeper, p) = (
+        FakeExecutions::new(),
+        FakeFleet::new(),
+        RecordingSleeper::new(),
+        example(),
+    );
+    ex.add_running(SM, E1, vec![]);
+    fleet.fail_instances(PortError::Throttled("RequestLimitExceeded".into()));
+    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.name.as_str(), "Aws.Throttled");
+    assert!(
+        e.message.contains("listing the stack's instances"),
+        "{}",
+        e.message
+    );
+    ex.fail(PortError::Transient("connection reset".into()));
+    let d: lambda_runtime::Diagnostic = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+        .await
+        .unwrap_err()
+        .into();
+    assert_eq!(d.error_type, "Ec2.LaunchFailed");
+    assert!(d.error_message.contains(SM), "{}", d.error_message);
+}

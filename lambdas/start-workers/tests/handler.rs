@@ -1,0 +1,666 @@
+//! start-workers against in-memory fakes of EC2 and S3.
+
+use std::collections::BTreeMap;
+
+use common::fakes::{FakeFleet, FakeObjects, RecordingSleeper};
+use common::launch::{StackConfig, backoff_ceiling};
+use common::ports::{Fleet, InstanceState, PortError, Purchase, tags};
+use common::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
+use common::{BuildInput, Mode, Pipeline};
+use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
+use serde_json::{Value, json};
+use start_workers::{Ports, handle, lambda_handler};
+
+const PIPELINE: &str = r#"
+name = "demo"
+
+[[axis]]
+name = "version"
+pattern = '^\d+\.\d+\.\d+$'
+
+[[axis]]
+name = "distro"
+values = ["debian-12", "ubuntu-22.04", "ubuntu-24.04"]
+
+[defaults.worker]
+ami = "ami-0123456789abcdef0"
+instance_types = ["c7i.large", "c6i.large"]
+market = "spot-then-on-demand"
+disk_gb = 40
+max_workers = 3
+subnets = ["subnet-a", "subnet-b"]
+security_groups = ["sg-1"]
+
+[[step]]
+name = "Source"
+script = "scripts/source.sh"
+heartbeat = "6m"
+timeout = "1h"
+done_when = ["s3://dl/{version}/src.tar.gz", "s3://dl/{version}/src.tar.gz.sig"]
+
+[[step]]
+name = "Build"
+for_each = ["version", "distro"]
+after = ["Source"]
+script = "scripts/build.sh"
+done_when = ["s3://dl/{version}/{distro}.deb"]
+
+[[step]]
+name = "Test"
+for_each = ["version", "distro"]
+after = ["Build"]
+script = "scripts/test.sh"
+
+[[step]]
+name = "Publish"
+after = ["Build"]
+needs = "any-succeeded"
+exclusive = true
+script = "scripts/publish.sh"
+
+[[step]]
+name = "Announce"
+after = ["Publish"]
+script = "scripts/announce.sh"
+
+[step.worker]
+market = "on-demand"
+instance_types = ["t3.small"]
+"#;
+
+const EXEC: &str = "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-demo:run-1";
+
+fn pipeline() -> Pipeline {
+    Pipeline::parse(PIPELINE).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cfg() -> StackConfig {
+    StackConfig::new(
+        "build-on-aws-demo",
+        "us-east-1",
+        "123456789012",
+        "s3://artifacts/demo",
+    )
+}
+
+fn input(p: &Pipeline, steps: &[&str], mode: Mode) -> BuildInput {
+    let mut v = json!({"versions": ["1.2.3"], "steps": steps});
+    v["mode"] = json!(mode.as_str());
+    BuildInput::from_json(p, &v, chrono::NaiveDate::from_ymd_opt(2025, 1, 2).unwrap()).unwrap()
+}
+
+fn req(step: &str, item: &[(&str, &str)], input: BuildInput, deps: Value) -> PrepareRequest {
+    PrepareRequest {
+        step: step.into(),
+        item: item
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        input,
+        deps: serde_json::from_value(deps).unwrap(),
+        attempt: 0,
+        execution: EXEC.into(),
+    }
+}
+
+fn ok_result(step: &str, item: Value) -> Value {
+    json!({"step": step, "item": item, "attempt": 0,
+           "prepare": {"status": "pending", "reason": "launched", "launched": ["i-1"]},
+           "outcome": {"status": "succeeded", "instance_id": "i-1", "log_stream": "w_i-1", "elapsed_s": 1.0}})
+}
+
+fn failed_result() -> Value {
+    json!({"Error": "Worker.ScriptFailed", "Cause": "exit status 2"})
+}
+
+struct Rig {
+    fleet: FakeFleet,
+    objects: FakeObjects,
+    sleeper: RecordingSleeper,
+    p: Pipeline,
+    cfg: StackConfig,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        Rig {
+            fleet: FakeFleet::new(),
+            objects: FakeObjects::new(),
+            sleeper: RecordingSleeper::new(),
+            p: pipeline(),
+            cfg: cfg(),
+        }
+    }
+    fn ports(&self) -> Ports<'_> {
+        Ports {
+            fleet: &self.fleet,
+            objects: &self.objects,
+            sleeper: &self.sleeper,
+        }
+    }
+    async fn run(&self, r: PrepareRequest) -> PrepareRecord {
+        handle(r, &self.ports(), &self.cfg, &self.p).await.unwrap()
+    }
+    fn all_steps(&self, mode: Mode) -> BuildInput {
+        input(&self.p, &[], mode)
+    }
+}
+
+fn assert_skipped(r: &PrepareRecord, kind: SkipKind, reason_has: &str) {
+    assert_eq!(r.status, PrepareStatus::Skipped, "{r:?}");
+    assert_eq!(r.skip, Some(kind), "{r:?}");
+    assert!(
+        r.reason.contains(reason_has),
+        "{:?} lacks {reason_has:?}",
+        r.reason
+    );
+    assert!(r.launched.is_empty());
+}
+
+#[tokio::test]
+async fn a_step_not_requested_is_skipped_without_checking_or_launching() {
+    let rig = Rig::new();
+    let inp = input(&rig.p, &["Build"], Mode::Normal);
+    let r = rig
+        .run(req("Source", &[("version", "1.2.3")], inp, json!({})))
+        .await;
+    assert_skipped(&r, SkipKind::NotRequested, "Source was not requested");
+    assert!(rig.objects.asked().is_empty());
+    assert!(rig.fleet.launch_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_dependency_skips_with_its_name() {
+    let rig = Rig::new();
+    let r = rig
+        .run(req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", "debian-12")],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": failed_result()}),
+        ))
+        .await;
+    assert_skipped(&r, SkipKind::DependencyFailed, "dependency Source");
+    assert!(rig.fleet.launch_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_fan_out_step_looks_only_at_its_own_distro_of_a_fan_out_dependency() {
+    let rig = Rig::new();
+    let build = json!([
+        failed_result(),
+        ok_result(
+            "Build",
+            json!({"version": "1.2.3", "distro": "ubuntu-22.04"})
+        ),
+        ok_result(
+            "Build",
+            json!({"version": "1.2.3", "distro": "ubuntu-24.04"})
+        ),
+    ]);
+    let deps = json!({"Source": ok_result("Source", json!({"version": "1.2.3"})), "Build": build});
+    // The failed element has no item: it is matched by plan order (debian-12 is first).
+    let r = rig
+        .run(req(
+            "Test",
+            &[("version", "1.2.3"), ("distro", "debian-12")],
+            rig.all_steps(Mode::Normal),
+            deps.clone(),
+        ))
+        .await;
+    assert_skipped(&r, SkipKind::DependencyFailed, "dependency Build");
+    let r = rig
+        .run(req(
+            "Test",
+            &[("version", "1.2.3"), ("distro", "ubuntu-22.04")],
+            rig.all_steps(Mode::Normal),
+            deps,
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending, "{r:?}");
+    assert_eq!(r.launched.len(), 1);
+}
+
+#[tokio::test]
+async fn any_succeeded_runs_on_one_success_and_skips_when_none() {
+    let rig = Rig::new();
+    let some = json!({"Build": [failed_result(), ok_result("Build", json!({"version": "1.2.3", "distro": "ubuntu-22.04"}))]});
+    let r = rig
+        .run(req(
+            "Publish",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            some,
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending, "{r:?}");
+    let none = json!({"Build": [failed_result(), failed_result()]});
+    let r = rig
+        .run(req(
+            "Publish",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            none,
+        ))
+        .await;
+    assert_skipped(
+        &r,
+        SkipKind::DependencyFailed,
+        "none of its 2 tasks succeeded",
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_with_no_stored_result_counts_as_lost_and_failed() {
+    let rig = Rig::new();
+    for deps in [json!({}), json!({"Publish": null})] {
+        let r = rig
+            .run(req(
+                "Announce",
+                &[("version", "1.2.3")],
+                rig.all_steps(Mode::Normal),
+                deps,
+            ))
+            .await;
+        assert_skipped(
+            &r,
+            SkipKind::DependencyFailed,
+            "Publish (its stage was lost)",
+        );
+    }
+    assert!(rig.fleet.launch_calls().is_empty());
+}
+
+#[tokio::test]
+async fn done_when_skips_only_when_every_object_exists() {
+    let rig = Rig::new();
+    rig.objects.put("dl", "1.2.3/src.tar.gz");
+    let source = || {
+        req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        )
+    };
+    let r = rig.run(source()).await;
+    assert_eq!(
+        r.status,
+        PrepareStatus::Pending,
+        "one object missing: {r:?}"
+    );
+    assert_eq!(rig.fleet.launch_calls().len(), 1);
+    rig.objects.put("dl", "1.2.3/src.tar.gz.sig");
+    let r = rig.run(source()).await;
+    assert_skipped(&r, SkipKind::Done, "s3://dl/1.2.3/src.tar.gz.sig");
+    assert_eq!(rig.fleet.launch_calls().len(), 1, "no launch when done");
+    // The templates were rendered with the task item.
+    assert!(
+        rig.objects
+            .asked()
+            .contains(&("dl".to_string(), "1.2.3/src.tar.gz.sig".to_string()))
+    );
+}
+
+#[tokio::test]
+async fn skip_ec2_skips_and_fake_ec2_waits_without_launching_or_checking() {
+    let rig = Rig::new();
+    rig.objects.put("dl", "1.2.3/src.tar.gz");
+    rig.objects.put("dl", "1.2.3/src.tar.gz.sig");
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::SkipEc2),
+            json!({}),
+        ))
+        .await;
+    assert_skipped(&r, SkipKind::SkipEc2, "skip-ec2");
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::FakeEc2),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending);
+    assert_eq!(r.reason, "fake-ec2: waiting for a hand-started worker");
+    assert!(rig.objects.asked().is_empty(), "fake-ec2 ignores done_when");
+    assert!(rig.fleet.launch_calls().is_empty());
+}
+
+#[tokio::test]
+async fn the_launch_request_carries_tags_userdata_and_the_worker_settings() {
+    let rig = Rig::new();
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Test),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending);
+    let calls = rig.fleet.launch_calls();
+    assert_eq!(calls.len(), 1);
+    let spec = &calls[0];
+    assert_eq!(r.launched, rig.fleet.live_ids());
+    assert_eq!(spec.count, 1);
+    assert_eq!(
+        (spec.instance_type.as_str(), spec.purchase),
+        ("c7i.large", Purchase::Spot)
+    );
+    assert_eq!(spec.disk_gb, 40);
+    assert_eq!(spec.ami, "ami-0123456789abcdef0");
+    assert_eq!(spec.subnet.as_deref(), Some("subnet-a"));
+    assert_eq!(spec.security_groups, ["sg-1"]);
+    let t: BTreeMap<&str, &str> = spec
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(t[tags::STACK], "build-on-aws-demo");
+    assert_eq!(t[tags::ACTIVITY], "build-on-aws-demo-Source");
+    assert_eq!(t[tags::EXECUTION], EXEC);
+    assert_eq!(t[tags::STATE], "PrepareSource");
+    assert_eq!(t[tags::NAME], "wa-0-Source");
+    let ud = &spec.user_data;
+    assert!(ud.contains(
+        "BOA_ACTIVITY_ARN='arn:aws:states:us-east-1:123456789012:activity:build-on-aws-demo-Source'"
+    ));
+    assert!(ud.contains("BOA_HEARTBEAT_S='120'"), "6m / 3: {ud}");
+    assert!(ud.contains("BOA_SCRIPTS='s3://artifacts/demo/scripts'"));
+    assert!(ud.contains("BOA_SHUTDOWN='poweroff'"));
+    assert!(spec.client_token.len() <= 64 && spec.client_token.is_ascii());
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_bounded_full_jitter_then_succeeds() {
+    let rig = Rig::new();
+    rig.fleet.fail_next([
+        PortError::Throttled("RequestLimitExceeded".into()),
+        PortError::Throttled("RequestLimitExceeded".into()),
+        PortError::Throttled("RequestLimitExceeded".into()),
+    ]);
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    let slept = rig.sleeper.slept();
+    assert_eq!(slept.len(), 3);
+    for (i, d) in slept.iter().enumerate() {
+        assert!(*d <= backoff_ceiling(i as u32), "sleep {i} = {d:?}");
+    }
+    // Same type and market on every try: throttling is not a capacity problem.
+    assert!(
+        rig.fleet
+            .launch_calls()
+            .iter()
+            .all(|c| c.instance_type == "c7i.large" && c.purchase == Purchase::Spot)
+    );
+}
+
+#[tokio::test]
+async fn throttled_on_every_try_gives_up_after_six_and_waits() {
+    let rig = Rig::new();
+    rig.fleet
+        .fail_next((0..10).map(|_| PortError::Throttled("RequestLimitExceeded".into())));
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending);
+    assert!(r.launched.is_empty());
+    assert!(r.reason.contains("throttled"), "{}", r.reason);
+    assert_eq!(rig.fleet.launch_calls().len(), 6);
+    assert_eq!(rig.sleeper.slept().len(), 5);
+    assert_eq!(backoff_ceiling(10), std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn capacity_errors_walk_types_and_markets_in_order() {
+    let rig = Rig::new();
+    for (t, p) in [
+        ("c7i.large", Purchase::Spot),
+        ("c7i.large", Purchase::OnDemand),
+        ("c6i.large", Purchase::Spot),
+    ] {
+        rig.fleet.refuse(
+            t,
+            p,
+            PortError::NoCapacity("InsufficientInstanceCapacity".into()),
+        );
+    }
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    let order: Vec<(String, Purchase)> = rig
+        .fleet
+        .launch_calls()
+        .into_iter()
+        .map(|c| (c.instance_type, c.purchase))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("c7i.large".to_string(), Purchase::Spot),
+            ("c7i.large".to_string(), Purchase::OnDemand),
+            ("c6i.large".to_string(), Purchase::Spot),
+            ("c6i.large".to_string(), Purchase::OnDemand),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn nothing_launchable_leaves_the_task_pending_with_the_reason() {
+    let rig = Rig::new();
+    for t in ["c7i.large", "c6i.large"] {
+        for p in [Purchase::Spot, Purchase::OnDemand] {
+            rig.fleet
+                .refuse(t, p, PortError::NoCapacity(format!("no {t} left")));
+        }
+    }
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending);
+    assert!(r.launched.is_empty());
+    assert!(r.reason.contains("launched 0 of 1"), "{}", r.reason);
+    assert!(r.reason.contains("no c6i.large left"), "{}", r.reason);
+}
+
+#[tokio::test]
+async fn a_refusal_that_is_not_capacity_stops_at_once() {
+    let rig = Rig::new();
+    rig.fleet.refuse(
+        "c7i.large",
+        Purchase::Spot,
+        PortError::Other("InvalidAMIID.NotFound: ami-0123456789abcdef0".into()),
+    );
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.status, PrepareStatus::Pending);
+    assert!(r.reason.contains("InvalidAMIID.NotFound"), "{}", r.reason);
+    assert_eq!(rig.fleet.launch_calls().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_prepares_of_an_exclusive_step_share_one_instance() {
+    let rig = Rig::new();
+    let deps =
+        json!({"Build": [ok_result("Build", json!({"version": "1.2.3", "distro": "debian-12"}))]});
+    let mut inp = rig.all_steps(Mode::Normal);
+    inp.axes
+        .insert("version".into(), vec!["1.2.3".into(), "1.2.4".into()]);
+    let a = req(
+        "Publish",
+        &[("version", "1.2.3")],
+        inp.clone(),
+        deps.clone(),
+    );
+    let b = req("Publish", &[("version", "1.2.4")], inp, deps);
+    let (ra, rb) = tokio::join!(rig.run(a), rig.run(b));
+    assert_eq!(rig.fleet.live_ids().len(), 1, "{ra:?} {rb:?}");
+    // Both counted zero workers and asked: EC2 answered both with the same instance.
+    assert_eq!(rig.fleet.launch_calls().len(), 2);
+    assert_eq!(ra.launched, rb.launched);
+}
+
+#[tokio::test]
+async fn a_retried_invocation_never_launches_twice_but_a_retry_attempt_does() {
+    let rig = Rig::new();
+    // The first invocation's instance is not yet visible to DescribeInstances.
+    rig.fleet.lag_describe();
+    let r = || {
+        req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        )
+    };
+    let first = rig.run(r()).await;
+    let again = rig.run(r()).await;
+    assert_eq!(first.launched, again.launched);
+    assert_eq!(rig.fleet.live_ids().len(), 1);
+    // The task's retry (attempt 1) is a new request: it gets its own worker.
+    let mut retry = r();
+    retry.attempt = 1;
+    let third = rig.run(retry).await;
+    assert_eq!(third.launched.len(), 1);
+    assert_ne!(third.launched, first.launched);
+    assert_eq!(rig.fleet.live_ids().len(), 2);
+}
+
+#[tokio::test]
+async fn idle_workers_are_reused_and_max_workers_caps_launches() {
+    let rig = Rig::new();
+    let act = "build-on-aws-demo-Build";
+    rig.fleet.add(
+        "i-idle",
+        InstanceState::Running,
+        &[
+            (tags::STACK, "build-on-aws-demo"),
+            (tags::ACTIVITY, act),
+            (tags::WORK, "idle"),
+        ],
+    );
+    let build = |distro: &str| {
+        req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", distro)],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        )
+    };
+    let r = rig.run(build("debian-12")).await;
+    assert!(r.launched.is_empty(), "an idle worker takes it: {r:?}");
+    assert!(r.reason.contains("enough idle workers"), "{}", r.reason);
+    rig.fleet.add(
+        "i-idle",
+        InstanceState::Running,
+        &[
+            (tags::STACK, "build-on-aws-demo"),
+            (tags::ACTIVITY, act),
+            (tags::WORK, "busy"),
+        ],
+    );
+    rig.fleet.add(
+        "i-busy2",
+        InstanceState::Running,
+        &[
+            (tags::STACK, "build-on-aws-demo"),
+            (tags::ACTIVITY, act),
+            (tags::WORK, "busy"),
+        ],
+    );
+    let r = rig.run(build("ubuntu-22.04")).await;
+    assert_eq!(r.launched.len(), 1, "2 busy of 3: room for one: {r:?}");
+    let r = rig.run(build("ubuntu-24.04")).await;
+    // The one just launched is still booting and counts as idle.
+    assert!(r.reason.contains("enough idle workers"), "{r:?}");
+    // Once it is busy too, the activity is at its cap of 3: nothing more is launched.
+    let booting = rig
+        .fleet
+        .live_ids()
+        .into_iter()
+        .find(|i| i.starts_with("i-0"))
+        .unwrap();
+    rig.fleet
+        .tag(
+            &booting,
+            &[(tags::WORK.to_string(), "busy".to_string())].into(),
+        )
+        .await
+        .unwrap();
+    let mut again = build("ubuntu-24.04");
+    again.attempt = 1;
+    let r = rig.run(again).await;
+    assert!(r.launched.is_empty());
+    assert!(r.reason.contains("at the worker cap"), "{}", r.reason);
+    assert_eq!(rig.fleet.live_ids().len(), 3);
+}
+
+#[tokio::test]
+async fn errors_reach_the_runtime_with_their_stable_names() {
+    let rig = Rig::new();
+    let ports = rig.ports();
+    let mut svc =
+        service_fn(|ev: LambdaEvent<PrepareRequest>| lambda_handler(ev, &ports, &rig.cfg, &rig.p));
+    let bad = req(
+        "Nope",
+        &[("version", "1.2.3")],
+        rig.all_steps(Mode::Normal),
+        json!({}),
+    );
+    let d = svc
+        .call(LambdaEvent::new(bad, Context::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(d.error_type, "Input.Invalid");
+    assert!(d.error_message.contains("'Nope'"), "{}", d.error_message);
+    rig.objects.fail(PortError::Throttled("SlowDown".into()));
+    let src = req(
+        "Source",
+        &[("version", "1.2.3")],
+        rig.all_steps(Mode::Normal),
+        json!({}),
+    );
+    let d = svc
+        .call(LambdaEvent::new(src, Context::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(d.error_type, "Aws.Throttled");
+    assert!(
+        d.error_message.contains("s3://dl/1.2.3/src.tar.gz"),
+        "{}",
+        d.error_message
+    );
+}

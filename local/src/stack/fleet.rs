@@ -1,0 +1,474 @@
+//! The fleet port in local mode: every "instance" is a process of the real `worker` binary.
+//!
+//! A launch parses the userdata stub start-workers wrote (the same text EC2 would run), keeps its
+//! exported configuration, overrides what only makes sense locally (endpoint, instance id, log and
+//! tag files, time scale), and starts the worker after a simulated boot time. Tags are kept here
+//! and merged with the tags file each worker rewrites.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use common::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, tags};
+use common::worker_env::vars;
+use serde::Serialize;
+
+use super::faults::{Dice, Faults};
+
+/// How local workers are started.
+#[derive(Debug, Clone)]
+pub struct LocalFleetConfig {
+    /// The `worker` binary.
+    pub worker_bin: PathBuf,
+    /// The activity endpoint (`http://127.0.0.1:PORT`).
+    pub endpoint_url: String,
+    /// The folder `pipeline.toml` lives in: scripts are relative to it.
+    pub scripts_dir: PathBuf,
+    /// Logs (`w_<id>.log`), tag files and work folders go below it.
+    pub run_dir: PathBuf,
+    /// Simulated boot time (real time, already scaled).
+    pub boot_time: Duration,
+    /// Real seconds = configured seconds / time_scale for the worker's idle timeout and heartbeat.
+    pub time_scale: f64,
+    /// Extra environment for every worker (and so every script).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// How often each fleet call was made: the benchmark reports EC2 API requests per worker.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct FleetCounters {
+    pub run_instances_calls: u64,
+    pub instances_launched: u64,
+    pub describe_calls: u64,
+    pub tag_calls: u64,
+    pub terminate_calls: u64,
+    pub throttled: u64,
+    pub no_capacity: u64,
+    pub killed_by_chaos: u64,
+    /// Most workers alive at once per activity.
+    pub peak_alive_per_activity: BTreeMap<String, u64>,
+}
+
+struct Inst {
+    id: String,
+    state: InstanceState,
+    instance_type: String,
+    launch_time: chrono::DateTime<Utc>,
+    tags: BTreeMap<String, String>,
+    tags_file: PathBuf,
+    pid: Option<u32>,
+    /// The task name (`wa-N-…`) the chaos monkey already rolled for.
+    chaos_rolled: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    instances: BTreeMap<String, Inst>,
+    tokens: BTreeMap<String, Vec<String>>,
+    counters: FleetCounters,
+    shut_down: bool,
+}
+
+/// Local processes standing in for EC2 instances.
+pub struct LocalFleet {
+    cfg: LocalFleetConfig,
+    state: Mutex<State>,
+    next: AtomicU64,
+    faults: Faults,
+    dice: Dice,
+}
+
+/// The `export K='V'` lines of a userdata stub, unquoted.
+pub fn parse_user_data(user_data: &str) -> Vec<(String, String)> {
+    user_data
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), unquote(v)))
+        .collect()
+}
+
+fn unquote(v: &str) -> String {
+    // Inverse of common::worker_env::shell_quote: '…' with ' written as '\''.
+    let inner = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).unwrap_or(v);
+    inner.replace("'\\''", "'")
+}
+
+fn scale_secs(v: &str, scale: f64) -> String {
+    v.parse::<f64>()
+        .map(|x| format!("{}", (x / scale).max(0.05)))
+        .unwrap_or_else(|_| v.to_string())
+}
+
+impl LocalFleet {
+    pub fn new(cfg: LocalFleetConfig, faults: Faults) -> Arc<LocalFleet> {
+        let dice = Dice::new(faults.seed ^ 0x00f1_ee70);
+        Arc::new(LocalFleet {
+            cfg,
+            state: Mutex::new(State::default()),
+            next: AtomicU64::new(1),
+            faults,
+            dice,
+        })
+    }
+
+    pub fn counters(&self) -> FleetCounters {
+        self.lock().counters.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fleet lock")
+    }
+
+    /// Processes still running (the tests assert none is left behind).
+    pub fn alive(&self) -> Vec<String> {
+        let s = self.lock();
+        s.instances
+            .values()
+            .filter(|i| i.state.is_live())
+            .map(|i| i.id.clone())
+            .collect()
+    }
+
+    /// Live workers per activity right now.
+    pub fn alive_per_activity(&self) -> BTreeMap<String, u64> {
+        let s = self.lock();
+        let mut m = BTreeMap::new();
+        for i in s.instances.values().filter(|i| i.state.is_live()) {
+            let a = i.tags.get(tags::ACTIVITY).cloned().unwrap_or_default();
+            *m.entry(a).or_insert(0) += 1;
+        }
+        m
+    }
+
+    fn note_peak(s: &mut State) {
+        let mut m: BTreeMap<String, u64> = BTreeMap::new();
+        for i in s.instances.values().filter(|i| i.state.is_live()) {
+            let a = i.tags.get(tags::ACTIVITY).cloned().unwrap_or_default();
+            *m.entry(a).or_insert(0) += 1;
+        }
+        for (a, n) in m {
+            let e = s.counters.peak_alive_per_activity.entry(a).or_insert(0);
+            *e = (*e).max(n);
+        }
+    }
+
+    fn spawn_worker(self: &Arc<Self>, id: String, spec_env: Vec<(String, String)>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(me.cfg.boot_time).await;
+            let tags_file = me.cfg.run_dir.join("tags").join(format!("{id}.json"));
+            let mut cmd = tokio::process::Command::new(&me.cfg.worker_bin);
+            cmd.env_clear();
+            for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
+                if let Ok(v) = std::env::var(k) {
+                    cmd.env(k, v);
+                }
+            }
+            for (k, v) in &spec_env {
+                let v = match k.as_str() {
+                    vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S => scale_secs(v, me.cfg.time_scale),
+                    _ => v.clone(),
+                };
+                cmd.env(k, v);
+            }
+            cmd.env(vars::ENDPOINT_URL, &me.cfg.endpoint_url)
+                .env(vars::INSTANCE_ID, &id)
+                .env(vars::SHUTDOWN, "exit")
+                .env(vars::SCRIPTS, &me.cfg.scripts_dir)
+                .env(vars::LOG_DIR, me.cfg.run_dir.join("logs"))
+                .env_remove(vars::LOG_GROUP)
+                .env(vars::WORK_DIR, me.cfg.run_dir.join("work").join(&id))
+                .env("BOA_TAGS_FILE", &tags_file)
+                .env("AWS_ACCESS_KEY_ID", "local")
+                .env("AWS_SECRET_ACCESS_KEY", "local")
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+            for (k, v) in &me.cfg.extra_env {
+                cmd.env(k, v);
+            }
+            cmd.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(me.cfg.run_dir.join("logs").join(format!("{id}.stderr")))
+                        .unwrap_or_else(|_| tempfile_null()),
+                ))
+                .process_group(0)
+                .kill_on_drop(true);
+            {
+                let s = me.lock();
+                if s.shut_down
+                    || s.instances
+                        .get(&id)
+                        .is_none_or(|i| i.state != InstanceState::Pending)
+                {
+                    return;
+                }
+            }
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(instance = %id, error = %e, "cannot start worker process");
+                    if let Some(i) = me.lock().instances.get_mut(&id) {
+                        i.state = InstanceState::Terminated;
+                    }
+                    return;
+                }
+            };
+            {
+                let mut s = me.lock();
+                if let Some(i) = s.instances.get_mut(&id) {
+                    i.state = InstanceState::Running;
+                    i.pid = child.id();
+                    i.tags_file = tags_file;
+                }
+            }
+            let status = child.wait().await;
+            tracing::debug!(instance = %id, ?status, "worker exited");
+            let mut s = me.lock();
+            if let Some(i) = s.instances.get_mut(&id) {
+                i.state = InstanceState::Terminated;
+                i.pid = None;
+            }
+        });
+    }
+
+    fn refresh_tags(i: &mut Inst) {
+        if let Ok(text) = std::fs::read_to_string(&i.tags_file)
+            && let Ok(t) = serde_json::from_str::<BTreeMap<String, String>>(&text)
+        {
+            i.tags.extend(t);
+        }
+    }
+
+    fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+
+    /// Chaos: kill busy workers mid-task at the configured rate, once per task.
+    pub fn spawn_chaos(self: &Arc<Self>, every: Duration) {
+        if self.faults.kill_worker <= 0.0 {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let mut s = me.lock();
+                if s.shut_down {
+                    return;
+                }
+                let mut kills = vec![];
+                for i in s.instances.values_mut() {
+                    if i.state != InstanceState::Running {
+                        continue;
+                    }
+                    Self::refresh_tags(i);
+                    let busy = i.tags.get(tags::WORK).is_some_and(|w| w == "busy");
+                    let name = i.tags.get(tags::NAME).cloned();
+                    if busy && name.is_some() && i.chaos_rolled != name {
+                        i.chaos_rolled = name;
+                        if me.dice.roll(me.faults.kill_worker)
+                            && let Some(pid) = i.pid
+                        {
+                            kills.push((i.id.clone(), pid));
+                        }
+                    }
+                }
+                for (id, pid) in kills {
+                    tracing::info!(instance = %id, "chaos: killing worker mid-task");
+                    s.counters.killed_by_chaos += 1;
+                    Self::signal(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        });
+    }
+
+    /// Stops every worker still running: SIGTERM, then SIGKILL after `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        let pids: Vec<u32> = {
+            let mut s = self.lock();
+            s.shut_down = true;
+            s.instances.values().filter_map(|i| i.pid).collect()
+        };
+        for p in &pids {
+            Self::signal(*p, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && !self.alive().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut s = self.lock();
+        for i in s.instances.values_mut() {
+            if let Some(p) = i.pid.take() {
+                Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+            }
+            if i.state.is_live() {
+                i.state = InstanceState::Terminated;
+            }
+        }
+    }
+}
+
+fn tempfile_null() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null")
+}
+
+#[async_trait]
+impl Fleet for Arc<LocalFleet> {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Vec<String>, PortError> {
+        LocalFleet::launch(self, spec).await
+    }
+    async fn instances(&self, filter: &[(String, String)]) -> Result<Vec<Instance>, PortError> {
+        self.as_ref().instances(filter).await
+    }
+    async fn tag(&self, id: &str, t: &BTreeMap<String, String>) -> Result<(), PortError> {
+        self.as_ref().tag(id, t).await
+    }
+    async fn terminate(&self, ids: &[String]) -> Result<(), PortError> {
+        self.as_ref().terminate(ids).await
+    }
+}
+
+impl LocalFleet {
+    async fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Vec<String>, PortError> {
+        let env = parse_user_data(&spec.user_data);
+        let mut s = self.lock();
+        s.counters.run_instances_calls += 1;
+        if s.shut_down {
+            return Err(PortError::Other("the local fleet is shut down".into()));
+        }
+        if let Some(ids) = s.tokens.get(&spec.client_token) {
+            return Ok(ids.clone());
+        }
+        if self.dice.roll(self.faults.throttle_launch) {
+            s.counters.throttled += 1;
+            return Err(PortError::Throttled(
+                "RequestLimitExceeded: Request limit exceeded (injected)".into(),
+            ));
+        }
+        if self.dice.roll(self.faults.no_capacity) {
+            s.counters.no_capacity += 1;
+            return Err(PortError::NoCapacity(format!(
+                "InsufficientInstanceCapacity: no {} capacity (injected)",
+                spec.instance_type
+            )));
+        }
+        let mut ids = vec![];
+        for _ in 0..spec.count.max(1) {
+            let id = format!("i-local-{:06}", self.next.fetch_add(1, Ordering::Relaxed));
+            s.instances.insert(
+                id.clone(),
+                Inst {
+                    id: id.clone(),
+                    state: InstanceState::Pending,
+                    instance_type: spec.instance_type.clone(),
+                    launch_time: Utc::now(),
+                    tags: spec.tags.clone(),
+                    tags_file: PathBuf::new(),
+                    pid: None,
+                    chaos_rolled: None,
+                },
+            );
+            ids.push(id);
+        }
+        s.counters.instances_launched += ids.len() as u64;
+        s.tokens.insert(spec.client_token.clone(), ids.clone());
+        Self::note_peak(&mut s);
+        drop(s);
+        for id in &ids {
+            self.spawn_worker(id.clone(), env.clone());
+        }
+        Ok(ids)
+    }
+
+    async fn instances(&self, filter: &[(String, String)]) -> Result<Vec<Instance>, PortError> {
+        let mut s = self.lock();
+        s.counters.describe_calls += 1;
+        let mut out = vec![];
+        for i in s.instances.values_mut() {
+            if i.state == InstanceState::Terminated {
+                continue;
+            }
+            Self::refresh_tags(i);
+            if filter
+                .iter()
+                .all(|(k, v)| i.tags.get(k).is_some_and(|x| x == v))
+            {
+                out.push(Instance {
+                    id: i.id.clone(),
+                    state: i.state,
+                    instance_type: i.instance_type.clone(),
+                    launch_time: Some(i.launch_time),
+                    tags: i.tags.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tag(&self, id: &str, t: &BTreeMap<String, String>) -> Result<(), PortError> {
+        let mut s = self.lock();
+        s.counters.tag_calls += 1;
+        match s.instances.get_mut(id) {
+            Some(i) => {
+                i.tags.extend(t.clone());
+                Ok(())
+            }
+            None => Err(PortError::NotFound(format!("no instance {id}"))),
+        }
+    }
+
+    async fn terminate(&self, ids: &[String]) -> Result<(), PortError> {
+        let mut s = self.lock();
+        s.counters.terminate_calls += 1;
+        for id in ids {
+            if let Some(i) = s.instances.get_mut(id) {
+                match i.pid {
+                    Some(p) => Self::signal(p, nix::sys::signal::Signal::SIGTERM),
+                    None => i.state = InstanceState::Terminated,
+                }
+                if i.state == InstanceState::Running {
+                    i.state = InstanceState::ShuttingDown;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_exports_round_trip() {
+        let env = common::worker_env::WorkerEnv::from_lookup(|k| {
+            Some(
+                match k {
+                    vars::STEP_ENV => "{\"A\":\"it's\"}",
+                    vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S | vars::MAX_TASKS => "3",
+                    vars::SHUTDOWN => "exit",
+                    vars::ENDPOINT_URL => "http://127.0.0.1:1",
+                    _ => "x",
+                }
+                .to_string(),
+            )
+        })
+        .unwrap();
+        let ud = common::worker_env::user_data(&env, "s3://b/worker");
+        let parsed: BTreeMap<String, String> = parse_user_data(&ud).into_iter().collect();
+        let back = common::worker_env::WorkerEnv::from_lookup(|k| parsed.get(k).cloned()).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(scale_secs("600", 100.0), "6");
+    }
+}

@@ -1,0 +1,127 @@
+//! Shared helpers: a fake Lambda port that records calls and in-flight concurrency.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use local::{Engine, EngineConfig, ExecutionResult, LambdaInvoker, TaskFailure};
+use serde_json::Value;
+use tokio::time::Instant;
+
+pub type Handler = dyn Fn(&str, &Value, usize) -> Result<Value, TaskFailure> + Send + Sync;
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub function: String,
+    pub payload: Value,
+    pub at: Instant,
+}
+
+pub struct Fake {
+    pub calls: Mutex<Vec<Call>>,
+    per_function: Mutex<HashMap<String, usize>>,
+    handler: Box<Handler>,
+    pub delay: Duration,
+    in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl Fake {
+    /// `handler(function, payload, n)` where `n` counts earlier calls to that function.
+    pub fn new(
+        handler: impl Fn(&str, &Value, usize) -> Result<Value, TaskFailure> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Self::with_delay(Duration::ZERO, handler)
+    }
+
+    pub fn with_delay(
+        delay: Duration,
+        handler: impl Fn(&str, &Value, usize) -> Result<Value, TaskFailure> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            per_function: Mutex::new(HashMap::new()),
+            handler: Box::new(handler),
+            delay,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Echoes its payload.
+    pub fn echo() -> Arc<Self> {
+        Self::new(|_, p, _| Ok(p.clone()))
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl LambdaInvoker for Fake {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskFailure> {
+        let n = {
+            let mut m = self.per_function.lock().unwrap();
+            let c = m.entry(function.to_string()).or_insert(0);
+            *c += 1;
+            *c - 1
+        };
+        self.calls.lock().unwrap().push(Call {
+            function: function.to_string(),
+            payload: payload.clone(),
+            at: Instant::now(),
+        });
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let r = (self.handler)(function, &payload, n);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+pub fn fail(error: &str, cause: &str) -> TaskFailure {
+    TaskFailure {
+        error: error.into(),
+        cause: cause.into(),
+    }
+}
+
+pub fn lambda(name: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:123456789012:function:{name}")
+}
+
+pub fn activity(name: &str) -> String {
+    format!("arn:aws:states:us-east-1:123456789012:activity:{name}")
+}
+
+pub fn engine(fake: Arc<Fake>, time_scale: f64) -> Engine {
+    Engine::new(
+        EngineConfig {
+            time_scale,
+            seed: 42,
+            poll_wait: Duration::from_millis(300),
+            ..EngineConfig::default()
+        },
+        fake,
+    )
+}
+
+pub async fn run(engine: &Engine, def: &Value, input: Value) -> ExecutionResult {
+    let h = engine
+        .start_execution("test-machine", def, None, input)
+        .expect("definition parses");
+    tokio::time::timeout(Duration::from_secs(30), h.wait())
+        .await
+        .expect("execution finishes within 30 s")
+}
+
+/// A one-state machine.
+pub fn single(state: Value) -> Value {
+    serde_json::json!({"StartAt": "S", "States": {"S": state}})
+}

@@ -1,0 +1,486 @@
+//! The Step Functions definition (Amazon States Language, JSONPath dialect).
+//!
+//! Shape, with O the outer axis (e.g. `version`) and I the inner axis (e.g. `distro`):
+//!
+//! ```text
+//! ParseInput (lambda parse-input, no Catch: a bad input fails the execution with Input.Invalid)
+//!  → ForEach<O> (Map over $.plan; each iteration: {item, inner, input, results: {}})
+//!      the pipeline's stages in order; a stage of several steps is a Parallel of their blocks
+//!      a step block is
+//!        Run<Step> (Parallel, one branch; Retry = the activity policy; Catch → $.results.<Step>)
+//!          Prepare<Step> (lambda start-workers) → Check<Step> (Choice on $.prepare.status)
+//!            → Skip<Step> (Pass) | <Step> (activity Task with TimeoutSeconds and HeartbeatSeconds)
+//!      or, for a step fanning out over I, a Map <Step>ForEach<I> over $.inner whose processor is
+//!      Run<Step> (ResultPath $) with its Catch going to the Succeed state Caught<Step>
+//!  → NormalizeResults (lambda normalize-results; Catch → $.normalizeError)
+//!  → CheckForFailures (lambda check-for-failures, no Catch: fails the execution with Build.Failed)
+//! ```
+//!
+//! A block with nothing after it in its sequence sends its Catch to a Succeed state
+//! named `Caught<Block>` (`CaughtRun<Step>`, `Caught<Step>ForEach<I>` or `Caught<StageParallel>`),
+//! since a Catch needs a Next.
+
+use serde_json::{Map, Value, json};
+
+use common::Pipeline;
+use common::duration::whole_seconds;
+use common::errors::states;
+use common::pipeline::Step;
+use common::retry::{TaskKind, retriers};
+
+use crate::Arns;
+
+/// The longest state name Step Functions accepts.
+pub const MAX_STATE_NAME: usize = 80;
+
+/// State names, shared with the report, the diagram and the tests.
+pub mod names {
+    use common::Pipeline;
+    use common::pipeline::Step;
+
+    use crate::capitalize;
+
+    pub const PARSE_INPUT: &str = "ParseInput";
+    pub const NORMALIZE_RESULTS: &str = "NormalizeResults";
+    pub const CHECK_FOR_FAILURES: &str = "CheckForFailures";
+
+    /// The outer Map, e.g. `ForEachVersion`.
+    pub fn outer_map(p: &Pipeline) -> String {
+        format!("ForEach{}", capitalize(&p.outer_axis().name))
+    }
+    /// The inner Map of a fanned-out step, e.g. `MakeBinaryPackageForEachDistro`.
+    pub fn fan_out_map(p: &Pipeline, step: &str) -> String {
+        let inner = p.inner_axis().map_or("Inner", |a| a.name.as_str());
+        format!("{step}ForEach{}", capitalize(inner))
+    }
+    pub fn run(step: &str) -> String {
+        format!("Run{step}")
+    }
+    pub fn prepare(step: &str) -> String {
+        format!("Prepare{step}")
+    }
+    pub fn check(step: &str) -> String {
+        format!("Check{step}")
+    }
+    pub fn skip(step: &str) -> String {
+        format!("Skip{step}")
+    }
+    /// The Succeed state a block's Catch goes to when nothing follows it.
+    pub fn caught(block: &str) -> String {
+        format!("Caught{block}")
+    }
+    /// The Parallel of a stage of several steps, e.g. `PublishSourceTarballAndPublishDockerImages`;
+    /// `Parallel<First>And<N>More` when that would be longer than 80 characters.
+    pub fn stage_parallel(stage: &[&Step]) -> String {
+        let joined = stage
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join("And");
+        if joined.len() <= super::MAX_STATE_NAME {
+            joined
+        } else {
+            format!("Parallel{}And{}More", stage[0].name, stage.len() - 1)
+        }
+    }
+    /// The name of a step's block in its stage: `Run<Step>` or `<Step>ForEach<I>`.
+    pub fn block(p: &Pipeline, step: &Step) -> String {
+        if super::fans_out(p, step) {
+            fan_out_map(p, &step.name)
+        } else {
+            run(&step.name)
+        }
+    }
+}
+
+/// Whether the step runs in an inner Map (it fans out and the pipeline has an inner axis).
+pub(crate) fn fans_out(p: &Pipeline, step: &Step) -> bool {
+    step.fans_out() && p.inner_axis().is_some()
+}
+
+fn retry(kind: TaskKind) -> Value {
+    serde_json::to_value(retriers(kind)).expect("retriers serialise")
+}
+
+fn catch_all(result_path: &str, next: &str) -> Value {
+    json!([{"ErrorEquals": [states::ALL], "ResultPath": result_path, "Next": next}])
+}
+
+/// Sets `Next` or `End: true`.
+fn link(state: &mut Map<String, Value>, next: Option<&str>) {
+    match next {
+        Some(n) => state.insert("Next".into(), json!(n)),
+        None => state.insert("End".into(), json!(true)),
+    };
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("json! object"),
+    }
+}
+
+/// The ASL definition of the pipeline's state machine.
+pub fn generate(p: &Pipeline, arns: &Arns) -> Value {
+    let outer = p.outer_axis();
+    let o = &outer.name;
+    let map_name = names::outer_map(p);
+
+    let mut item_selector = Map::new();
+    item_selector.insert(
+        "item".into(),
+        json!({ format!("{o}.$"): format!("$$.Map.Item.Value.{o}") }),
+    );
+    if let Some(inner) = p.inner_axis() {
+        item_selector.insert(
+            "inner.$".into(),
+            json!(format!("$$.Map.Item.Value.{}", inner.name)),
+        );
+    }
+    item_selector.insert("input.$".into(), json!("$.input"));
+    item_selector.insert("results".into(), json!({}));
+
+    let stages = p.stages();
+    let (start_at, processor_states) = sequence(p, arns, &stages);
+
+    let mut states = Map::new();
+    states.insert(
+        names::PARSE_INPUT.into(),
+        json!({
+            "Type": "Task",
+            "Comment": "Validates the input (tokens or JSON) against the pipeline and plans the run. No Catch: an invalid input fails the execution with Input.Invalid.",
+            "Resource": arns.lambda(p, "parse-input"),
+            "Parameters": {"input.$": "$", "execution.$": "$$.Execution.Id"},
+            "ResultPath": "$",
+            "Retry": retry(TaskKind::Lambda),
+            "Next": map_name,
+        }),
+    );
+    states.insert(
+        map_name.clone(),
+        json!({
+            "Type": "Map",
+            "Comment": format!("For each {o}: the pipeline's steps in dependency order."),
+            "ItemsPath": "$.plan",
+            "ItemSelector": item_selector,
+            "MaxConcurrency": outer.max_concurrency,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": start_at,
+                "States": processor_states,
+            },
+            "ResultPath": "$.results",
+            "Catch": catch_all("$.results", names::NORMALIZE_RESULTS),
+            "Next": names::NORMALIZE_RESULTS,
+        }),
+    );
+    states.insert(
+        names::NORMALIZE_RESULTS.into(),
+        json!({
+            "Type": "Task",
+            "Comment": "One flat record per requested task, whatever shape each result was stored in.",
+            "Resource": arns.lambda(p, "normalize-results"),
+            "Parameters": {"input.$": "$.input", "plan.$": "$.plan", "results.$": "$.results"},
+            "ResultPath": "$",
+            "Retry": retry(TaskKind::Lambda),
+            "Catch": catch_all("$.normalizeError", names::CHECK_FOR_FAILURES),
+            "Next": names::CHECK_FOR_FAILURES,
+        }),
+    );
+    states.insert(
+        names::CHECK_FOR_FAILURES.into(),
+        json!({
+            "Type": "Task",
+            "Comment": "Fails the execution with Build.Failed and a readable list when any task failed. No Catch.",
+            "Resource": arns.lambda(p, "check-for-failures"),
+            "Retry": retry(TaskKind::Lambda),
+            "End": true,
+        }),
+    );
+
+    json!({
+        "Comment": format!(
+            "build-on-aws pipeline '{}': generated by build-on-aws statemachine-gen from pipeline.toml; do not edit by hand.",
+            p.name
+        ),
+        "StartAt": names::PARSE_INPUT,
+        "States": states,
+    })
+}
+
+/// The states of one outer-Map iteration: the stages in order. Returns (StartAt, States).
+fn sequence(p: &Pipeline, arns: &Arns, stages: &[Vec<&Step>]) -> (String, Map<String, Value>) {
+    let block_names: Vec<String> = stages
+        .iter()
+        .map(|stage| match stage.as_slice() {
+            [one] => names::block(p, one),
+            many => names::stage_parallel(many),
+        })
+        .collect();
+    let mut states = Map::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let next = block_names.get(i + 1).map(String::as_str);
+        match stage.as_slice() {
+            [one] => step_block(p, arns, one, next, &mut states),
+            many => {
+                let name = &block_names[i];
+                let branches: Vec<Value> = many
+                    .iter()
+                    .map(|s| {
+                        let mut bs = Map::new();
+                        step_block(p, arns, s, None, &mut bs);
+                        json!({"StartAt": names::block(p, s), "States": bs})
+                    })
+                    .collect();
+                let mut selector = Map::new();
+                selector.insert("item.$".into(), json!("$[0].item"));
+                if p.inner_axis().is_some() {
+                    selector.insert("inner.$".into(), json!("$[0].inner"));
+                }
+                selector.insert("input.$".into(), json!("$[0].input"));
+                selector.insert("results.$".into(), json!(merge_results(many.len())));
+                let (catch_next, terminal) = match next {
+                    Some(n) => (n.to_string(), None),
+                    None => {
+                        let c = names::caught(name);
+                        (c.clone(), Some(c))
+                    }
+                };
+                let mut st = obj(json!({
+                    "Type": "Parallel",
+                    "Comment": format!("{} run side by side.", many.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")),
+                    "Branches": branches,
+                    "ResultSelector": selector,
+                    "ResultPath": "$",
+                    "Catch": catch_all(&format!("$.stageErrors.{name}"), &catch_next),
+                }));
+                link(&mut st, next);
+                states.insert(name.clone(), Value::Object(st));
+                if let Some(t) = terminal {
+                    states.insert(
+                        t,
+                        succeed("A stage failed as a whole; its error is at $.stageErrors."),
+                    );
+                }
+            }
+        }
+    }
+    (block_names.first().cloned().unwrap_or_default(), states)
+}
+
+/// `States.JsonMerge(States.JsonMerge($[0].results, $[1].results, false), $[2].results, false)`.
+fn merge_results(n: usize) -> String {
+    let mut expr = "$[0].results".to_string();
+    for i in 1..n {
+        expr = format!("States.JsonMerge({expr}, $[{i}].results, false)");
+    }
+    expr
+}
+
+fn succeed(comment: &str) -> Value {
+    json!({"Type": "Succeed", "Comment": comment})
+}
+
+/// Adds a step's block (and, if nothing follows it, the Succeed state its Catch goes to).
+fn step_block(
+    p: &Pipeline,
+    arns: &Arns,
+    step: &Step,
+    next: Option<&str>,
+    states: &mut Map<String, Value>,
+) {
+    let result_path = format!("$.results.{}", step.name);
+    let block = names::block(p, step);
+    // With nothing after the block, its Catch goes to a Succeed state added after it.
+    let terminal = next.is_none().then(|| names::caught(&block));
+    let catch_next = next
+        .map(str::to_string)
+        .or_else(|| terminal.clone())
+        .expect("next or terminal");
+    let state = if fans_out(p, step) {
+        let o = &p.outer_axis().name;
+        let inner = p.inner_axis().expect("fans_out checks the inner axis");
+        let i = &inner.name;
+        let caught = names::caught(&step.name);
+        let mut proc_states = Map::new();
+        proc_states.insert(
+            names::run(&step.name),
+            Value::Object(run_state(p, arns, step, "$", None, "$", &caught)),
+        );
+        proc_states.insert(
+            caught,
+            succeed(&format!(
+                "This {i}'s {} failed; the iteration outputs its error.",
+                step.name
+            )),
+        );
+        let max = if step.exclusive {
+            1
+        } else {
+            inner.max_concurrency
+        };
+        let mut st = obj(json!({
+            "Type": "Map",
+            "Comment": format!("{} for each {i}{}.", step.name, if step.exclusive { ", one at a time (exclusive)" } else { "" }),
+            "ItemsPath": "$.inner",
+            "ItemSelector": {
+                "item": {format!("{o}.$"): format!("$.item.{o}"), format!("{i}.$"): "$$.Map.Item.Value"},
+                "input.$": "$.input",
+                "results.$": "$.results",
+            },
+            "MaxConcurrency": max,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": names::run(&step.name),
+                "States": proc_states,
+            },
+            "ResultPath": result_path,
+            "Catch": catch_all(&result_path, &catch_next),
+        }));
+        link(&mut st, next);
+        st
+    } else {
+        run_state(p, arns, step, &result_path, next, &result_path, &catch_next)
+    };
+    states.insert(block, Value::Object(state));
+    if let Some(t) = terminal {
+        states.insert(
+            t,
+            succeed(&format!(
+                "{} failed; its error is at {result_path}.",
+                step.name
+            )),
+        );
+    }
+}
+
+/// `Run<Step>`: the one-branch Parallel that retries Prepare + activity together.
+fn run_state(
+    p: &Pipeline,
+    arns: &Arns,
+    step: &Step,
+    result_path: &str,
+    next: Option<&str>,
+    catch_path: &str,
+    catch_next: &str,
+) -> Map<String, Value> {
+    let s = &step.name;
+    let mut branch = Map::new();
+    branch.insert(
+        names::prepare(s),
+        json!({
+            "Type": "Task",
+            "Comment": "start-workers: done-check and dependencies, then launch the workers this task needs.",
+            "Resource": arns.lambda(p, "start-workers"),
+            "Parameters": {
+                "step.$": "$.step",
+                "item.$": "$.item",
+                "input.$": "$.input",
+                "deps.$": "$.deps",
+                "attempt.$": "$.attempt",
+                "execution.$": "$$.Execution.Id",
+            },
+            "ResultPath": "$.prepare",
+            "Retry": retry(TaskKind::Lambda),
+            "Next": names::check(s),
+        }),
+    );
+    branch.insert(
+        names::check(s),
+        json!({
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.prepare.status", "StringEquals": "skipped", "Next": names::skip(s)}],
+            "Default": s,
+        }),
+    );
+    branch.insert(
+        names::skip(s),
+        json!({
+            "Type": "Pass",
+            "Result": {"status": "skipped"},
+            "ResultPath": "$.outcome",
+            "End": true,
+        }),
+    );
+    let mut task = Map::new();
+    task.insert("Type".into(), json!("Task"));
+    if let Some(d) = &step.description {
+        task.insert("Comment".into(), json!(d));
+    }
+    task.insert("Resource".into(), json!(arns.activity(p, s)));
+    task.insert(
+        "Parameters".into(),
+        json!({
+            "step.$": "$.step",
+            "item.$": "$.item",
+            "mode.$": "$.input.mode",
+            "attempt.$": "$.attempt",
+            "execution.$": "$$.Execution.Id",
+        }),
+    );
+    task.insert("TimeoutSeconds".into(), json!(whole_seconds(step.timeout)));
+    task.insert(
+        "HeartbeatSeconds".into(),
+        json!(whole_seconds(step.heartbeat)),
+    );
+    task.insert(
+        "ResultSelector".into(),
+        json!({
+            "status": "succeeded",
+            "instance_id.$": "$.instance_id",
+            "log_stream.$": "$.log_stream",
+            "elapsed_s.$": "$.elapsed_s",
+        }),
+    );
+    task.insert("ResultPath".into(), json!("$.outcome"));
+    task.insert("End".into(), json!(true));
+    branch.insert(s.clone(), Value::Object(task));
+
+    let mut st = obj(json!({
+        "Type": "Parallel",
+        "Comment": format!(
+            "{s}: Prepare{s} then the activity; a retry goes back through Prepare{s} so a worker is launched at once."
+        ),
+        "Parameters": {
+            "step": s,
+            "item.$": "$.item",
+            "input.$": "$.input",
+            "deps.$": "$.results",
+            "attempt.$": "$$.State.RetryCount",
+        },
+        "Branches": [{"StartAt": names::prepare(s), "States": branch}],
+        "ResultSelector": {
+            "step.$": "$[0].step",
+            "item.$": "$[0].item",
+            "attempt.$": "$[0].attempt",
+            "prepare.$": "$[0].prepare",
+            "outcome.$": "$[0].outcome",
+        },
+        "ResultPath": result_path,
+        "Retry": retry(TaskKind::Activity { build_retries: step.retries }),
+        "Catch": catch_all(catch_path, catch_next),
+    }));
+    link(&mut st, next);
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_nests_left_to_right() {
+        assert_eq!(merge_results(1), "$[0].results");
+        assert_eq!(
+            merge_results(3),
+            "States.JsonMerge(States.JsonMerge($[0].results, $[1].results, false), $[2].results, false)"
+        );
+    }
+
+    #[test]
+    fn capitalize_axis_names() {
+        assert_eq!(crate::capitalize("version"), "Version");
+        assert_eq!(crate::camel("check-for-failures"), "CheckForFailures");
+    }
+}

@@ -1,0 +1,647 @@
+//! A static report of what one input costs in the generated state machine, against the Step
+//! Functions quotas (25,000 history events per execution, 256 KiB per payload).
+//!
+//! # Counting convention (the local engine counts the same way; a benchmark compares the two)
+//!
+//! The report walks the generated definition itself, with the input's plan deciding how many
+//! items each Map has and whether each `Check<Step>` goes to the activity (step requested and mode
+//! not `skip-ec2`) or to `Skip<Step>`; no `done_when` object is assumed to exist.
+//!
+//! State transitions: one per state entered, including Map and Parallel states themselves and
+//! every state of every Map iteration and Parallel branch, plus one per retry of a state.
+//!
+//! History events, per AWS's event types:
+//! - the execution: `ExecutionStarted` and `ExecutionSucceeded`/`ExecutionFailed` (2);
+//! - a Task calling a Lambda ARN: `TaskStateEntered`, then per attempt `LambdaFunctionScheduled`,
+//!   `LambdaFunctionStarted`, `LambdaFunctionSucceeded`/`Failed`, then `TaskStateExited`
+//!   (5 when it succeeds first time);
+//! - an activity Task: `TaskStateEntered`, `ActivityScheduled`, `ActivityStarted`,
+//!   `ActivitySucceeded`/`Failed`/`TimedOut`, `TaskStateExited` (5 on success);
+//! - a Parallel: `ParallelStateEntered`, per attempt `ParallelStateStarted` + the branches' events +
+//!   `ParallelStateSucceeded`/`Failed`, then `ParallelStateExited` (4 + branches on success);
+//! - a Map: `MapStateEntered`, `MapStateStarted`, per iteration `MapIterationStarted` + the
+//!   iteration's events + `MapIterationSucceeded`, `MapStateSucceeded`, `MapStateExited`
+//!   (4 + 2 per iteration + iterations);
+//! - Pass, Choice, Succeed: `…StateEntered` + `…StateExited` (2).
+//!
+//! `…StateExited` is written when a state completes, including when a Catch routes it; an error
+//! that leaves a state uncaught (it goes to the enclosing Parallel branch or the execution) writes
+//! no `…StateExited` for that state.
+//!
+//! **Happy path**: every Task succeeds on its first attempt, nothing is retried.
+//!
+//! **Worst case** (an upper bound): every Lambda Task fails until its retriers are exhausted
+//! ([`worst_case_attempts`]) and then succeeds on that last attempt (ParseInput, Prepare,
+//! NormalizeResults) — except CheckForFailures, which then fails the execution; every activity
+//! attempt fails, so every `Run<Step>` is attempted [`worst_case_attempts`] times of the
+//! activity policy, each attempt going through `Prepare<Step>` again, and is then caught.
+//! Dependents are counted as if they still ran (as with `needs = "finished"`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use common::input::PlanItem;
+use common::pipeline::Pipeline;
+use common::results::{NormalizedResults, read_outcome};
+use common::retry::{TaskKind, retriers, worst_case_attempts};
+use common::task::{PrepareRecord, PrepareStatus, SkipKind, WorkerFailureCause, log_stream};
+use common::{BuildInput, Item, Mode};
+
+use crate::arns::MACHINE_LAMBDAS;
+use crate::{Arns, generate};
+
+/// Step Functions quota: history events per execution (Standard workflows).
+pub const HISTORY_EVENTS_QUOTA: u64 = 25_000;
+/// Step Functions quota: bytes of a state's input or output (and of an execution's input).
+pub const PAYLOAD_QUOTA_BYTES: usize = 256 * 1024;
+/// How big a failed task's log tail is assumed to be in the worst-case payload estimate.
+pub const ASSUMED_LOG_TAIL_BYTES: usize = 2048;
+
+/// What an input costs. The happy-path numbers are also fields for the benchmark to compare.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub pipeline: String,
+    /// The input, as the tokens that reproduce it.
+    pub tokens: Vec<String>,
+    /// Values of the outer axis (outer Map iterations).
+    pub outer_values: usize,
+    /// Every state of the definition, nested ones included.
+    pub states: usize,
+    /// Tasks the input asks for (step × item).
+    pub requested_tasks: usize,
+    pub transitions_happy: u64,
+    pub history_events_happy: u64,
+    /// Lambda invocations on the happy path.
+    pub lambda_invocations: u64,
+    /// Activity tasks handed to workers on the happy path.
+    pub activity_tasks: u64,
+    pub transitions_worst: u64,
+    pub history_events_worst: u64,
+    pub lambda_invocations_worst: u64,
+    pub activity_tasks_worst: u64,
+    /// Bytes of the biggest state output when every task succeeds.
+    pub payload_bytes: usize,
+    /// The state whose output that is.
+    pub payload_state: String,
+    /// Bytes of the biggest state output when every task fails with a log tail of
+    /// [`ASSUMED_LOG_TAIL_BYTES`].
+    pub payload_bytes_worst: usize,
+    pub history_events_quota: u64,
+    pub payload_quota_bytes: usize,
+    /// One line per quota exceeded, with what to do; empty when everything fits.
+    pub exceeds: Vec<String>,
+}
+
+impl Report {
+    /// Whether any happy-path number is over a quota (the run cannot succeed as requested).
+    pub fn exceeds_on_happy_path(&self) -> bool {
+        self.history_events_happy > self.history_events_quota
+            || self.payload_bytes > self.payload_quota_bytes
+    }
+}
+
+/// Counts of one walk of the definition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    transitions: u64,
+    events: u64,
+    lambda: u64,
+    activity: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.transitions += o.transitions;
+        self.events += o.events;
+        self.lambda += o.lambda;
+        self.activity += o.activity;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Happy,
+    Worst,
+}
+
+struct Walker<'a> {
+    p: &'a Pipeline,
+    input: &'a BuildInput,
+    plan: &'a [PlanItem],
+    scenario: Scenario,
+    /// Lambda resource → short name.
+    lambdas: BTreeMap<String, &'static str>,
+}
+
+/// The outcome of running a state or a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+}
+
+impl Walker<'_> {
+    /// Runs a sequence from `start` to its end.
+    fn sequence(
+        &self,
+        states: &Map<String, Value>,
+        start: &str,
+        item: Option<&PlanItem>,
+    ) -> (Counts, Outcome) {
+        let mut c = Counts::default();
+        let mut name = start.to_string();
+        loop {
+            let st = states
+                .get(&name)
+                .unwrap_or_else(|| panic!("generated definition names missing state {name}"));
+            let (sc, outcome, next) = self.state(&name, st, item);
+            c += sc;
+            if outcome == Outcome::Failed {
+                return (c, Outcome::Failed);
+            }
+            match next {
+                Some(n) => name = n,
+                None => return (c, Outcome::Ok),
+            }
+        }
+    }
+
+    fn next_of(st: &Value) -> Option<String> {
+        st.get("Next").and_then(Value::as_str).map(str::to_string)
+    }
+
+    fn catch_next(st: &Value) -> Option<String> {
+        st.get("Catch")?
+            .as_array()?
+            .first()?
+            .get("Next")?
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// Whether `Check<Step>` sends the task to its activity.
+    fn runs_activity(&self, step: &str) -> bool {
+        self.input.mode != Mode::SkipEc2 && self.input.steps.iter().any(|s| s == step)
+    }
+
+    /// (counts, outcome, next state).
+    fn state(
+        &self,
+        name: &str,
+        st: &Value,
+        item: Option<&PlanItem>,
+    ) -> (Counts, Outcome, Option<String>) {
+        let ty = st["Type"].as_str().unwrap_or_default();
+        let mut c = Counts {
+            transitions: 1,
+            events: 1, // …StateEntered
+            ..Counts::default()
+        };
+        match ty {
+            "Task" => {
+                let resource = st["Resource"].as_str().unwrap_or_default();
+                if let Some(lambda) = self.lambdas.get(resource) {
+                    let attempts = match self.scenario {
+                        Scenario::Happy => 1,
+                        Scenario::Worst => {
+                            u64::from(worst_case_attempts(&retriers(TaskKind::Lambda)))
+                        }
+                    };
+                    c.transitions += attempts - 1;
+                    c.events += 3 * attempts;
+                    c.lambda += attempts;
+                    if self.scenario == Scenario::Worst && *lambda == "check-for-failures" {
+                        return (c, Outcome::Failed, None);
+                    }
+                } else {
+                    // An activity: one attempt per entry; retries belong to the enclosing Run<Step>.
+                    c.events += 3;
+                    c.activity += 1;
+                    if self.scenario == Scenario::Worst {
+                        return (c, Outcome::Failed, None);
+                    }
+                }
+                c.events += 1; // TaskStateExited
+                (c, Outcome::Ok, Self::next_of(st))
+            }
+            "Pass" | "Succeed" => {
+                c.events += 1;
+                (c, Outcome::Ok, Self::next_of(st))
+            }
+            "Choice" => {
+                c.events += 1;
+                let step = name.strip_prefix("Check").unwrap_or(name);
+                let next = if self.runs_activity(step) {
+                    st["Default"].as_str()
+                } else {
+                    st["Choices"][0]["Next"].as_str()
+                };
+                (c, Outcome::Ok, next.map(str::to_string))
+            }
+            "Parallel" => {
+                let branches = st["Branches"].as_array().cloned().unwrap_or_default();
+                let max_attempts = match (self.scenario, st["Parameters"]["step"].as_str()) {
+                    (Scenario::Worst, Some(step)) => {
+                        let retries = self.p.step(step).map_or(0, |s| s.retries);
+                        u64::from(worst_case_attempts(&retriers(TaskKind::Activity {
+                            build_retries: retries,
+                        })))
+                    }
+                    _ => 1,
+                };
+                let mut attempts = 0;
+                let mut failed;
+                loop {
+                    attempts += 1;
+                    c.events += 2; // ParallelStateStarted + Succeeded/Failed
+                    failed = false;
+                    for b in &branches {
+                        let bs = b["States"].as_object().expect("branch States");
+                        let (bc, o) =
+                            self.sequence(bs, b["StartAt"].as_str().unwrap_or_default(), item);
+                        c += bc;
+                        failed |= o == Outcome::Failed;
+                    }
+                    if !failed || attempts >= max_attempts {
+                        break;
+                    }
+                    c.transitions += 1; // the retry
+                }
+                if failed {
+                    return match Self::catch_next(st) {
+                        Some(n) => {
+                            c.events += 1;
+                            (c, Outcome::Ok, Some(n))
+                        }
+                        None => (c, Outcome::Failed, None),
+                    };
+                }
+                c.events += 1;
+                (c, Outcome::Ok, Self::next_of(st))
+            }
+            "Map" => {
+                let proc_ = &st["ItemProcessor"];
+                let ps = proc_["States"].as_object().expect("processor States");
+                let start = proc_["StartAt"].as_str().unwrap_or_default();
+                c.events += 2; // MapStateStarted + MapStateSucceeded
+                let mut failed = false;
+                match st["ItemsPath"].as_str() {
+                    Some("$.plan") => {
+                        for it in self.plan {
+                            c.events += 2;
+                            let (ic, o) = self.sequence(ps, start, Some(it));
+                            c += ic;
+                            failed |= o == Outcome::Failed;
+                        }
+                    }
+                    _ => {
+                        let n = item
+                            .and_then(|it| self.p.inner_axis().and_then(|a| it.get(&a.name)))
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len);
+                        for _ in 0..n {
+                            c.events += 2;
+                            let (ic, o) = self.sequence(ps, start, item);
+                            c += ic;
+                            failed |= o == Outcome::Failed;
+                        }
+                    }
+                }
+                if failed {
+                    return match Self::catch_next(st) {
+                        Some(n) => {
+                            c.events += 1;
+                            (c, Outcome::Ok, Some(n))
+                        }
+                        None => (c, Outcome::Failed, None),
+                    };
+                }
+                c.events += 1;
+                (c, Outcome::Ok, Self::next_of(st))
+            }
+            other => panic!("statemachine-gen does not generate {other} states"),
+        }
+    }
+}
+
+/// Every state of a definition, nested ones included.
+pub fn count_states(states: &Map<String, Value>) -> usize {
+    states
+        .values()
+        .map(|st| {
+            let nested: usize = match st["Type"].as_str() {
+                Some("Parallel") => st["Branches"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b["States"].as_object())
+                    .map(count_states)
+                    .sum(),
+                Some("Map") => st["ItemProcessor"]["States"]
+                    .as_object()
+                    .map_or(0, count_states),
+                _ => 0,
+            };
+            1 + nested
+        })
+        .sum()
+}
+
+fn walk(
+    p: &Pipeline,
+    input: &BuildInput,
+    plan: &[PlanItem],
+    def: &Value,
+    scenario: Scenario,
+) -> Counts {
+    let arns = Arns::Placeholders;
+    let lambdas = MACHINE_LAMBDAS
+        .iter()
+        .map(|l| (arns.lambda(p, l), *l))
+        .collect();
+    let w = Walker {
+        p,
+        input,
+        plan,
+        scenario,
+        lambdas,
+    };
+    let states = def["States"].as_object().expect("definition States");
+    let (mut c, _) = w.sequence(states, def["StartAt"].as_str().unwrap_or_default(), None);
+    c.events += 2; // ExecutionStarted, ExecutionSucceeded/Failed
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payload estimate
+
+const SAMPLE_INSTANCE: &str = "i-0123456789abcdef0";
+
+fn task_item(p: &Pipeline, pi: &PlanItem, inner_value: Option<&str>) -> Item {
+    let o = &p.outer_axis().name;
+    let mut it: Item = [(o.clone(), pi[o].as_str().unwrap_or_default().to_string())].into();
+    if let (Some(a), Some(v)) = (p.inner_axis(), inner_value) {
+        it.insert(a.name.clone(), v.to_string());
+    }
+    it
+}
+
+/// A stored task result as `Run<Step>`'s ResultSelector or its Catch writes it.
+fn stored_result(p: &Pipeline, input: &BuildInput, step: &str, item: Item, failed: bool) -> Value {
+    let requested = input.steps.iter().any(|s| s == step) && input.mode != Mode::SkipEc2;
+    if !requested {
+        let (kind, reason) = if input.mode == Mode::SkipEc2 {
+            (SkipKind::SkipEc2, "skip-ec2: nothing is built".to_string())
+        } else {
+            (SkipKind::NotRequested, format!("{step} was not requested"))
+        };
+        let prepare = PrepareRecord {
+            status: PrepareStatus::Skipped,
+            skip: Some(kind),
+            reason,
+            launched: vec![],
+        };
+        return json!({"step": step, "item": item, "attempt": 0, "prepare": prepare, "outcome": {"status": "skipped"}});
+    }
+    let types = p
+        .step(step)
+        .and_then(|s| s.worker.instance_types.first().cloned())
+        .unwrap_or_default();
+    if failed {
+        let cause = WorkerFailureCause {
+            instance_id: SAMPLE_INSTANCE.into(),
+            log_stream: log_stream(SAMPLE_INSTANCE),
+            attempt: 2,
+            elapsed_s: 12_345.6,
+            status: "exit status 2".into(),
+            log_tail: "x".repeat(ASSUMED_LOG_TAIL_BYTES),
+        };
+        return json!({"Error": "Worker.ScriptFailed", "Cause": serde_json::to_string(&cause).expect("serialises")});
+    }
+    let prepare = PrepareRecord {
+        status: PrepareStatus::Pending,
+        skip: None,
+        reason: format!("launched 1 worker ({types}, spot) for 1 pending task"),
+        launched: vec![SAMPLE_INSTANCE.into()],
+    };
+    json!({
+        "step": step, "item": item, "attempt": 0, "prepare": prepare,
+        "outcome": {"status": "succeeded", "instance_id": SAMPLE_INSTANCE,
+                    "log_stream": log_stream(SAMPLE_INSTANCE), "elapsed_s": 12_345.6},
+    })
+}
+
+/// (bytes, state) of the biggest state output.
+fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) -> (usize, String) {
+    let o = &p.outer_axis().name;
+    let iterations: Vec<Value> = plan
+        .iter()
+        .map(|pi| {
+            let mut results = Map::new();
+            for s in &p.steps {
+                let stored = match (crate::asl::fans_out(p, s), p.inner_axis()) {
+                    (true, Some(a)) => Value::Array(
+                        pi[&a.name]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|v| {
+                                stored_result(
+                                    p,
+                                    input,
+                                    &s.name,
+                                    task_item(p, pi, v.as_str()),
+                                    failed,
+                                )
+                            })
+                            .collect(),
+                    ),
+                    _ => stored_result(p, input, &s.name, task_item(p, pi, None), failed),
+                };
+                results.insert(s.name.clone(), stored);
+            }
+            let mut it = Map::new();
+            it.insert("item".into(), json!({o: pi[o]}));
+            if let Some(a) = p.inner_axis() {
+                it.insert("inner".into(), pi[&a.name].clone());
+            }
+            it.insert("input".into(), json!(input));
+            it.insert("results".into(), Value::Object(results));
+            Value::Object(it)
+        })
+        .collect();
+    let map_out = json!({"input": input, "plan": plan, "results": iterations});
+    let map_bytes = map_out.to_string().len();
+
+    // NormalizeResults' output: one record per requested task.
+    let mut records = vec![];
+    if let Ok(tasks) = input.requested_tasks(p) {
+        for (step, item) in tasks {
+            let stored = stored_result(p, input, &step, item.clone(), failed);
+            records.push(read_outcome(&stored).into_record(&step, item));
+        }
+    }
+    let norm_bytes = json!(NormalizedResults::new(records)).to_string().len();
+    if map_bytes >= norm_bytes {
+        (map_bytes, crate::asl::names::outer_map(p))
+    } else {
+        (norm_bytes, crate::asl::names::NORMALIZE_RESULTS.to_string())
+    }
+}
+
+/// The report for one input.
+pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
+    let def = generate(p, &Arns::Placeholders);
+    let plan = input.plan(p).unwrap_or_default();
+    let happy = walk(p, input, &plan, &def, Scenario::Happy);
+    let worst = walk(p, input, &plan, &def, Scenario::Worst);
+    let (payload_bytes, payload_state) = payload(p, input, &plan, false);
+    let (payload_bytes_worst, _) = payload(p, input, &plan, true);
+    let n = plan.len();
+    let o = &p.outer_axis().name;
+
+    // How many outer values fit in one run, from the per-value cost.
+    let fits = |total: u64, quota: u64| -> String {
+        let base = walk(p, input, &[], &def, Scenario::Happy).events;
+        let per = (total.saturating_sub(base)) / (n.max(1) as u64);
+        if per == 0 {
+            return String::new();
+        }
+        let k = quota.saturating_sub(base) / per;
+        format!(
+            " (about {k} {o}{} per run fit)",
+            if k == 1 { "" } else { "s" }
+        )
+    };
+    let mut exceeds = vec![];
+    if happy.events > HISTORY_EVENTS_QUOTA {
+        exceeds.push(format!(
+            "EXCEEDS the history quota: {} events even when everything succeeds, over {HISTORY_EVENTS_QUOTA}; split the {o}s into separate runs{}",
+            happy.events,
+            fits(happy.events, HISTORY_EVENTS_QUOTA)
+        ));
+    } else if worst.events > HISTORY_EVENTS_QUOTA {
+        exceeds.push(format!(
+            "EXCEEDS the history quota in the worst case: {} events if every retry is used, over {HISTORY_EVENTS_QUOTA}; the run fails with States.Runtime only then; split the {o}s into separate runs to be safe",
+            worst.events
+        ));
+    }
+    if payload_bytes > PAYLOAD_QUOTA_BYTES {
+        exceeds.push(format!(
+            "EXCEEDS the payload quota: {payload_state}'s output is about {payload_bytes} bytes, over {PAYLOAD_QUOTA_BYTES}; split the {o}s into separate runs"
+        ));
+    } else if payload_bytes_worst > PAYLOAD_QUOTA_BYTES {
+        exceeds.push(format!(
+            "EXCEEDS the payload quota in the worst case: about {payload_bytes_worst} bytes when every task fails with a {ASSUMED_LOG_TAIL_BYTES}-byte log tail, over {PAYLOAD_QUOTA_BYTES}; split the {o}s into separate runs to be safe"
+        ));
+    }
+
+    Report {
+        pipeline: p.name.clone(),
+        tokens: input.tokens(p),
+        outer_values: n,
+        states: count_states(def["States"].as_object().expect("States")),
+        requested_tasks: input.requested_tasks(p).map_or(0, |t| t.len()),
+        transitions_happy: happy.transitions,
+        history_events_happy: happy.events,
+        lambda_invocations: happy.lambda,
+        activity_tasks: happy.activity,
+        transitions_worst: worst.transitions,
+        history_events_worst: worst.events,
+        lambda_invocations_worst: worst.lambda,
+        activity_tasks_worst: worst.activity,
+        payload_bytes,
+        payload_state,
+        payload_bytes_worst,
+        history_events_quota: HISTORY_EVENTS_QUOTA,
+        payload_quota_bytes: PAYLOAD_QUOTA_BYTES,
+        exceeds,
+    }
+}
+
+fn pct(v: f64, quota: f64) -> String {
+    format!("{:.1}%", 100.0 * v / quota)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tokens = if self.tokens.is_empty() {
+            "(defaults)".to_string()
+        } else {
+            self.tokens.join(" ")
+        };
+        writeln!(
+            f,
+            "build-on-aws pipeline '{}', input: {tokens}",
+            self.pipeline
+        )?;
+        writeln!(f, "  states in the definition   {:>10}", self.states)?;
+        writeln!(
+            f,
+            "  requested tasks            {:>10}",
+            self.requested_tasks
+        )?;
+        writeln!(
+            f,
+            "                             {:>10} {:>12}",
+            "happy path", "worst case"
+        )?;
+        writeln!(
+            f,
+            "  state transitions          {:>10} {:>12}",
+            self.transitions_happy, self.transitions_worst
+        )?;
+        writeln!(
+            f,
+            "  history events             {:>10} {:>12}   quota {} ({} / {})",
+            self.history_events_happy,
+            self.history_events_worst,
+            self.history_events_quota,
+            pct(
+                self.history_events_happy as f64,
+                self.history_events_quota as f64
+            ),
+            pct(
+                self.history_events_worst as f64,
+                self.history_events_quota as f64
+            ),
+        )?;
+        writeln!(
+            f,
+            "  Lambda invocations         {:>10} {:>12}",
+            self.lambda_invocations, self.lambda_invocations_worst
+        )?;
+        writeln!(
+            f,
+            "  activity tasks             {:>10} {:>12}",
+            self.activity_tasks, self.activity_tasks_worst
+        )?;
+        writeln!(
+            f,
+            "  largest payload (bytes)    {:>10} {:>12}   quota {} ({} / {}), {}'s output",
+            self.payload_bytes,
+            self.payload_bytes_worst,
+            self.payload_quota_bytes,
+            pct(self.payload_bytes as f64, self.payload_quota_bytes as f64),
+            pct(
+                self.payload_bytes_worst as f64,
+                self.payload_quota_bytes as f64
+            ),
+            self.payload_state,
+        )?;
+        if self.exceeds.is_empty() {
+            writeln!(
+                f,
+                "OK: within the Step Functions quotas, even in the worst case."
+            )?;
+        } else {
+            for e in &self.exceeds {
+                writeln!(f, "{e}")?;
+            }
+        }
+        Ok(())
+    }
+}

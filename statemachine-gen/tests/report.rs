@@ -1,0 +1,182 @@
+//! The static report: numbers that follow the counting convention, grow as the input grows, and
+//! say EXCEEDS when a run would break a Step Functions quota.
+
+mod support;
+
+use common::{BuildInput, Pipeline};
+use statemachine_gen::{Report, report};
+use support::*;
+
+fn day() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2025, 3, 4).unwrap()
+}
+
+fn rep(p: &Pipeline, tokens: &str) -> Report {
+    let t: Vec<&str> = tokens.split_whitespace().collect();
+    let input = BuildInput::from_tokens(p, &t, day()).unwrap_or_else(|e| panic!("{e}"));
+    report(p, &input)
+}
+
+fn versions(n: usize) -> String {
+    (0..n).map(|i| format!("1.{i}.0 ")).collect()
+}
+
+fn distros(n: usize) -> String {
+    (0..n).map(|i| format!("d{i} ")).collect()
+}
+
+#[test]
+fn one_step_one_axis_counts_by_hand() {
+    // ParseInput, ForEachVersion, RunBuild, PrepareBuild, CheckBuild, Build, NormalizeResults,
+    // CheckForFailures: 8 transitions; events: 2 (execution) + 5 + 4 + 2 (one iteration)
+    // + [Run 4 + Prepare 5 + Check 2 + Build 5] + 5 + 5 = 39.
+    let r = rep(&one_step_one_axis(), "1.0.0");
+    assert_eq!(r.requested_tasks, 1);
+    assert_eq!(r.transitions_happy, 8);
+    assert_eq!(r.history_events_happy, 39);
+    assert_eq!(r.lambda_invocations, 4);
+    assert_eq!(r.activity_tasks, 1);
+    assert_eq!(r.states, 8 + 2); // + SkipBuild and CaughtRunBuild
+    assert!(r.exceeds.is_empty(), "{r}");
+}
+
+#[test]
+fn worst_case_multiplies_the_retriers() {
+    let r = rep(&one_step_one_axis(), "1.0.0");
+    let lambda = u64::from(common::retry::worst_case_attempts(
+        &common::retry::retriers(common::retry::TaskKind::Lambda),
+    ));
+    let run = u64::from(common::retry::worst_case_attempts(
+        &common::retry::retriers(common::retry::TaskKind::Activity { build_retries: 2 }),
+    ));
+    // ParseInput, NormalizeResults, CheckForFailures, and Prepare once per Run attempt.
+    assert_eq!(r.lambda_invocations_worst, 3 * lambda + run * lambda);
+    assert_eq!(r.activity_tasks_worst, run);
+    // ParseInput(lambda) + Map(1) + Run(run) + per Run attempt [Prepare(lambda) + Check + Build]
+    // + CaughtRunBuild + NormalizeResults(lambda) + CheckForFailures(lambda).
+    assert_eq!(
+        r.transitions_worst,
+        lambda + 1 + run + run * (lambda + 2) + 1 + 2 * lambda
+    );
+    assert!(r.history_events_worst > r.history_events_happy);
+    assert!(r.payload_bytes_worst > r.payload_bytes);
+}
+
+#[test]
+fn numbers_grow_linearly_with_versions_and_distros() {
+    let p = diamond();
+    let r = |v: usize, d: usize| rep(&p, &format!("{}{}", versions(v), distros(d)));
+    let small = r(1, 3);
+    let big = r(3, 10);
+    // A, C, D per version, B per version × distro.
+    assert_eq!(small.requested_tasks, 3 + 3);
+    assert_eq!(big.requested_tasks, 3 * (3 + 10));
+    assert_eq!(big.activity_tasks, big.requested_tasks as u64);
+    // Each more distro adds one fanned-out task: Run, Prepare, Check, activity = 4 transitions;
+    // Run 4 + Prepare 5 + Check 2 + activity 5 + the Map iteration 2 = 18 events; 1 Lambda.
+    let d4 = r(1, 4);
+    assert_eq!(d4.transitions_happy - small.transitions_happy, 4);
+    assert_eq!(d4.history_events_happy - small.history_events_happy, 18);
+    assert_eq!(d4.lambda_invocations - small.lambda_invocations, 1);
+    // Each more version adds the same again.
+    let v2 = r(2, 10);
+    let v1 = r(1, 10);
+    assert_eq!(
+        big.history_events_happy - v2.history_events_happy,
+        v2.history_events_happy - v1.history_events_happy
+    );
+    assert_eq!(
+        big.transitions_happy - v1.transitions_happy,
+        2 * (v2.transitions_happy - v1.transitions_happy)
+    );
+    assert!(big.payload_bytes > 3 * small.payload_bytes);
+    assert!(big.transitions_worst > big.transitions_happy);
+}
+
+#[test]
+fn steps_not_requested_still_pass_through_prepare_but_start_no_activity() {
+    let p = diamond();
+    let all = rep(&p, "1.0.0 d0 d1");
+    let only_a = rep(&p, "1.0.0 d0 d1 A");
+    assert_eq!(only_a.requested_tasks, 1);
+    assert_eq!(only_a.activity_tasks, 1);
+    assert_eq!(only_a.lambda_invocations, all.lambda_invocations);
+    // Skip<Step> (Pass) instead of the activity Task: 3 fewer events per skipped task.
+    let skipped = (all.requested_tasks - only_a.requested_tasks) as u64;
+    assert_eq!(
+        all.history_events_happy - only_a.history_events_happy,
+        3 * skipped
+    );
+    let skip_ec2 = rep(&p, "1.0.0 d0 d1 --skip-ec2");
+    assert_eq!(skip_ec2.activity_tasks, 0);
+}
+
+#[test]
+fn per_version_overrides_shrink_the_fan_out() {
+    let p = example();
+    // 4.28.x is never built for noble: 4 distros; 4.30.0 builds all 5.
+    let old = rep(&p, "4.28.2");
+    let new = rep(&p, "4.30.0");
+    assert_eq!(old.requested_tasks + 1, new.requested_tasks);
+    assert_eq!(new.history_events_happy - old.history_events_happy, 18);
+}
+
+#[test]
+fn the_example_fits_comfortably() {
+    let r = rep(&example(), "4.28.2 4.29.0 4.30.0");
+    assert!(r.exceeds.is_empty(), "{r}");
+    assert!(!r.exceeds_on_happy_path());
+    let text = r.to_string();
+    assert!(
+        text.contains("history events") && text.contains("OK"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_huge_input_says_exceeds_with_a_hint() {
+    let p = many_fan_out_steps(8);
+    let r = rep(&p, &format!("{}{}", versions(40), distros(5)));
+    assert!(r.exceeds_on_happy_path(), "{r}");
+    assert!(r.history_events_happy > 25_000);
+    let text = r.to_string();
+    assert!(text.contains("EXCEEDS"), "{text}");
+    assert!(
+        text.contains("split the versions into separate runs"),
+        "{text}"
+    );
+    // The suggested number of versions per run does fit.
+    let k: usize = text
+        .split("about ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no 'about N versions' in {text}"));
+    assert!(k >= 1);
+    let fits = rep(&p, &format!("{}{}", versions(k), distros(5)));
+    assert!(fits.history_events_happy <= 25_000, "{fits}");
+    let too_many = rep(&p, &format!("{}{}", versions(k + 1), distros(5)));
+    assert!(too_many.history_events_happy > 25_000, "{too_many}");
+}
+
+#[test]
+fn a_big_payload_says_exceeds() {
+    let p = many_fan_out_steps(8);
+    let r = rep(&p, &format!("{}{}", versions(60), distros(10)));
+    assert!(r.payload_bytes > 256 * 1024, "{r}");
+    assert!(r.exceeds.iter().any(|e| e.contains("payload")), "{r}");
+}
+
+#[test]
+fn serialises_with_the_happy_path_fields() {
+    let r = rep(&diamond(), "1.0.0 d1");
+    let v = serde_json::to_value(&r).unwrap();
+    for k in [
+        "transitions_happy",
+        "history_events_happy",
+        "lambda_invocations",
+        "activity_tasks",
+    ] {
+        assert!(v[k].as_u64().is_some(), "{k} in {v}");
+    }
+}

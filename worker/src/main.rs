@@ -1,0 +1,219 @@
+//! The worker binary: reads its configuration from the environment (see the README), wires the
+//! real clients into the agent loop, and shuts down (power off on EC2, exit locally).
+//!
+//! Exit codes: 0 normal shutdown (idle, max tasks, task failure, interruption), 2 bad
+//! configuration, 1 unexpected error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use common::ports::Activities;
+use common::task::log_stream;
+use common::worker_env::{Shutdown, WorkerEnv};
+use worker::agent::{Agent, AgentConfig, InterruptSender, interrupt_channel};
+use worker::imds::{DEFAULT_ENDPOINT, Imds};
+use worker::log::{CloudWatchLog, FileLog, LogSink, NoLog};
+use worker::sfn::{POLL_TIMEOUT, SfnActivityClient};
+use worker::shutdown::{self, ShutdownPort};
+use worker::tags::{Ec2Tagger, FileTagger, NoTags, Tagger};
+use worker::{IMDS_ENDPOINT_VAR, POLL_TIMEOUT_VAR, TAGS_FILE_VAR};
+
+/// How often the spot interruption notice is polled on EC2.
+const SPOT_POLL: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(log_filter())
+        .init();
+    let env = match WorkerEnv::from_env() {
+        Ok(e) => e,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let poll_timeout = match std::env::var(POLL_TIMEOUT_VAR) {
+        Err(_) => POLL_TIMEOUT,
+        Ok(v) => match v.parse::<f64>() {
+            Ok(x) if x > 0.0 && x.is_finite() => Duration::from_secs_f64(x),
+            _ => {
+                eprintln!("{POLL_TIMEOUT_VAR}='{v}' is not a positive number of seconds");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let port: Box<dyn ShutdownPort> = match env.shutdown {
+        Shutdown::Poweroff => Box::new(shutdown::Poweroff),
+        Shutdown::Exit => Box::new(shutdown::Exit),
+    };
+    let code = match run(env, poll_timeout).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            1
+        }
+    };
+    ExitCode::from(port.shutdown(code).await as u8)
+}
+
+/// `RUST_LOG` (default `info`), with the AWS SDK's HTTP layers capped at `info`: their debug and
+/// trace output can carry request bodies, and a request body can carry a task token.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut f = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for d in [
+        "aws_smithy_runtime=info",
+        "aws_smithy_http_client=info",
+        "aws_smithy_runtime_api=info",
+        "aws_smithy_http=info",
+        "aws_sdk_sfn=info",
+        "hyper=info",
+        "hyper_util=info",
+        "h2=info",
+        "reqwest=info",
+    ] {
+        f = f.add_directive(d.parse().expect("valid directive"));
+    }
+    f
+}
+
+fn watch_signals(tx: Arc<InterruptSender>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, name) in [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+    ] {
+        let mut s = signal(kind).with_context(|| format!("cannot watch {name}"))?;
+        let tx = Arc::clone(&tx);
+        tokio::spawn(async move {
+            if s.recv().await.is_some() {
+                tracing::warn!("{name} received");
+                let _ = tx.send(Some(name.to_string()));
+            }
+        });
+    }
+    Ok(())
+}
+
+fn watch_spot(imds: Imds, tx: Arc<InterruptSender>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(SPOT_POLL).await;
+            match imds.spot_action().await {
+                Ok(Some(body)) => {
+                    tracing::warn!(notice = %body, "spot interruption notice");
+                    let _ = tx.send(Some(format!("spot instance-action {}", body.trim())));
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "spot notice poll failed"),
+            }
+        }
+    });
+}
+
+/// `aws s3 cp --recursive` of an `s3://` scripts location into `<work_dir>/scripts`.
+async fn fetch_scripts(url: &str, work_dir: &str) -> anyhow::Result<PathBuf> {
+    let dest = PathBuf::from(work_dir).join("scripts");
+    std::fs::create_dir_all(&dest)
+        .with_context(|| format!("cannot create {} (check BOA_WORK_DIR)", dest.display()))?;
+    let status = tokio::process::Command::new("aws")
+        .args(["s3", "cp", "--recursive", "--only-show-errors", url])
+        .arg(&dest)
+        .status()
+        .await
+        .context("cannot run the aws CLI to fetch BOA_SCRIPTS (is it installed?)")?;
+    if !status.success() {
+        bail!(
+            "aws s3 cp --recursive {url} failed ({status}): check BOA_SCRIPTS and the instance profile"
+        );
+    }
+    Ok(dest)
+}
+
+async fn run(env: WorkerEnv, poll_timeout: Duration) -> anyhow::Result<()> {
+    let (tx, rx) = interrupt_channel();
+    let tx = Arc::new(tx);
+    watch_signals(Arc::clone(&tx))?;
+
+    let imds = Imds::new(
+        &std::env::var(IMDS_ENDPOINT_VAR).unwrap_or_else(|_| DEFAULT_ENDPOINT.to_string()),
+    );
+    let on_ec2 = env.instance_id.as_deref().is_none_or(str::is_empty);
+    let instance_id = if on_ec2 {
+        let id = imds.instance_id().await?;
+        watch_spot(imds, Arc::clone(&tx));
+        id
+    } else {
+        env.instance_id.clone().unwrap_or_default()
+    };
+
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(env.region.clone()));
+    if env.endpoint_url.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // A local endpoint checks no signature: static placeholder credentials avoid a slow
+        // search of the default chain (which would end at IMDS).
+        loader = loader.credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "build-on-aws-local",
+        ));
+    }
+    let sdk = loader.load().await;
+
+    let scripts_dir = if env.scripts.starts_with("s3://") {
+        fetch_scripts(&env.scripts, &env.work_dir).await?
+    } else {
+        PathBuf::from(&env.scripts)
+    };
+
+    let stream = log_stream(&instance_id);
+    let log: Arc<dyn LogSink> = if let Some(group) =
+        env.log_group.as_deref().filter(|g| !g.is_empty())
+    {
+        let cw = CloudWatchLog::create(aws_sdk_cloudwatchlogs::Client::new(&sdk), group, &stream)
+            .await
+            .with_context(|| {
+                format!("cannot create log stream {stream} in {group} (check BOA_LOG_GROUP)")
+            })?;
+        cw.spawn_flusher(Duration::from_secs(5));
+        cw
+    } else if let Some(dir) = env.log_dir.as_deref().filter(|d| !d.is_empty()) {
+        Arc::new(
+            FileLog::open(dir.as_ref(), &stream).with_context(|| {
+                format!("cannot open the worker log in {dir} (check BOA_LOG_DIR)")
+            })?,
+        )
+    } else {
+        tracing::warn!("neither BOA_LOG_GROUP nor BOA_LOG_DIR is set: script output is not kept");
+        Arc::new(NoLog)
+    };
+
+    let tagger: Arc<dyn Tagger> = match std::env::var(TAGS_FILE_VAR) {
+        Ok(path) if !path.is_empty() => Arc::new(FileTagger::new(path)),
+        _ if on_ec2 => Arc::new(Ec2Tagger {
+            client: aws_sdk_ec2::Client::new(&sdk),
+            instance_id: instance_id.clone(),
+        }),
+        _ => Arc::new(NoTags),
+    };
+
+    let activities: Arc<dyn Activities> = Arc::new(SfnActivityClient::new(
+        &sdk,
+        env.endpoint_url.as_deref(),
+        poll_timeout,
+    ));
+    let cfg = AgentConfig::new(&env, &instance_id, &scripts_dir);
+    let mut agent = Agent::new(cfg, activities, tagger, Arc::clone(&log), rx);
+    let ending = agent.run().await?;
+    log.flush().await;
+    tracing::info!(?ending, "worker done");
+    Ok(())
+}
