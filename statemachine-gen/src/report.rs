@@ -525,7 +525,7 @@ pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
         ));
     } else if worst.events > HISTORY_EVENTS_QUOTA {
         exceeds.push(format!(
-            "EXCEEDS the history quota in the worst case: {} events if every retry is used, over {HISTORY_EVENTS_QUOTA}; the run fails with States.Runtime only then; split the {o}s into separate runs to be safe",
+            "EXCEEDS the history quota in the worst case: {} events if every retry is used, over {HISTORY_EVENTS_QUOTA} (such an execution would fail); split the {o}s into separate runs to be safe",
             worst.events
         ));
     }
@@ -535,7 +535,7 @@ pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
         ));
     } else if payload_bytes_worst > PAYLOAD_QUOTA_BYTES {
         exceeds.push(format!(
-            "EXCEEDS the payload quota in the worst case: about {payload_bytes_worst} bytes when every task fails with a {ASSUMED_LOG_TAIL_BYTES}-byte log tail, over {PAYLOAD_QUOTA_BYTES}; split the {o}s into separate runs to be safe"
+            "EXCEEDS the payload quota in the worst case: about {payload_bytes_worst} bytes when every task fails with a {ASSUMED_LOG_TAIL_BYTES}-byte log tail, over {PAYLOAD_QUOTA_BYTES} (the Map would fail with States.DataLimitExceeded); split the {o}s into separate runs to be safe"
         ));
     }
 
