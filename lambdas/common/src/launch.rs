@@ -563,3 +563,129 @@ pub fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, String> {
     })?;
     Pipeline::parse_named(&src, &path.display().to_string()).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = r#"
+name = "demo"
+[[axis]]
+name = "version"
+pattern = '^\d+$'
+[defaults.worker]
+instance_types = ["a.large", "b.large"]
+[[step]]
+name = "Build"
+script = "build.sh"
+[[step]]
+name = "Publish"
+script = "publish.sh"
+exclusive = true
+[step.worker]
+market = "spot"
+"#;
+
+    #[test]
+    fn config_from_env_derives_region_and_account_and_reports_every_problem() {
+        let vars = |k: &str| match k {
+            "BOA_STACK" => Some("build-on-aws-demo".to_string()),
+            "BOA_STATE_MACHINE_ARN" => {
+                Some("arn:aws:states:eu-west-1:111122223333:stateMachine:build-on-aws-demo".into())
+            }
+            "BOA_ARTIFACTS" => Some("s3://art/demo/".into()),
+            "BOA_SUBNETS" => Some("subnet-1, subnet-2".into()),
+            _ => None,
+        };
+        let c = StackConfig::from_lookup(vars).unwrap();
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(
+            c.activity_arn(&Pipeline::parse(P).unwrap(), "Build"),
+            "arn:aws:states:eu-west-1:111122223333:activity:build-on-aws-demo-Build"
+        );
+        assert_eq!(c.scripts, "s3://art/demo/scripts");
+        assert_eq!(c.default_subnets, ["subnet-1", "subnet-2"]);
+        let e = StackConfig::from_lookup(|k| (k == "BOA_ARTIFACTS").then(|| "/tmp/x".into()))
+            .unwrap_err()
+            .to_string();
+        for k in [
+            "BOA_STACK is not set",
+            "BOA_STATE_MACHINE_ARN is not set",
+            "'/tmp/x'",
+        ] {
+            assert!(e.contains(k), "{k} missing from {e}");
+        }
+    }
+
+    #[test]
+    fn client_tokens_are_stable_short_and_change_with_the_request() {
+        let p = Pipeline::parse(P).unwrap();
+        let c = StackConfig::new("s", "us-east-1", "1", "s3://a");
+        let ctx = |seed: &'static str, exec: &'static str, attempt| LaunchContext {
+            execution: exec,
+            state: "PrepareBuild",
+            token_seed: seed,
+            attempt,
+        };
+        let build = p.step("Build").unwrap();
+        let t = |s: &Step, cx: &LaunchContext<'_>, ty: &str| {
+            client_token(&c, &p, s, cx, ty, Purchase::Spot, 1)
+        };
+        let a = t(build, &ctx("x|1", "e1", 0), "a.large");
+        assert_eq!(a, t(build, &ctx("x|1", "e1", 0), "a.large"));
+        assert_eq!(
+            a,
+            "boa-".to_string()
+                + &stable_hash(&[
+                    "s",
+                    "build-on-aws-demo-Build",
+                    "x|1",
+                    "a.large",
+                    "spot",
+                    "1"
+                ])
+        );
+        assert!(a.len() <= 64 && a.is_ascii());
+        assert_ne!(a, t(build, &ctx("x|2", "e1", 0), "a.large"));
+        assert_ne!(a, t(build, &ctx("x|1", "e1", 0), "b.large"));
+        // Exclusive: the seed (item) does not matter; execution and attempt do.
+        let publish = p.step("Publish").unwrap();
+        let x = t(publish, &ctx("v1", "e1", 0), "a.large");
+        assert_eq!(x, t(publish, &ctx("v2", "e1", 0), "a.large"));
+        assert_ne!(x, t(publish, &ctx("v1", "e2", 0), "a.large"));
+        assert_ne!(x, t(publish, &ctx("v1", "e1", 1), "a.large"));
+    }
+
+    #[test]
+    fn markets_give_the_order_of_types_and_purchases() {
+        let p = Pipeline::parse(P).unwrap();
+        let o = attempts_order(p.step("Build").unwrap());
+        assert_eq!(
+            o,
+            [
+                ("a.large".to_string(), Purchase::Spot),
+                ("a.large".to_string(), Purchase::OnDemand),
+                ("b.large".to_string(), Purchase::Spot),
+                ("b.large".to_string(), Purchase::OnDemand),
+            ]
+        );
+        let o = attempts_order(p.step("Publish").unwrap());
+        assert!(o.iter().all(|(_, pu)| *pu == Purchase::Spot) && o.len() == 2);
+    }
+
+    #[test]
+    fn activities_map_back_to_steps_and_backoff_is_capped() {
+        let p = Pipeline::parse(P).unwrap();
+        let arn = "arn:aws:states:us-east-1:1:activity:build-on-aws-demo-Publish";
+        assert_eq!(step_of_activity(&p, arn).unwrap().name, "Publish");
+        assert!(
+            step_of_activity(&p, "arn:aws:states:us-east-1:1:activity:other-Publish").is_none()
+        );
+        assert_eq!(backoff_ceiling(0), Duration::from_millis(200));
+        assert_eq!(backoff_ceiling(3), Duration::from_millis(1600));
+        assert_eq!(backoff_ceiling(5), BACKOFF_CAP);
+        for r in 0..8 {
+            assert!(full_jitter(r) <= backoff_ceiling(r));
+        }
+    }
+}

@@ -94,7 +94,9 @@ impl Fleet for Ec2Fleet {
             .run_instances()
             .image_id(&spec.ami)
             .instance_type(InstanceType::from(spec.instance_type.as_str()))
-            .min_count(1)
+            // All or nothing per type/market: a short type fails with a capacity error and the
+            // whole batch moves on to the next type.
+            .min_count(spec.count as i32)
             .max_count(spec.count as i32)
             .client_token(&spec.client_token)
             .user_data(aws_smithy_types::base64::encode(spec.user_data.as_bytes()))
