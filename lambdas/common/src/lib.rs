@@ -14,6 +14,7 @@ pub mod ports;
 pub mod results;
 pub mod retry;
 pub mod task;
+pub mod telemetry;
 pub mod worker_env;
 
 pub use errors::{ErrorName, NamedError};

@@ -6,7 +6,7 @@ use normalize_results::NormalizeEvent;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
+    common::telemetry::init_lambda_tracing();
     let pipeline = load_pipeline(&pipeline_path())?;
     let pipeline = &pipeline;
     lambda_runtime::run(service_fn(
@@ -15,18 +15,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-fn init_tracing() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into())
-        .to_lowercase();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_current_span(false)
-        .without_time()
-        .with_target(false)
-        .init();
 }
