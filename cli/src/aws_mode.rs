@@ -37,22 +37,13 @@ pub async fn run(cli: &Cli) -> u8 {
         );
         return EXIT_BAD_INPUT;
     };
-    let mut structured = serde_json::Map::new();
-    for a in &p.axes {
-        structured.insert(
-            a.input_key.clone(),
-            serde_json::json!(input.axes.get(&a.name).cloned().unwrap_or_default()),
-        );
-    }
-    structured.insert("steps".into(), serde_json::json!(input.steps));
-    structured.insert("mode".into(), serde_json::json!(input.mode.as_str()));
     let name = crate::execution_name(&input.tokens(&p), chrono::Local::now());
     let sfn = client().await;
     let started = match sfn
         .start_execution()
         .state_machine_arn(sm)
         .name(&name)
-        .input(serde_json::Value::Object(structured).to_string())
+        .input(input.execution_input(&p).to_string())
         .send()
         .await
     {
@@ -75,8 +66,14 @@ pub async fn run(cli: &Cli) -> u8 {
     follow(&sfn, &arn, total, cli.json, &p).await
 }
 
-async fn follow(sfn: &aws_sdk_sfn::Client, arn: &str, total: usize, json: bool, p: &common::Pipeline) -> u8 {
-    let ex = common::aws::SfnExecutions::new(sfn.clone());
+async fn follow(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+    total: usize,
+    json: bool,
+    p: &common::Pipeline,
+) -> u8 {
+    let ex = common::aws::SfnExecutions(sfn.clone());
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(200));
     loop {
@@ -102,7 +99,12 @@ async fn follow(sfn: &aws_sdk_sfn::Client, arn: &str, total: usize, json: bool, 
     }
 }
 
-fn finish(history: &[common::ports::HistoryEvent], status: &str, json: bool, p: &common::Pipeline) -> u8 {
+fn finish(
+    history: &[common::ports::HistoryEvent],
+    status: &str,
+    json: bool,
+    p: &common::Pipeline,
+) -> u8 {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
     match normalized_from_history(history) {
         Some(r) => {
@@ -111,14 +113,24 @@ fn finish(history: &[common::ports::HistoryEvent], status: &str, json: bool, p: 
             } else {
                 print!("{}", table::render(&r, &order));
             }
-            if r.summary.failed > 0 || status != "SUCCEEDED" { EXIT_FAILED } else { 0 }
+            if r.summary.failed > 0 || status != "SUCCEEDED" {
+                EXIT_FAILED
+            } else {
+                0
+            }
         }
         None => {
             let why = history
                 .iter()
                 .rev()
                 .find(|e| e.kind == "ExecutionFailed")
-                .map(|e| format!("{}: {}", e.error.clone().unwrap_or_default(), e.cause.clone().unwrap_or_default()))
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.error.clone().unwrap_or_default(),
+                        e.cause.clone().unwrap_or_default()
+                    )
+                })
                 .unwrap_or_default();
             eprintln!("build-on-aws: the execution ended {status} without results {why}");
             EXIT_FAILED
@@ -138,11 +150,14 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
     let status = match sfn.describe_execution().execution_arn(arn).send().await {
         Ok(d) => d.status().as_str().to_string(),
         Err(e) => {
-            eprintln!("build-on-aws: cannot read {arn}: {}", aws_sdk_sfn::error::DisplayErrorContext(&e));
+            eprintln!(
+                "build-on-aws: cannot read {arn}: {}",
+                aws_sdk_sfn::error::DisplayErrorContext(&e)
+            );
             return EXIT_FAILED;
         }
     };
-    let ex = common::aws::SfnExecutions::new(sfn);
+    let ex = common::aws::SfnExecutions(sfn);
     match ex.history(arn).await {
         Ok(h) => finish(&h, &status, json, &p),
         Err(e) => {
@@ -157,7 +172,9 @@ mod tests {
     #[test]
     fn console_url_uses_the_execution_region() {
         let u = super::console_url("arn:aws:states:eu-west-1:123456789012:execution:sm:run-1");
-        assert!(u.starts_with("https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#"));
+        assert!(
+            u.starts_with("https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#")
+        );
         assert!(u.ends_with("execution:sm:run-1"));
     }
 }

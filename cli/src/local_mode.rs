@@ -45,7 +45,10 @@ pub async fn run(cli: &Cli) -> u8 {
         }
     }
     if !(cli.time_scale.is_finite() && cli.time_scale > 0.0) {
-        eprintln!("build-on-aws: --time-scale {} must be a positive number (1 = real time)", cli.time_scale);
+        eprintln!(
+            "build-on-aws: --time-scale {} must be a positive number (1 = real time)",
+            cli.time_scale
+        );
         return EXIT_BAD_INPUT;
     }
     let worker = worker_bin();
@@ -71,7 +74,7 @@ pub async fn run(cli: &Cli) -> u8 {
             seed: cli.seed,
         },
         seed: cli.seed,
-        extra_env: vec![],
+        extra_env: cli.env.clone(),
     };
     let stack = match LocalStack::start(opts).await {
         Ok(s) => s,
@@ -156,9 +159,16 @@ fn report(record: &RunRecord, json: bool, p: &common::Pipeline) -> u8 {
                 println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
             } else {
                 print!("{}", table::render(r, &order));
-                println!("run {} ({}); `build-on-aws status {}` shows this again", record.name, record.status, record.name);
+                println!(
+                    "run {} ({}); `build-on-aws status {}` shows this again",
+                    record.name, record.status, record.name
+                );
             }
-            if r.summary.failed > 0 || record.status != "SUCCEEDED" { EXIT_FAILED } else { 0 }
+            if r.summary.failed > 0 || record.status != "SUCCEEDED" {
+                EXIT_FAILED
+            } else {
+                0
+            }
         }
         None => {
             eprintln!(

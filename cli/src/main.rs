@@ -66,7 +66,12 @@ pub struct Cli {
     state_machine_arn: Option<String>,
 
     /// Local mode: divide every wait (retries, boot, idle, health-check period) by this.
-    #[arg(long, env = "BOA_TIME_SCALE", default_value_t = 100.0, help_heading = "Local mode")]
+    #[arg(
+        long,
+        env = "BOA_TIME_SCALE",
+        default_value_t = 100.0,
+        help_heading = "Local mode"
+    )]
     time_scale: f64,
 
     /// Local mode: simulated worker boot time in seconds (before the time scale).
@@ -74,27 +79,52 @@ pub struct Cli {
     boot_time: f64,
 
     /// Local mode: where logs, worker folders, run records and done-check objects live.
-    #[arg(long, env = "BOA_RUN_DIR", default_value = ".build-on-aws", help_heading = "Local mode")]
+    #[arg(
+        long,
+        env = "BOA_RUN_DIR",
+        default_value = ".build-on-aws",
+        help_heading = "Local mode"
+    )]
     run_dir: PathBuf,
+
+    /// Local mode: set KEY=VALUE in every worker's (and so every script's) environment; repeatable.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env, help_heading = "Local mode")]
+    env: Vec<(String, String)>,
 
     /// Local mode: seed for retry jitter and injected faults.
     #[arg(long, default_value_t = 1, help_heading = "Local mode")]
     seed: u64,
 
     /// Local mode: fraction (0-1) of tasks whose worker is killed mid-task.
-    #[arg(long, default_value_t = 0.0, help_heading = "Fault injection (local mode)")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Fault injection (local mode)"
+    )]
     kill_workers: f64,
 
     /// Local mode: fraction of launches refused with RequestLimitExceeded.
-    #[arg(long, default_value_t = 0.0, help_heading = "Fault injection (local mode)")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Fault injection (local mode)"
+    )]
     throttle_launches: f64,
 
     /// Local mode: fraction of launches refused with InsufficientInstanceCapacity.
-    #[arg(long, default_value_t = 0.0, help_heading = "Fault injection (local mode)")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Fault injection (local mode)"
+    )]
     refuse_launches: f64,
 
     /// Local mode: fraction of Lambda invocations that fail.
-    #[arg(long, default_value_t = 0.0, help_heading = "Fault injection (local mode)")]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Fault injection (local mode)"
+    )]
     fail_lambdas: f64,
 }
 
@@ -114,6 +144,19 @@ enum Cmd {
         #[arg(long, env = "BOA_RUN_DIR", default_value = ".build-on-aws")]
         run_dir: PathBuf,
     },
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v))
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!(
+            "'{s}' is not KEY=VALUE (e.g. --env BOA_EXAMPLE_SLEEP=1)"
+        )),
+    }
 }
 
 /// Exit codes.
@@ -217,18 +260,13 @@ fn main() -> ExitCode {
                 other => local_mode::status(run_dir, other, *json, pipeline),
             };
         }
-        let local = if cli.local {
-            true
-        } else if cli.aws {
-            false
-        } else if cli.state_machine_arn.is_some() && aws_configured() {
-            false
-        } else {
+        let aws = !cli.local && (cli.aws || (cli.state_machine_arn.is_some() && aws_configured()));
+        if !cli.local && !aws {
             eprintln!(
                 "build-on-aws: no AWS state machine configured (BOA_STATE_MACHINE_ARN) or no AWS credentials: running locally. Use --aws to force AWS mode."
             );
-            true
-        };
+        }
+        let local = !aws;
         if local {
             local_mode::run(&cli).await
         } else {
@@ -241,7 +279,7 @@ fn main() -> ExitCode {
 /// A readable, unique execution name: tokens + user + time + a short random suffix, at most 80
 /// characters of `[A-Za-z0-9-_]`.
 pub fn execution_name(tokens: &[String], now: chrono::DateTime<chrono::Local>) -> String {
-    use rand::Rng;
+    use rand::RngExt;
     let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
     let toks = if tokens.is_empty() {
         "all".to_string()
@@ -250,11 +288,21 @@ pub fn execution_name(tokens: &[String], now: chrono::DateTime<chrono::Local>) -
     };
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     let suffix: u32 = rand::rng().random_range(0..0x10000);
-    let tail = format!("-{}-{}-{suffix:04x}", clean(&user), now.format("%Y%m%dT%H%M%S"));
+    let tail = format!(
+        "-{}-{}-{suffix:04x}",
+        clean(&user),
+        now.format("%Y%m%dT%H%M%S")
+    );
     let head_len = 80usize.saturating_sub(tail.len());
     let head: String = clean(&toks).chars().take(head_len).collect();
     format!("{head}{tail}")
@@ -267,12 +315,22 @@ mod tests {
     #[test]
     fn execution_names_are_readable_unique_and_valid() {
         let now = chrono::Local::now();
-        let t = vec!["4.28.2".to_string(), "ubuntu-22.04-jammy".into(), "--fake-ec2".into()];
+        let t = vec![
+            "4.28.2".to_string(),
+            "ubuntu-22.04-jammy".into(),
+            "--fake-ec2".into(),
+        ];
         let a = execution_name(&t, now);
         let b = execution_name(&t, now);
-        assert!(a.starts_with("4_28_2-ubuntu-22_04-jammy---fake-ec2-"), "{a}");
+        assert!(
+            a.starts_with("4_28_2-ubuntu-22_04-jammy---fake-ec2-"),
+            "{a}"
+        );
         assert!(a.len() <= 80);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(a, b, "random suffix");
         let long: Vec<String> = (0..40).map(|i| format!("token{i}")).collect();
         assert!(execution_name(&long, now).len() <= 80);
@@ -282,7 +340,14 @@ mod tests {
     fn help_lists_steps_axes_and_examples() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.toml");
         let h = pipeline_help(&p);
-        for s in ["MakeBinaryPackage", "distro", "version", "--fake-ec2", "Examples", "Exit codes"] {
+        for s in [
+            "MakeBinaryPackage",
+            "distro",
+            "version",
+            "--fake-ec2",
+            "Examples",
+            "Exit codes",
+        ] {
             assert!(h.contains(s), "{s} missing from help:\n{h}");
         }
     }

@@ -29,7 +29,9 @@ impl Progress {
                     p.failed_attempts += 1
                 }
                 "TaskStateExited"
-                    if e.state_name.as_deref().is_some_and(|n| n.starts_with("Prepare")) =>
+                    if e.state_name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("Prepare")) =>
                 {
                     let skipped = e
                         .payload
@@ -67,7 +69,9 @@ pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<common::Normal
     events
         .iter()
         .rev()
-        .filter(|e| e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults"))
+        .filter(|e| {
+            e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults")
+        })
         .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
 }
 
@@ -97,13 +101,26 @@ mod tests {
             ev("ActivityStarted", None, None),
             ev("ActivitySucceeded", None, None),
             ev("ActivityTimedOut", None, None),
-            ev("TaskStateExited", Some("PrepareA"), Some(r#"{"prepare":{"status":"skipped"}}"#)),
-            ev("TaskStateExited", Some("PrepareB"), Some(r#"{"prepare":{"status":"pending"}}"#)),
+            ev(
+                "TaskStateExited",
+                Some("PrepareA"),
+                Some(r#"{"prepare":{"status":"skipped"}}"#),
+            ),
+            ev(
+                "TaskStateExited",
+                Some("PrepareB"),
+                Some(r#"{"prepare":{"status":"pending"}}"#),
+            ),
         ];
         let p = Progress::from_history(&h);
         assert_eq!(
             p,
-            Progress { succeeded: 1, skipped: 1, failed_attempts: 1, running: 1 }
+            Progress {
+                succeeded: 1,
+                skipped: 1,
+                failed_attempts: 1,
+                running: 1
+            }
         );
         assert!(p.line(10, Some(3)).starts_with("2/10 done"));
     }
@@ -112,7 +129,11 @@ mod tests {
     fn normalized_results_come_from_the_normalize_state_exit() {
         let r = common::NormalizedResults::new(vec![]);
         let h = vec![
-            ev("TaskStateExited", Some("NormalizeResults"), Some(&serde_json::to_string(&r).unwrap())),
+            ev(
+                "TaskStateExited",
+                Some("NormalizeResults"),
+                Some(&serde_json::to_string(&r).unwrap()),
+            ),
             ev("ExecutionFailed", None, None),
         ];
         assert_eq!(normalized_from_history(&h), Some(r));

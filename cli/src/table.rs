@@ -28,8 +28,7 @@ pub fn render(r: &NormalizedResults, axis_order: &[String]) -> String {
             Status::Skipped => format!(
                 "skipped ({})",
                 t.skip
-                    .map(|k| serde_json::to_value(k).ok())
-                    .flatten()
+                    .and_then(|k| serde_json::to_value(k).ok())
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default()
             ),

@@ -5,7 +5,8 @@
 //! - [`Engine`]: runs executions of a definition, records AWS-shaped history and counts;
 //! - [`broker::ActivityBroker`]: activity tasks waiting for workers;
 //! - [`endpoint`]: a loopback HTTP server speaking the Step Functions JSON protocol for
-//!   activity workers (`aws-sdk-sfn` with `endpoint_url`).
+//!   activity workers (`aws-sdk-sfn` with `endpoint_url`);
+//! - [`stack`]: the whole local stack (engine, in-process Lambdas, worker processes, health check).
 //!
 //! Every wait is divided by [`EngineConfig::time_scale`].
 
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod history;
 mod interpreter;
+pub mod stack;
 
 pub use broker::{ActivityBroker, ActivityInfo, BrokerError, ClaimEvent, ClaimedTask, PendingTask};
 pub use engine::{

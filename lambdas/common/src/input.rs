@@ -384,6 +384,21 @@ impl BuildInput {
         Ok(out)
     }
 
+    /// The structured execution input the state machine's `ParseInput` reads back:
+    /// `{"<input_key>": [...] per axis, "steps": [...], "mode": "..."}`.
+    pub fn execution_input(&self, p: &Pipeline) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for a in &p.axes {
+            m.insert(
+                a.input_key.clone(),
+                serde_json::json!(self.axes.get(&a.name).cloned().unwrap_or_default()),
+            );
+        }
+        m.insert("steps".into(), serde_json::json!(self.steps));
+        m.insert("mode".into(), serde_json::json!(self.mode.as_str()));
+        serde_json::Value::Object(m)
+    }
+
     /// The tokens that reproduce this input (for execution names and display).
     pub fn tokens(&self, p: &Pipeline) -> Vec<String> {
         let mut t = vec![];

@@ -251,6 +251,11 @@ pub struct LaunchContext<'a> {
     /// attempt) only, so concurrent calls of one attempt share one instance while a retry after
     /// the exclusive worker shut down gets a fresh one.
     pub attempt: u32,
+    /// Whether booting workers may serve the wanted tasks. The health check counts every
+    /// pending task, so a booting worker is spare there; a `Prepare` asks for its own task
+    /// only, and a booting worker was launched for another task that is pending too, so it is
+    /// promised, not spare (else a fan-out of N tasks would share one worker).
+    pub booting_is_spare: bool,
 }
 
 /// What [`ensure_workers`] did.
@@ -274,6 +279,8 @@ pub struct WorkerCounts {
     pub live: u32,
     /// Live and not tagged `build-on-aws:work=busy` (idle, or still booting).
     pub idle: u32,
+    /// Live and not yet tagged `build-on-aws:work` at all: still booting.
+    pub booting: u32,
 }
 
 /// Counts the live workers among `instances` (all of one activity).
@@ -281,8 +288,13 @@ pub fn count_workers(instances: &[Instance]) -> WorkerCounts {
     let mut c = WorkerCounts::default();
     for i in instances.iter().filter(|i| i.state.is_live()) {
         c.live += 1;
-        if i.tags.get(tags::WORK).map(String::as_str) != Some("busy") {
-            c.idle += 1;
+        match i.tags.get(tags::WORK).map(String::as_str) {
+            Some("busy") => {}
+            Some(_) => c.idle += 1,
+            None => {
+                c.idle += 1;
+                c.booting += 1;
+            }
         }
     }
     c
@@ -404,12 +416,19 @@ pub async fn ensure_workers(
     } else {
         step.worker.max_workers
     };
-    let shortfall = wanted.saturating_sub(counts.idle);
+    let spare = if ctx.booting_is_spare {
+        counts.idle
+    } else {
+        counts.idle - counts.booting
+    };
+    let shortfall = wanted.saturating_sub(spare);
     let room = cap.saturating_sub(counts.live);
     let count = shortfall.min(room);
     let counted = format!(
-        "{activity}: wanted {wanted}, {} live ({} idle or booting), cap {cap}",
-        counts.live, counts.idle
+        "{activity}: wanted {wanted}, {} live ({} idle, {} booting), cap {cap}",
+        counts.live,
+        counts.idle - counts.booting,
+        counts.booting
     );
     if count == 0 {
         let why = if shortfall == 0 {
@@ -626,6 +645,7 @@ market = "spot"
             state: "PrepareBuild",
             token_seed: seed,
             attempt,
+            booting_is_spare: false,
         };
         let build = p.step("Build").unwrap();
         let t = |s: &Step, cx: &LaunchContext<'_>, ty: &str| {

@@ -131,6 +131,20 @@ fn structured_json_input() {
         i,
         ok(&p, "4.28.2 debian-12-bookworm MakeBinaryPackage --test")
     );
+    // What the CLI sends reads back as the same input.
+    for t in [
+        "4.28.2 debian-12-bookworm MakeBinaryPackage --test",
+        "4.28.2 4.27.0 --fake-ec2",
+        "",
+    ] {
+        let i = ok(&p, t);
+        let sent = i.execution_input(&p);
+        assert_eq!(
+            BuildInput::from_json(&p, &sent, day()).unwrap(),
+            i,
+            "{sent}"
+        );
+    }
     // A string is a token list; null is the defaults.
     let s = BuildInput::from_json(&p, &json!("4.28.2 --skip-ec2"), day()).unwrap();
     assert_eq!(s, ok(&p, "--skip-ec2 4.28.2"));

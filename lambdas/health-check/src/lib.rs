@@ -100,6 +100,7 @@ pub fn pending_tasks(execution: &str, history: &[HistoryEvent]) -> Vec<PendingTa
         }
     }
     open.values()
+        .filter(|e| !waits_for_hand_worker(e))
         .map(|e| PendingTask {
             execution: execution.to_string(),
             event_id: e.id,
@@ -109,6 +110,18 @@ pub fn pending_tasks(execution: &str, history: &[HistoryEvent]) -> Vec<PendingTa
 }
 
 /// Why an instance is an orphan, if it is one.
+/// A fake-ec2 task waits for a worker someone starts by hand: the health check launches nothing
+/// for it, as start-workers does not.
+fn waits_for_hand_worker(scheduled: &HistoryEvent) -> bool {
+    scheduled
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .is_some_and(|v| {
+            v.get("mode").and_then(|m| m.as_str()) == Some(common::Mode::FakeEc2.as_str())
+        })
+}
+
 pub fn orphan_reason(i: &Instance, running: &BTreeSet<&str>, now: DateTime<Utc>) -> Option<String> {
     if i.state == InstanceState::Stopped {
         return Some(format!("{}: stopped", i.id));
@@ -239,6 +252,7 @@ pub async fn handle(
             state: "HealthCheck",
             token_seed: &seed,
             attempt: 1_000_000 + oldest.event_id as u32,
+            booting_is_spare: true,
         };
         let out = ensure_workers(fleet, sleeper, cfg, p, step, n, &ctx).await;
         tracing::info!(step = %step_name, pending = n, launched = out.launched.len(), reason = %out.reason, "health check launch");

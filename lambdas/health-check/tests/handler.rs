@@ -94,6 +94,25 @@ fn an_unlinked_start_closes_the_latest_open_schedule_of_its_state() {
     assert_eq!(p, [2]);
 }
 
+#[test]
+fn fake_ec2_tasks_wait_for_a_hand_started_worker_and_launch_nothing() {
+    let with_mode = |id: i64, mode: &str| {
+        let mut e = scheduled(id, id - 1, "MakeSourceTarball");
+        e.payload = Some(format!(
+            r#"{{"step":"MakeSourceTarball","item":{{"version":"4.28.2"}},"mode":"{mode}","attempt":1}}"#
+        ));
+        e
+    };
+    let h = vec![
+        entered(1, 0, "MakeSourceTarball"),
+        with_mode(2, "fake-ec2"),
+        entered(3, 0, "MakeSourceTarball"),
+        with_mode(4, "normal"),
+    ];
+    let p: Vec<i64> = pending_tasks(E1, &h).iter().map(|t| t.event_id).collect();
+    assert_eq!(p, [4]);
+}
+
 fn worker(fleet: &FakeFleet, id: &str, step: &str, exec: &str, work: Option<&str>) {
     let act = format!("build-on-aws-hhvm-{step}");
     let mut t = vec![

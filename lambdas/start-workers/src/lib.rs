@@ -86,6 +86,7 @@ pub async fn handle(
         state: &state,
         token_seed: &seed,
         attempt: req.attempt,
+        booting_is_spare: false,
     };
     let out = ensure_workers(ports.fleet, ports.sleeper, cfg, p, step, 1, &ctx).await;
     Ok(pending(out.reason, out.launched))

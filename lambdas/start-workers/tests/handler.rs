@@ -604,8 +604,10 @@ async fn idle_workers_are_reused_and_max_workers_caps_launches() {
     let r = rig.run(build("ubuntu-22.04")).await;
     assert_eq!(r.launched.len(), 1, "2 busy of 3: room for one: {r:?}");
     let r = rig.run(build("ubuntu-24.04")).await;
-    // The one just launched is still booting and counts as idle.
-    assert!(r.reason.contains("enough idle workers"), "{r:?}");
+    // The one just launched is booting for its own task, not spare: this task would need a
+    // fourth worker, and the activity is at its cap of 3.
+    assert!(r.launched.is_empty(), "{r:?}");
+    assert!(r.reason.contains("at the worker cap"), "{r:?}");
     // Once it is busy too, the activity is at its cap of 3: nothing more is launched.
     let booting = rig
         .fleet
@@ -625,6 +627,29 @@ async fn idle_workers_are_reused_and_max_workers_caps_launches() {
     let r = rig.run(again).await;
     assert!(r.launched.is_empty());
     assert!(r.reason.contains("at the worker cap"), "{}", r.reason);
+    assert_eq!(rig.fleet.live_ids().len(), 3);
+}
+
+#[tokio::test]
+async fn each_task_of_a_fan_out_gets_its_own_worker_while_they_boot() {
+    let rig = Rig::new();
+    let build = |distro: &str| {
+        req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", distro)],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        )
+    };
+    let mut launched = vec![];
+    for d in ["debian-12", "ubuntu-22.04", "ubuntu-24.04"] {
+        let r = rig.run(build(d)).await;
+        assert_eq!(r.launched.len(), 1, "{d}: {r:?}");
+        assert!(r.reason.contains("booting"), "{}", r.reason);
+        launched.extend(r.launched);
+    }
+    launched.dedup();
+    assert_eq!(launched.len(), 3);
     assert_eq!(rig.fleet.live_ids().len(), 3);
 }
 

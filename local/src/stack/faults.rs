@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 /// Rates (0.0–1.0) of each injected fault.

@@ -63,6 +63,8 @@ struct Inst {
     pid: Option<u32>,
     /// The task name (`wa-N-…`) the chaos monkey already rolled for.
     chaos_rolled: Option<String>,
+    /// Started by hand (fake-ec2) for this step, not launched through the fleet port.
+    hand: Option<String>,
 }
 
 #[derive(Default)]
@@ -80,6 +82,8 @@ pub struct LocalFleet {
     next: AtomicU64,
     faults: Faults,
     dice: Dice,
+    /// Itself, for the tasks a launch spawns.
+    me: std::sync::Weak<LocalFleet>,
 }
 
 /// The `export K='V'` lines of a userdata stub, unquoted.
@@ -94,7 +98,10 @@ pub fn parse_user_data(user_data: &str) -> Vec<(String, String)> {
 
 fn unquote(v: &str) -> String {
     // Inverse of common::worker_env::shell_quote: '…' with ' written as '\''.
-    let inner = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).unwrap_or(v);
+    let inner = v
+        .strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .unwrap_or(v);
     inner.replace("'\\''", "'")
 }
 
@@ -107,12 +114,13 @@ fn scale_secs(v: &str, scale: f64) -> String {
 impl LocalFleet {
     pub fn new(cfg: LocalFleetConfig, faults: Faults) -> Arc<LocalFleet> {
         let dice = Dice::new(faults.seed ^ 0x00f1_ee70);
-        Arc::new(LocalFleet {
+        Arc::new_cyclic(|me| LocalFleet {
             cfg,
             state: Mutex::new(State::default()),
             next: AtomicU64::new(1),
             faults,
             dice,
+            me: me.clone(),
         })
     }
 
@@ -124,14 +132,56 @@ impl LocalFleet {
         self.state.lock().expect("fleet lock")
     }
 
-    /// Processes still running (the tests assert none is left behind).
+    /// Instances still live (the tests assert none is left behind).
     pub fn alive(&self) -> Vec<String> {
         let s = self.lock();
         s.instances
             .values()
-            .filter(|i| i.state.is_live())
+            .filter(|i| i.state.is_live() || i.pid.is_some())
             .map(|i| i.id.clone())
             .collect()
+    }
+
+    /// Process ids of every worker process started so far that has not been seen exiting.
+    pub fn pids(&self) -> Vec<u32> {
+        self.lock()
+            .instances
+            .values()
+            .filter_map(|i| i.pid)
+            .collect()
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.lock().shut_down
+    }
+
+    /// Whether the hand-started worker of `step` is still running.
+    pub fn hand_worker_alive(&self, step: &str) -> bool {
+        self.lock()
+            .instances
+            .values()
+            .any(|i| i.hand.as_deref() == Some(step) && i.state.is_live())
+    }
+
+    /// Starts a worker the way a person would (fake-ec2): not a launch, no stack tags.
+    pub fn start_by_hand(self: &Arc<Self>, step: &str, env: Vec<(String, String)>) -> String {
+        let id = format!("i-hand-{:06}", self.next.fetch_add(1, Ordering::Relaxed));
+        self.lock().instances.insert(
+            id.clone(),
+            Inst {
+                id: id.clone(),
+                state: InstanceState::Pending,
+                instance_type: "by-hand".into(),
+                launch_time: Utc::now(),
+                tags: BTreeMap::new(),
+                tags_file: PathBuf::new(),
+                pid: None,
+                chaos_rolled: None,
+                hand: Some(step.to_string()),
+            },
+        );
+        self.spawn_worker(id.clone(), env);
+        id
     }
 
     /// Live workers per activity right now.
@@ -324,23 +374,12 @@ fn tempfile_null() -> std::fs::File {
 }
 
 #[async_trait]
-impl Fleet for Arc<LocalFleet> {
+impl Fleet for LocalFleet {
     async fn launch(&self, spec: &LaunchSpec) -> Result<Vec<String>, PortError> {
-        LocalFleet::launch(self, spec).await
-    }
-    async fn instances(&self, filter: &[(String, String)]) -> Result<Vec<Instance>, PortError> {
-        self.as_ref().instances(filter).await
-    }
-    async fn tag(&self, id: &str, t: &BTreeMap<String, String>) -> Result<(), PortError> {
-        self.as_ref().tag(id, t).await
-    }
-    async fn terminate(&self, ids: &[String]) -> Result<(), PortError> {
-        self.as_ref().terminate(ids).await
-    }
-}
-
-impl LocalFleet {
-    async fn launch(self: &Arc<Self>, spec: &LaunchSpec) -> Result<Vec<String>, PortError> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| PortError::Other("the local fleet is gone".into()))?;
         let env = parse_user_data(&spec.user_data);
         let mut s = self.lock();
         s.counters.run_instances_calls += 1;
@@ -377,6 +416,7 @@ impl LocalFleet {
                     tags_file: PathBuf::new(),
                     pid: None,
                     chaos_rolled: None,
+                    hand: None,
                 },
             );
             ids.push(id);
@@ -386,7 +426,7 @@ impl LocalFleet {
         Self::note_peak(&mut s);
         drop(s);
         for id in &ids {
-            self.spawn_worker(id.clone(), env.clone());
+            me.spawn_worker(id.clone(), env.clone());
         }
         Ok(ids)
     }
@@ -396,7 +436,7 @@ impl LocalFleet {
         s.counters.describe_calls += 1;
         let mut out = vec![];
         for i in s.instances.values_mut() {
-            if i.state == InstanceState::Terminated {
+            if i.state == InstanceState::Terminated || i.hand.is_some() {
                 continue;
             }
             Self::refresh_tags(i);

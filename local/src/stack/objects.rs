@@ -23,12 +23,19 @@ impl LocalObjects {
 impl Objects for LocalObjects {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
         if key.split('/').any(|s| s == "..") {
-            return Err(PortError::Other(format!("key '{key}' may not contain '..'")));
+            return Err(PortError::Other(format!(
+                "key '{key}' may not contain '..'"
+            )));
         }
         Ok(self.path(bucket, key).is_file())
     }
 
-    async fn presign_get(&self, bucket: &str, key: &str, _expires_s: u64) -> Result<String, PortError> {
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        _expires_s: u64,
+    ) -> Result<String, PortError> {
         Ok(format!("file://{}", self.path(bucket, key).display()))
     }
 }

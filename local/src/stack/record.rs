@@ -66,7 +66,12 @@ impl RunRecord {
         let path = match name {
             Some(n) => dir.join(format!("{n}.json")),
             None => std::fs::read_dir(&dir)
-                .map_err(|_| format!("no local runs in {} yet: start one with `build-on-aws --local`", dir.display()))?
+                .map_err(|_| {
+                    format!(
+                        "no local runs in {} yet: start one with `build-on-aws --local`",
+                        dir.display()
+                    )
+                })?
                 .filter_map(Result::ok)
                 .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
                 .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
@@ -74,8 +79,13 @@ impl RunRecord {
                 .ok_or_else(|| format!("no local runs in {} yet", dir.display()))?,
         };
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            format!("no run record at {} ({e}); list them with `ls {}`", path.display(), dir.display())
+            format!(
+                "no run record at {} ({e}); list them with `ls {}`",
+                path.display(),
+                dir.display()
+            )
         })?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a run record: {e}", path.display()))
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a run record: {e}", path.display()))
     }
 }

@@ -1,0 +1,497 @@
+//! The local stack: the generated state machine of a `pipeline.toml` in the embedded [`Engine`],
+//! the Lambda handlers in-process, workers as local processes of the real `worker` binary, S3
+//! done-checks against a folder, and the health check on its (scaled) schedule against the
+//! engine's own history. This is what `build-on-aws --local` and the end-to-end, chaos and
+//! benchmark tests run.
+
+pub mod faults;
+pub mod fleet;
+pub mod objects;
+pub mod record;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use common::launch::{Sleeper, StackConfig};
+use common::ports::{ExecutionSummary, Executions, HistoryEvent, PortError};
+use common::worker_env::{Shutdown, vars};
+use common::{BuildInput, Mode, NamedError, Pipeline};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use statemachine_gen::Arns;
+
+pub use faults::{Dice, Faults};
+pub use fleet::{FleetCounters, LocalFleet, LocalFleetConfig};
+pub use objects::LocalObjects;
+pub use record::RunRecord;
+
+use crate::{Engine, EngineConfig, ExecutionHandle, ExecutionStatus, LambdaInvoker, TaskFailure};
+
+/// The account and region local ARNs are written with.
+pub const LOCAL_REGION: &str = "us-east-1";
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+/// The health check's period on AWS (EventBridge `rate(5 minutes)`), divided by the time scale.
+pub const HEALTH_CHECK_PERIOD: Duration = Duration::from_secs(300);
+/// Workers see the local object folder here, so scripts can "upload" what `done_when` checks.
+pub const LOCAL_OBJECTS_VAR: &str = "BOA_LOCAL_OBJECTS";
+
+/// How to run the local stack.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// `pipeline.toml`; its scripts are relative to its folder.
+    pub pipeline_path: PathBuf,
+    /// The `worker` binary.
+    pub worker_bin: PathBuf,
+    /// Logs, work folders, tag files, run records and the object folder live below it.
+    pub run_dir: PathBuf,
+    /// Every wait (retries, boot, idle timeout, heartbeats, health-check period) is divided by it.
+    pub time_scale: f64,
+    /// Simulated boot time of a worker, before the time scale.
+    pub boot_time: Duration,
+    pub faults: Faults,
+    /// Seed of the engine's retry jitter.
+    pub seed: u64,
+    /// Extra environment for every worker (and so every script).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl LocalOptions {
+    /// Defaults for a pipeline: ×100 time, 30 s boot, no faults.
+    pub fn new(
+        pipeline_path: impl Into<PathBuf>,
+        worker_bin: impl Into<PathBuf>,
+        run_dir: impl Into<PathBuf>,
+    ) -> Self {
+        LocalOptions {
+            pipeline_path: pipeline_path.into(),
+            worker_bin: worker_bin.into(),
+            run_dir: run_dir.into(),
+            time_scale: 100.0,
+            boot_time: Duration::from_secs(30),
+            faults: Faults::none(),
+            seed: 1,
+            extra_env: vec![],
+        }
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        Duration::from_secs_f64(d.as_secs_f64() / self.time_scale)
+    }
+}
+
+/// Sleeps for a duration divided by the time scale (start-workers' launch backoff).
+struct ScaledSleeper(f64);
+
+#[async_trait]
+impl Sleeper for ScaledSleeper {
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(Duration::from_secs_f64(d.as_secs_f64() / self.0)).await;
+    }
+}
+
+/// The Lambda functions of the stack, in-process, dispatched by function name.
+struct LocalLambdas {
+    pipeline: Arc<Pipeline>,
+    cfg: Arc<StackConfig>,
+    fleet: Arc<LocalFleet>,
+    objects: LocalObjects,
+    sleeper: ScaledSleeper,
+    prefix: String,
+    fail_rate: f64,
+    dice: Dice,
+    invocations: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+fn decode<T: DeserializeOwned>(function: &str, payload: Value) -> Result<T, TaskFailure> {
+    serde_json::from_value(payload).map_err(|e| TaskFailure {
+        error: common::ErrorName::InputInvalid.as_str().into(),
+        cause: format!("{function}: the event does not fit its type: {e}"),
+    })
+}
+
+fn encode<T: serde::Serialize>(r: Result<T, NamedError>) -> Result<Value, TaskFailure> {
+    match r {
+        Ok(v) => serde_json::to_value(v).map_err(|e| TaskFailure {
+            error: "Lambda.Unknown".into(),
+            cause: format!("cannot serialize the result: {e}"),
+        }),
+        Err(e) => Err(TaskFailure {
+            error: e.name.as_str().into(),
+            cause: e.message,
+        }),
+    }
+}
+
+#[async_trait]
+impl LambdaInvoker for LocalLambdas {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskFailure> {
+        let short = function.strip_prefix(&self.prefix).unwrap_or(function);
+        *self
+            .invocations
+            .lock()
+            .expect("invocations lock")
+            .entry(short.to_string())
+            .or_insert(0) += 1;
+        if self.dice.roll(self.fail_rate) {
+            return Err(TaskFailure {
+                error: "Lambda.ServiceException".into(),
+                cause: format!("{function}: service exception (injected)"),
+            });
+        }
+        let p = &*self.pipeline;
+        match short {
+            "parse-input" => {
+                let today = chrono::Local::now().date_naive();
+                encode(parse_input::handle(decode(function, payload)?, p, today))
+            }
+            "start-workers" => {
+                let ports = start_workers::Ports {
+                    fleet: &*self.fleet,
+                    objects: &self.objects,
+                    sleeper: &self.sleeper,
+                };
+                encode(
+                    start_workers::handle(decode(function, payload)?, &ports, &self.cfg, p).await,
+                )
+            }
+            "normalize-results" => encode(normalize_results::handle(decode(function, payload)?, p)),
+            "check-for-failures" => encode(check_for_failures::handle(decode(function, payload)?)),
+            other => Err(TaskFailure {
+                error: "Lambda.ResourceNotFoundException".into(),
+                cause: format!(
+                    "no local function '{other}' (known: {})",
+                    statemachine_gen::LAMBDAS.join(", ")
+                ),
+            }),
+        }
+    }
+}
+
+/// The engine as the health check's `Executions` port.
+struct EngineExecutions(Engine);
+
+/// An engine history event in the shape the AWS adapter produces.
+pub fn to_port_event(e: &crate::HistoryEvent) -> HistoryEvent {
+    let s = |k: &str| e.details.get(k).and_then(Value::as_str).map(str::to_string);
+    HistoryEvent {
+        id: e.id,
+        previous_event_id: e.previous_event_id,
+        kind: e.kind.clone(),
+        timestamp: Some(e.timestamp),
+        resource: s("resource"),
+        state_name: s("name"),
+        payload: s("output").or_else(|| s("input")),
+        error: s("error"),
+        cause: s("cause"),
+    }
+}
+
+#[async_trait]
+impl Executions for EngineExecutions {
+    async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
+        Ok(self
+            .0
+            .list_executions(Some(ExecutionStatus::Running))
+            .into_iter()
+            .filter(|e| e.state_machine_arn == state_machine_arn)
+            .map(|e| ExecutionSummary {
+                arn: e.execution_arn,
+                name: e.name,
+                start: Some(e.start_date),
+            })
+            .collect())
+    }
+
+    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
+        self.0
+            .history(execution_arn)
+            .map(|h| h.iter().map(to_port_event).collect())
+            .map_err(|e| PortError::NotFound(e.to_string()))
+    }
+}
+
+/// Everything a local run needs, started.
+pub struct LocalStack {
+    engine: Engine,
+    pipeline: Arc<Pipeline>,
+    definition: Value,
+    cfg: Arc<StackConfig>,
+    fleet: Arc<LocalFleet>,
+    lambdas: Arc<LocalLambdas>,
+    opts: LocalOptions,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    health_runs: Arc<Mutex<Vec<Result<health_check::HealthReport, String>>>>,
+}
+
+impl LocalStack {
+    /// Loads the pipeline, generates its state machine, starts the engine, its activity endpoint,
+    /// the fleet and the health-check loop.
+    pub async fn start(opts: LocalOptions) -> Result<LocalStack, String> {
+        if !(opts.time_scale.is_finite() && opts.time_scale > 0.0) {
+            return Err(format!(
+                "time scale {} must be a positive number",
+                opts.time_scale
+            ));
+        }
+        let pipeline = Pipeline::load(&opts.pipeline_path).map_err(|e| e.to_string())?;
+        let pipeline = Arc::new(pipeline);
+        for d in ["logs", "tags", "work", "objects"] {
+            std::fs::create_dir_all(opts.run_dir.join(d))
+                .map_err(|e| format!("cannot create {}: {e}", opts.run_dir.join(d).display()))?;
+        }
+        let definition = statemachine_gen::generate(
+            &pipeline,
+            &Arns::Concrete {
+                region: LOCAL_REGION.into(),
+                account: LOCAL_ACCOUNT.into(),
+            },
+        );
+        let prefix = format!("build-on-aws-{}-", pipeline.name);
+        let stack_name = format!("build-on-aws-{}", pipeline.name);
+        let scripts_dir = opts
+            .pipeline_path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        let mut extra_env = opts.extra_env.clone();
+        extra_env.push((
+            LOCAL_OBJECTS_VAR.into(),
+            opts.run_dir.join("objects").display().to_string(),
+        ));
+        let fleet_cfg = LocalFleetConfig {
+            worker_bin: opts.worker_bin.clone(),
+            endpoint_url: String::new(),
+            scripts_dir,
+            run_dir: opts.run_dir.clone(),
+            boot_time: opts.scaled(opts.boot_time),
+            time_scale: opts.time_scale,
+            extra_env,
+        };
+        let engine_cfg = EngineConfig {
+            time_scale: opts.time_scale,
+            seed: opts.seed,
+            region: LOCAL_REGION.into(),
+            account_id: LOCAL_ACCOUNT.into(),
+            poll_wait: Duration::from_millis(500),
+            ..EngineConfig::default()
+        };
+        // The engine needs the functions, the functions need the fleet, and the fleet needs the
+        // engine's endpoint address: the engine gets a late-bound invoker.
+        let late: Arc<LateInvoker> = Arc::new(LateInvoker(std::sync::OnceLock::new()));
+        let engine = Engine::new(engine_cfg, late.clone());
+        let addr = engine
+            .activity_endpoint()
+            .await
+            .map_err(|e| format!("cannot start the local activity endpoint: {e}"))?;
+        let endpoint_url = format!("http://{addr}");
+        let fleet = LocalFleet::new(
+            LocalFleetConfig {
+                endpoint_url: endpoint_url.clone(),
+                ..fleet_cfg
+            },
+            opts.faults.clone(),
+        );
+        let mut cfg = StackConfig::new(
+            &stack_name,
+            LOCAL_REGION,
+            LOCAL_ACCOUNT,
+            "s3://build-on-aws-local",
+        );
+        cfg.state_machine_arn = engine.state_machine_arn(&stack_name);
+        cfg.endpoint_url = Some(endpoint_url);
+        cfg.shutdown = Shutdown::Exit;
+        cfg.log_dir = Some(opts.run_dir.join("logs").display().to_string());
+        cfg.work_dir = opts.run_dir.join("work").display().to_string();
+        let cfg = Arc::new(cfg);
+        let lambdas = Arc::new(LocalLambdas {
+            pipeline: Arc::clone(&pipeline),
+            cfg: Arc::clone(&cfg),
+            fleet: Arc::clone(&fleet),
+            objects: LocalObjects::new(opts.run_dir.join("objects")),
+            sleeper: ScaledSleeper(opts.time_scale),
+            prefix,
+            fail_rate: opts.faults.fail_lambda,
+            dice: Dice::new(opts.faults.seed ^ 0x1a3b_da00),
+            invocations: Mutex::new(Default::default()),
+        });
+        let _ = late.0.set(lambdas.clone());
+        fleet.spawn_chaos(Duration::from_millis(50));
+        let stack = LocalStack {
+            engine,
+            pipeline,
+            definition,
+            cfg,
+            fleet,
+            lambdas,
+            opts,
+            background: Mutex::new(vec![]),
+            health_runs: Arc::new(Mutex::new(vec![])),
+        };
+        stack.spawn_health_check();
+        Ok(stack)
+    }
+
+    fn spawn_health_check(&self) {
+        let period = self.opts.scaled(HEALTH_CHECK_PERIOD);
+        let ex = EngineExecutions(self.engine.clone());
+        let fleet = Arc::clone(&self.fleet);
+        let cfg = Arc::clone(&self.cfg);
+        let p = Arc::clone(&self.pipeline);
+        let runs = Arc::clone(&self.health_runs);
+        let scale = self.opts.time_scale;
+        let h = tokio::spawn(async move {
+            let sleeper = ScaledSleeper(scale);
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the first tick is immediate; the schedule's first run is not
+            loop {
+                tick.tick().await;
+                let r = health_check::handle(&ex, &*fleet, &sleeper, &cfg, &p, Utc::now())
+                    .await
+                    .map_err(|e| e.to_string());
+                match &r {
+                    Ok(rep) => tracing::debug!(report = ?rep, "local health check"),
+                    Err(e) => tracing::warn!(error = %e, "local health check failed"),
+                }
+                runs.lock().expect("health lock").push(r);
+            }
+        });
+        self.background.lock().expect("background lock").push(h);
+    }
+
+    /// In fake-ec2 mode nothing is launched: tasks wait for workers started by hand. Locally,
+    /// the stack plays that person: it keeps one hand-started worker per requested step alive
+    /// (untagged, so neither start-workers nor the health check counts it as the stack's).
+    fn spawn_hand_workers(&self, input: &BuildInput) {
+        let mut envs = vec![];
+        for s in self
+            .pipeline
+            .steps
+            .iter()
+            .filter(|s| input.steps.contains(&s.name))
+        {
+            let env = common::launch::worker_env(&self.cfg, &self.pipeline, s);
+            let mut vars: Vec<(String, String)> = env
+                .to_vars()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            // A person's worker waits for the whole run.
+            for (k, v) in &mut vars {
+                if k == vars::IDLE_TIMEOUT_S {
+                    *v = "86400".into();
+                }
+            }
+            envs.push((s.name.clone(), vars));
+        }
+        let fleet = Arc::clone(&self.fleet);
+        let h = tokio::spawn(async move {
+            loop {
+                if fleet.is_shut_down() {
+                    return;
+                }
+                for (step, env) in &envs {
+                    if !fleet.hand_worker_alive(step) {
+                        fleet.start_by_hand(step, env.clone());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        self.background.lock().expect("background lock").push(h);
+    }
+
+    /// Starts an execution of the pipeline's state machine for `input`, named `name`.
+    pub fn run(&self, input: &BuildInput, name: &str) -> Result<ExecutionHandle, String> {
+        if input.mode == Mode::FakeEc2 {
+            self.spawn_hand_workers(input);
+        }
+        self.engine
+            .start_execution(
+                &self.cfg.state_machine_arn,
+                &self.definition,
+                Some(name),
+                input.execution_input(&self.pipeline),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// The execution's history in the shape of the AWS adapter's.
+    pub fn history(&self, execution_arn: &str) -> Vec<HistoryEvent> {
+        self.engine
+            .history(execution_arn)
+            .map(|h| h.iter().map(to_port_event).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    pub fn definition(&self) -> &Value {
+        &self.definition
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
+    }
+
+    pub fn fleet(&self) -> &Arc<LocalFleet> {
+        &self.fleet
+    }
+
+    /// Worker processes alive now.
+    pub fn workers_alive(&self) -> usize {
+        self.fleet.alive().len()
+    }
+
+    /// Lambda invocations so far, by function (`parse-input`, `start-workers`…).
+    pub fn lambda_invocations(&self) -> std::collections::BTreeMap<String, u64> {
+        self.lambdas
+            .invocations
+            .lock()
+            .expect("invocations lock")
+            .clone()
+    }
+
+    /// Results of the health-check runs so far.
+    pub fn health_runs(&self) -> Vec<Result<health_check::HealthReport, String>> {
+        self.health_runs.lock().expect("health lock").clone()
+    }
+
+    /// Stops the background loops and every worker process (SIGTERM, then SIGKILL).
+    pub async fn shutdown(&self) {
+        for h in self.background.lock().expect("background lock").drain(..) {
+            h.abort();
+        }
+        let grace = self
+            .opts
+            .scaled(Duration::from_secs(60))
+            .max(Duration::from_millis(500));
+        self.fleet.shutdown(grace).await;
+    }
+}
+
+/// The engine is built before the functions it calls (they need its endpoint address).
+struct LateInvoker(std::sync::OnceLock<Arc<LocalLambdas>>);
+
+#[async_trait]
+impl LambdaInvoker for LateInvoker {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskFailure> {
+        match self.0.get() {
+            Some(l) => l.invoke(function, payload).await,
+            None => Err(TaskFailure {
+                error: "Lambda.ServiceException".into(),
+                cause: "the local stack is still starting".into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Runs `bin/build-on-aws` (the README's first command) in a throwaway run folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::results::{NormalizedResults, Status, TaskRecord};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// What one CLI run printed and returned.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The `--json` output.
+    pub fn results(&self) -> NormalizedResults {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not the results JSON ({e}):\n{self:?}"))
+    }
+}
+
+/// A run folder of its own (logs, run records, local objects).
+pub struct LocalCli {
+    pub run_dir: tempfile::TempDir,
+}
+
+impl Default for LocalCli {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalCli {
+    pub fn new() -> LocalCli {
+        LocalCli {
+            run_dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// `bin/build-on-aws ARGS` with the example pipeline, from the repository root.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let out = Command::new(root().join("bin/build-on-aws"))
+            .args(args)
+            .current_dir(root())
+            .env("BOA_RUN_DIR", self.run_dir.path())
+            .env("BOA_PIPELINE", root().join("pipeline.toml"))
+            .env_remove("BOA_STATE_MACHINE_ARN")
+            .env_remove("BOA_TIME_SCALE")
+            .output()
+            .expect("bin/build-on-aws runs");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The saved run records (`runs/*.json`), as JSON.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let dir = self.run_dir.path().join("runs");
+        let mut out = vec![];
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(e.path()).expect("record readable");
+            out.push(serde_json::from_str(&text).expect("record is JSON"));
+        }
+        out
+    }
+
+    pub fn path(&self) -> &Path {
+        self.run_dir.path()
+    }
+}
+
+/// The task of `step` for the given axis values.
+pub fn task<'a>(r: &'a NormalizedResults, step: &str, item: &[(&str, &str)]) -> &'a TaskRecord {
+    r.tasks
+        .iter()
+        .find(|t| {
+            t.step == step
+                && item
+                    .iter()
+                    .all(|(k, v)| t.item.get(*k).map(String::as_str) == Some(*v))
+        })
+        .unwrap_or_else(|| panic!("no task {step} {item:?} in {r:#?}"))
+}
+
+/// Statuses by (step, item values joined).
+pub fn statuses(r: &NormalizedResults) -> Vec<(String, String, Status)> {
+    let mut v: Vec<_> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            let item: Vec<&str> = t.item.values().map(String::as_str).collect();
+            (t.step.clone(), item.join(" "), t.status)
+        })
+        .collect();
+    v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    v
+}
