@@ -107,3 +107,24 @@ pub fn statuses(r: &NormalizedResults) -> Vec<(String, String, Status)> {
     v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     v
 }
+
+/// Builds the CLI and the worker if needed (through the shim, as a user would) and returns the
+/// worker binary.
+pub fn worker_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new(root().join("bin/build-on-aws"))
+            .arg("--version")
+            .output()
+            .expect("bin/build-on-aws runs");
+        assert!(out.status.success(), "{out:?}");
+    });
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    target.join("debug").join("worker")
+}
+
+/// Whether any process of the process group led by `pid` is still alive.
+pub fn group_alive(pid: u32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}

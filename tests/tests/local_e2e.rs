@@ -242,37 +242,3 @@ fn an_exclusive_step_never_has_two_workers() {
         "{rec}"
     );
 }
-
-#[test]
-fn bad_tokens_exit_2_naming_the_token_and_what_fits() {
-    let cli = LocalCli::new();
-    let out = cli.run(&["--local", "4.28.2", "ubuntu-99.04-nope"]);
-    assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("ubuntu-99.04-nope"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("debian-12-bookworm"),
-        "lists what would fit: {}",
-        out.stderr
-    );
-    assert!(cli.records().is_empty(), "nothing ran");
-}
-
-#[test]
-fn help_teaches_the_pipeline() {
-    let out = LocalCli::new().run(&["--help"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    for s in [
-        "MakeBinaryPackage",
-        "debian-12-bookworm",
-        "--fake-ec2",
-        "--skip-ec2",
-        "Examples",
-        "status",
-    ] {
-        assert!(
-            out.stdout.contains(s),
-            "{s} missing from --help:\n{}",
-            out.stdout
-        );
-    }
-}

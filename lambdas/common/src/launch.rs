@@ -55,6 +55,8 @@ pub struct StackConfig {
     pub log_dir: Option<String>,
     /// Worker work folder; default `/var/lib/build-on-aws`.
     pub work_dir: String,
+    /// `BOA_WORKER_AMI`: replaces every step's AMI (the deploy's `WorkerAmi` parameter).
+    pub worker_ami: Option<String>,
 }
 
 /// Errors reading a [`StackConfig`] from the environment.
@@ -82,12 +84,13 @@ impl StackConfig {
             shutdown: Shutdown::Poweroff,
             log_dir: None,
             work_dir: "/var/lib/build-on-aws".into(),
+            worker_ami: None,
         }
     }
 
     /// Reads `BOA_STACK`, `BOA_STATE_MACHINE_ARN` (region and account come from it),
     /// `BOA_ARTIFACTS`, and the optional `BOA_LOG_GROUP`, `BOA_WORKER_PROFILE`, `BOA_SUBNETS`,
-    /// `BOA_SECURITY_GROUPS`, `BOA_SCRIPTS`, `BOA_WORKER_BINARY`. Every missing or bad variable
+    /// `BOA_SECURITY_GROUPS`, `BOA_SCRIPTS`, `BOA_WORKER_BINARY`, `BOA_WORKER_AMI`. Every missing or bad variable
     /// is reported at once.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<StackConfig, ConfigError> {
         let mut problems = vec![];
@@ -142,6 +145,7 @@ impl StackConfig {
         if let Some(s) = get("BOA_WORKER_BINARY").filter(|v| !v.is_empty()) {
             c.worker_binary = s;
         }
+        c.worker_ami = get("BOA_WORKER_AMI").filter(|v| !v.trim().is_empty());
         Ok(c)
     }
 
@@ -480,7 +484,10 @@ pub async fn ensure_workers(
             instance_type: instance_type.clone(),
             purchase,
             client_token: client_token(cfg, p, step, ctx, &instance_type, purchase, remaining),
-            ami: step.worker.ami.clone(),
+            ami: cfg
+                .worker_ami
+                .clone()
+                .unwrap_or_else(|| step.worker.ami.clone()),
             disk_gb: step.worker.disk_gb,
             instance_profile: instance_profile.clone(),
             // Spread requests over the subnets: a different one per type/market tried.
@@ -614,9 +621,11 @@ market = "spot"
             }
             "BOA_ARTIFACTS" => Some("s3://art/demo/".into()),
             "BOA_SUBNETS" => Some("subnet-1, subnet-2".into()),
+            "BOA_WORKER_AMI" => Some("ami-0fedcba9876543210".into()),
             _ => None,
         };
         let c = StackConfig::from_lookup(vars).unwrap();
+        assert_eq!(c.worker_ami.as_deref(), Some("ami-0fedcba9876543210"));
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(
             c.activity_arn(&Pipeline::parse(P).unwrap(), "Build"),

@@ -631,6 +631,22 @@ async fn idle_workers_are_reused_and_max_workers_caps_launches() {
 }
 
 #[tokio::test]
+async fn the_stacks_worker_ami_replaces_the_pipelines() {
+    let mut rig = Rig::new();
+    rig.cfg.worker_ami = Some("ami-0fedcba9876543210".into());
+    let r = rig
+        .run(req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        ))
+        .await;
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    assert_eq!(rig.fleet.launch_calls()[0].ami, "ami-0fedcba9876543210");
+}
+
+#[tokio::test]
 async fn each_task_of_a_fan_out_gets_its_own_worker_while_they_boot() {
     let rig = Rig::new();
     let build = |distro: &str| {

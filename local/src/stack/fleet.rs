@@ -73,6 +73,8 @@ struct State {
     tokens: BTreeMap<String, Vec<String>>,
     counters: FleetCounters,
     shut_down: bool,
+    /// Every worker process ever started (the tests check none outlives the stack).
+    started_pids: Vec<u32>,
 }
 
 /// Local processes standing in for EC2 instances.
@@ -84,6 +86,9 @@ pub struct LocalFleet {
     dice: Dice,
     /// Itself, for the tasks a launch spawns.
     me: std::sync::Weak<LocalFleet>,
+    /// The benchmark's serial-launch baseline (see [`LocalFleet::set_serial_launches`]).
+    serial_launches: std::sync::atomic::AtomicBool,
+    launch_gate: tokio::sync::Mutex<()>,
 }
 
 /// The `export K='V'` lines of a userdata stub, unquoted.
@@ -121,11 +126,27 @@ impl LocalFleet {
             faults,
             dice,
             me: me.clone(),
+            serial_launches: Default::default(),
+            launch_gate: tokio::sync::Mutex::new(()),
         })
     }
 
     pub fn counters(&self) -> FleetCounters {
         self.lock().counters.clone()
+    }
+
+    /// The benchmark's baseline: launches one at a time, each starting only once every earlier
+    /// instance runs, like a script that waits for each instance before launching the next.
+    pub fn set_serial_launches(&self, on: bool) {
+        self.serial_launches.store(on, Ordering::Relaxed);
+    }
+
+    fn any_pending(&self) -> bool {
+        let s = self.lock();
+        !s.shut_down
+            && s.instances
+                .values()
+                .any(|i| i.state == InstanceState::Pending)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -149,6 +170,12 @@ impl LocalFleet {
             .values()
             .filter_map(|i| i.pid)
             .collect()
+    }
+
+    /// Every worker process started so far, exited or not. Each leads its own process group
+    /// (its scripts included).
+    pub fn started_pids(&self) -> Vec<u32> {
+        self.lock().started_pids.clone()
     }
 
     pub fn is_shut_down(&self) -> bool {
@@ -278,6 +305,7 @@ impl LocalFleet {
                     i.pid = child.id();
                     i.tags_file = tags_file;
                 }
+                s.started_pids.extend(child.id());
             }
             let status = child.wait().await;
             tracing::debug!(instance = %id, ?status, "worker exited");
@@ -381,6 +409,16 @@ impl Fleet for LocalFleet {
             .upgrade()
             .ok_or_else(|| PortError::Other("the local fleet is gone".into()))?;
         let env = parse_user_data(&spec.user_data);
+        // Serial baseline: this launch starts only once every earlier instance runs.
+        let _serial_gate = if self.serial_launches.load(Ordering::Relaxed) {
+            let gate = self.launch_gate.lock().await;
+            while self.any_pending() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Some(gate)
+        } else {
+            None
+        };
         let mut s = self.lock();
         s.counters.run_instances_calls += 1;
         if s.shut_down {

@@ -38,6 +38,9 @@ pub const HEALTH_CHECK_PERIOD: Duration = Duration::from_secs(300);
 /// Workers see the local object folder here, so scripts can "upload" what `done_when` checks.
 pub const LOCAL_OBJECTS_VAR: &str = "BOA_LOCAL_OBJECTS";
 
+/// The key of [`LocalStack::lambda_invocations`] counting injected Lambda failures.
+pub const INJECTED_FAILURES: &str = "injected-failures";
+
 /// How to run the local stack.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -136,6 +139,12 @@ impl LambdaInvoker for LocalLambdas {
             .entry(short.to_string())
             .or_insert(0) += 1;
         if self.dice.roll(self.fail_rate) {
+            *self
+                .invocations
+                .lock()
+                .expect("invocations lock")
+                .entry(INJECTED_FAILURES.to_string())
+                .or_insert(0) += 1;
             return Err(TaskFailure {
                 error: "Lambda.ServiceException".into(),
                 cause: format!("{function}: service exception (injected)"),
@@ -453,7 +462,8 @@ impl LocalStack {
         self.fleet.alive().len()
     }
 
-    /// Lambda invocations so far, by function (`parse-input`, `start-workers`…).
+    /// Lambda invocations so far, by function (`parse-input`, `start-workers`…), and the
+    /// injected failures among them under [`INJECTED_FAILURES`].
     pub fn lambda_invocations(&self) -> std::collections::BTreeMap<String, u64> {
         self.lambdas
             .invocations
