@@ -158,6 +158,24 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
         }
     };
     let ex = common::aws::SfnExecutions(sfn);
+    if status == "RUNNING" {
+        let progress = ex
+            .history(arn)
+            .await
+            .map(|h| {
+                let p = Progress::from_history(&h);
+                format!(
+                    "{} succeeded, {} skipped, {} running so far",
+                    p.succeeded, p.skipped, p.running
+                )
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "build-on-aws: {arn} is still running ({progress}); ask again when it has ended, or watch it at {}",
+            console_url(arn)
+        );
+        return EXIT_FAILED;
+    }
     match ex.history(arn).await {
         Ok(h) => finish(&h, &status, json, &p),
         Err(e) => {
