@@ -1,0 +1,216 @@
+//! Runs executions in a [`LocalStack`] and keeps what the sections measure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use common::ports::HistoryEvent;
+use common::{BuildInput, NormalizedResults};
+use local::stack::{FleetCounters, LocalOptions, LocalStack};
+
+use crate::sys::proc_status_kib;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub pipeline: PathBuf,
+    pub worker_bin: PathBuf,
+    pub run_dir: PathBuf,
+    /// Every configured wait is divided by it (retries, heartbeats, idle timeout, health check).
+    pub time_scale: f64,
+    /// Simulated worker boot, real time.
+    pub boot_real: Duration,
+    pub extra_env: Vec<(String, String)>,
+    /// Launch workers one at a time, each waiting until it runs (the serial baseline).
+    pub serial_launches: bool,
+    pub seed: u64,
+    /// Every execution must end within this.
+    pub limit: Duration,
+    /// Sample worker and own RSS every 100 ms.
+    pub sample_rss: bool,
+}
+
+impl RunSpec {
+    pub fn new(pipeline: &Path, worker_bin: &Path, run_dir: PathBuf) -> Self {
+        RunSpec {
+            pipeline: pipeline.to_path_buf(),
+            worker_bin: worker_bin.to_path_buf(),
+            run_dir,
+            time_scale: 100.0,
+            boot_real: Duration::from_millis(500),
+            extra_env: vec![],
+            serial_launches: false,
+            seed: 1,
+            limit: Duration::from_secs(120),
+            sample_rss: false,
+        }
+    }
+}
+
+/// One execution's outcome.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub name: String,
+    pub status: String,
+    pub error: Option<String>,
+    /// From `run` to the end of `wait`.
+    pub wall_s: f64,
+    pub counts: local::Counts,
+    pub history: Vec<HistoryEvent>,
+    pub normalized: Option<NormalizedResults>,
+}
+
+impl Execution {
+    /// History events of one kind.
+    pub fn events(&self, kind: &str) -> usize {
+        self.history.iter().filter(|e| e.kind == kind).count()
+    }
+}
+
+/// What a run of one stack measured.
+#[derive(Debug, Clone)]
+pub struct StackRun {
+    pub executions: Vec<Execution>,
+    /// From the first `run` until every execution ended.
+    pub wall_s: f64,
+    pub fleet: FleetCounters,
+    pub lambdas: BTreeMap<String, u64>,
+    /// Most of: the sum of every live worker's RSS (KiB), sampled.
+    pub peak_workers_rss_kib: u64,
+    /// Most worker processes alive at one sample.
+    pub peak_workers: usize,
+    /// Most of this process's own RSS (KiB), sampled.
+    pub peak_self_rss_kib: u64,
+    /// The largest peak (VmHWM, KiB) of a single worker process, sampled.
+    pub largest_worker_hwm_kib: u64,
+    /// Instances the health check terminated as orphans.
+    pub health_reaped: usize,
+}
+
+/// NormalizeResults' output, from the history.
+pub fn normalized_from_history(h: &[HistoryEvent]) -> Option<NormalizedResults> {
+    h.iter()
+        .rev()
+        .filter(|e| {
+            e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults")
+        })
+        .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
+}
+
+/// Starts a stack, runs every `(input, name)` at once, waits for all, shuts the stack down.
+pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Result<StackRun> {
+    let mut opts = LocalOptions::new(&spec.pipeline, &spec.worker_bin, &spec.run_dir);
+    opts.time_scale = spec.time_scale;
+    opts.boot_time = spec.boot_real.mul_f64(spec.time_scale);
+    opts.extra_env = spec.extra_env.clone();
+    opts.seed = spec.seed;
+    let stack = Arc::new(LocalStack::start(opts).await.map_err(|e| anyhow!(e))?);
+    if spec.serial_launches {
+        stack.fleet().set_serial_launches(true);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = spec.sample_rss.then(|| {
+        let (stack, stop) = (Arc::clone(&stack), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut peak_sum, mut peak_n, mut peak_self, mut hwm) = (0u64, 0usize, 0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let pids = stack.fleet().pids();
+                let rss: Vec<u64> = pids
+                    .iter()
+                    .filter_map(|p| proc_status_kib(*p, "VmRSS"))
+                    .collect();
+                peak_sum = peak_sum.max(rss.iter().sum());
+                peak_n = peak_n.max(rss.len());
+                for p in &pids {
+                    hwm = hwm.max(proc_status_kib(*p, "VmHWM").unwrap_or(0));
+                }
+                peak_self =
+                    peak_self.max(proc_status_kib(std::process::id(), "VmRSS").unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (peak_sum, peak_n, peak_self, hwm)
+        })
+    });
+    let t0 = Instant::now();
+    let mut waits = vec![];
+    for (input, name) in inputs {
+        let h = match stack.run(input, name) {
+            Ok(h) => h,
+            Err(e) => {
+                stack.shutdown().await;
+                return Err(anyhow!("cannot start {name}: {e}"));
+            }
+        };
+        let name = name.clone();
+        let stack = Arc::clone(&stack);
+        let limit = spec.limit;
+        waits.push(tokio::spawn(async move {
+            let arn = h.arn().to_string();
+            let r = tokio::time::timeout(limit, h.wait()).await;
+            let wall_s = t0.elapsed().as_secs_f64();
+            let history = stack.history(&arn);
+            match r {
+                Ok(r) => Execution {
+                    name,
+                    status: format!("{:?}", r.status).to_uppercase(),
+                    error: r
+                        .error
+                        .map(|e| format!("{e}: {}", r.cause.unwrap_or_default())),
+                    wall_s,
+                    counts: r.counts,
+                    normalized: normalized_from_history(&history),
+                    history,
+                },
+                Err(_) => Execution {
+                    name,
+                    status: "TIMED OUT (bench limit)".into(),
+                    error: Some(format!("did not end within {limit:?}")),
+                    wall_s,
+                    counts: local::Counts::default(),
+                    normalized: None,
+                    history,
+                },
+            }
+        }));
+    }
+    let mut executions = vec![];
+    for w in waits {
+        executions.push(w.await.map_err(|e| anyhow!("waiting task: {e}"))?);
+    }
+    let wall_s = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (peak_workers_rss_kib, peak_workers, peak_self_rss_kib, largest_worker_hwm_kib) =
+        match sampler {
+            Some(s) => s.await.unwrap_or_default(),
+            None => (0, 0, 0, 0),
+        };
+    let fleet = stack.fleet().counters();
+    let lambdas = stack.lambda_invocations();
+    let health_reaped = stack
+        .health_runs()
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.reaped.len())
+        .sum();
+    stack.shutdown().await;
+    Ok(StackRun {
+        executions,
+        wall_s,
+        fleet,
+        lambdas,
+        peak_workers_rss_kib,
+        peak_workers,
+        peak_self_rss_kib,
+        largest_worker_hwm_kib,
+        health_reaped,
+    })
+}
+
+/// The input for these tokens, as `build-on-aws` would parse them.
+pub fn input(p: &common::Pipeline, tokens: &[String]) -> Result<BuildInput> {
+    BuildInput::from_tokens(p, tokens, chrono::Local::now().date_naive())
+        .map_err(|e| anyhow!("{}", e.message))
+}

@@ -1,0 +1,312 @@
+//! `bench`: prints the four benchmark tables of build-on-aws; `--json` prints them as JSON.
+//!
+//! ```sh
+//! cargo run --release -p bench              # builds the release worker and Lambdas first
+//! cargo run --release -p bench -- --json    # the same figures as JSON
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use bench::{Ctx, cost, lambdas, makespan, sys, throughput};
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+/// Benchmarks build-on-aws: makespan vs critical path, Lambda start-up, engine throughput and
+/// the cost model (engine counts vs the generator's static report). Takes about two minutes on
+/// two cores once the release binaries are built.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Print the figures as JSON instead of the tables; with FILE, write the JSON there and
+    /// print the tables.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    json: Option<PathBuf>,
+
+    /// Run only these sections (repeatable).
+    #[arg(long, value_enum)]
+    only: Vec<Section>,
+
+    /// Do not run `cargo build --release -p bench -p worker -p <the five Lambdas>` first.
+    #[arg(long)]
+    no_build: bool,
+
+    /// The worker binary local runs start [default: target/release/worker].
+    #[arg(long)]
+    worker_bin: Option<PathBuf>,
+
+    /// Where the Lambda binaries are, as DIR/<name> or DIR/<name>/bootstrap (e.g. target/lambda
+    /// after `cargo lambda build --release`) [default: target/release].
+    #[arg(long)]
+    lambda_dir: Option<PathBuf>,
+
+    /// Runs per Lambda binary; the table shows the median.
+    #[arg(long, default_value_t = 5)]
+    lambda_runs: usize,
+
+    /// Runs of each makespan and throughput measurement; the table shows the median run.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+
+    /// Most worker processes in the throughput run (max_workers of its one step).
+    #[arg(long, default_value_t = throughput::WORKERS)]
+    throughput_workers: u32,
+
+    /// Python with boto3 for the start-up comparison [default: .tools/venv/bin/python, then
+    /// python3].
+    #[arg(long)]
+    python: Option<PathBuf>,
+
+    /// Seed of the task durations and the engine's jitter.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    /// Scratch folder [default: a new temporary folder, removed at the end].
+    #[arg(long)]
+    tmp: Option<PathBuf>,
+
+    /// Internal: run the throughput measurement and print its JSON.
+    #[arg(long, hide = true)]
+    internal_throughput: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Makespan,
+    Lambdas,
+    Throughput,
+    Cost,
+}
+
+const LAMBDAS: [&str; 5] = lambdas::FUNCTIONS;
+
+#[derive(Debug, Serialize)]
+struct Output {
+    date: String,
+    machine: sys::Machine,
+    /// The profile this bench binary was built with (the engine runs in it).
+    profile: &'static str,
+    /// Seconds `cargo build --release` of the worker and Lambdas took before the run (0 when
+    /// skipped; a no-op build takes about a second).
+    build_s: f64,
+    /// Seconds the benchmark itself took.
+    bench_s: f64,
+    worker_bin: String,
+    makespan: Option<makespan::Makespan>,
+    lambdas: Option<lambdas::Lambdas>,
+    throughput: Option<throughput::Throughput>,
+    cost: Option<cost::Cost>,
+    errors: Vec<String>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// `cargo build --release` of the worker and the five Lambdas (a no-op when they are fresh).
+/// The bench is in the package list so that features resolve as for `cargo run -p bench` and the
+/// dependencies built for it are reused (see bench/Cargo.toml).
+fn build(root: &Path) -> Result<f64> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--release", "-p", "bench", "-p", "worker"]);
+    for l in LAMBDAS {
+        cmd.args(["-p", l]);
+    }
+    eprintln!(
+        "bench: cargo build --release -p bench -p worker -p {} …",
+        LAMBDAS.join(" -p ")
+    );
+    let t0 = Instant::now();
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        return Err(anyhow!("cargo build --release failed: {status}"));
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+fn ctx(args: &Args, tmp: &Path) -> Ctx {
+    let root = workspace_root();
+    let release = target_dir(&root).join("release");
+    Ctx {
+        example: root.join("pipeline.toml"),
+        worker_bin: args
+            .worker_bin
+            .clone()
+            .unwrap_or_else(|| release.join("worker")),
+        lambda_dir: args.lambda_dir.clone().unwrap_or(release),
+        tmp: tmp.to_path_buf(),
+        seed: args.seed,
+        lambda_runs: args.lambda_runs,
+        repeats: args.repeats.max(1),
+        throughput_workers: args.throughput_workers.max(1),
+        python: args.python.clone(),
+        root,
+    }
+}
+
+async fn main_inner(args: Args) -> Result<bool> {
+    let tmp_holder;
+    let tmp = match &args.tmp {
+        Some(t) => {
+            std::fs::create_dir_all(t)?;
+            std::path::absolute(t)?
+        }
+        None => {
+            tmp_holder = tempfile::Builder::new().prefix("boa-bench-").tempdir()?;
+            tmp_holder.path().to_path_buf()
+        }
+    };
+    let ctx = ctx(&args, &tmp);
+    if args.internal_throughput {
+        let t = throughput::child(
+            &ctx,
+            throughput::EXECUTIONS,
+            throughput::SHARDS,
+            ctx.throughput_workers,
+        )
+        .await?;
+        println!("{}", serde_json::to_string(&t)?);
+        return Ok(true);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "bench: warning: this is a debug build; the engine figures want `cargo run --release -p bench`"
+        );
+    }
+    let build_s = if args.no_build {
+        0.0
+    } else {
+        build(&ctx.root)?
+    };
+    if !ctx.worker_bin.is_file() {
+        return Err(anyhow!(
+            "no worker binary at {} (build it with `cargo build --release -p worker` or pass --worker-bin)",
+            ctx.worker_bin.display()
+        ));
+    }
+    let want = |s: Section| args.only.is_empty() || args.only.contains(&s);
+    let t0 = Instant::now();
+    let mut errors = vec![];
+    let mut out = Output {
+        date: chrono::Local::now().format("%Y-%m-%d").to_string(),
+        machine: sys::machine(),
+        profile: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        build_s,
+        bench_s: 0.0,
+        worker_bin: ctx.worker_bin.display().to_string(),
+        makespan: None,
+        lambdas: None,
+        throughput: None,
+        cost: None,
+        errors: vec![],
+    };
+    // The cost runs go first: their 1 × 3 run supplies the real events the Lambdas are fed.
+    let mut captured = None;
+    if want(Section::Cost) || want(Section::Lambdas) {
+        match cost::run(&ctx).await {
+            Ok((c, ev)) => {
+                if want(Section::Cost) {
+                    out.cost = Some(c);
+                }
+                captured = Some(ev);
+            }
+            Err(e) => errors.push(format!("cost: {e:#}")),
+        }
+    }
+    if want(Section::Makespan) {
+        match makespan::run(&ctx).await {
+            Ok(m) => out.makespan = Some(m),
+            Err(e) => errors.push(format!("makespan: {e:#}")),
+        }
+    }
+    if want(Section::Throughput) {
+        match throughput::run(&ctx).await {
+            Ok(t) => out.throughput = Some(t),
+            Err(e) => errors.push(format!("throughput: {e:#}")),
+        }
+    }
+    if want(Section::Lambdas) {
+        match &captured {
+            Some(ev) => match lambdas::run(&ctx, ev).await {
+                Ok(l) => out.lambdas = Some(l),
+                Err(e) => errors.push(format!("lambdas: {e:#}")),
+            },
+            None => errors.push("lambdas: no events (the 1 × 3 local run failed)".into()),
+        }
+    }
+    out.bench_s = t0.elapsed().as_secs_f64();
+    out.errors = errors;
+    let text = render(&out, args.lambda_runs);
+    match args.json.as_deref() {
+        Some(p) if p == Path::new("-") => println!("{}", serde_json::to_string_pretty(&out)?),
+        Some(p) => {
+            std::fs::write(p, serde_json::to_string_pretty(&out)? + "\n")?;
+            print!("{text}");
+        }
+        None => print!("{text}"),
+    }
+    let agree = out
+        .cost
+        .as_ref()
+        .is_none_or(|c| c.rows.iter().all(|r| r.agree));
+    Ok(out.errors.is_empty() && agree)
+}
+
+fn render(o: &Output, runs: usize) -> String {
+    let m = &o.machine;
+    let mut t = format!(
+        "build-on-aws bench, {}: {} × {} ({} MiB, {}), {} build; bench took {:.0} s\n\n",
+        o.date, m.nproc, m.cpu, m.mem_total_mib, m.os, o.profile, o.bench_s
+    );
+    if let Some(x) = &o.makespan {
+        t.push_str(&makespan::render(x));
+        t.push('\n');
+    }
+    if let Some(x) = &o.lambdas {
+        t.push_str(&lambdas::render(x, runs));
+        t.push('\n');
+    }
+    if let Some(x) = &o.throughput {
+        t.push_str(&throughput::render(x));
+        t.push('\n');
+    }
+    if let Some(x) = &o.cost {
+        t.push_str(&cost::render(x));
+        t.push('\n');
+    }
+    for e in &o.errors {
+        t.push_str(&format!("ERROR {e}\n"));
+    }
+    t
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match main_inner(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
