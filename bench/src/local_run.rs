@@ -86,8 +86,8 @@ pub struct StackRun {
     pub peak_self_rss_kib: u64,
     /// The largest peak (VmHWM, KiB) of a single worker process, sampled.
     pub largest_worker_hwm_kib: u64,
-    /// Instances the health check terminated as orphans.
-    pub health_reaped: usize,
+    /// Instances the health check terminated as orphans, with why.
+    pub health_reaped: Vec<String>,
 }
 
 /// NormalizeResults' output, from the history.
@@ -193,8 +193,8 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         .health_runs()
         .iter()
         .filter_map(|r| r.as_ref().ok())
-        .map(|r| r.reaped.len())
-        .sum();
+        .flat_map(|r| r.reaped.clone())
+        .collect();
     stack.shutdown().await;
     Ok(StackRun {
         executions,

@@ -47,10 +47,11 @@ pub struct Throughput {
     pub workers_launched: u64,
     pub history_events_total: u64,
     pub state_transitions_total: u64,
-    /// Failed activity attempts (retried), e.g. a worker reaped by the health check mid-task.
+    /// Failed activity attempts (retried), e.g. a worker reaped by the health check mid-task;
+    /// summed over all runs.
     pub activity_failures: usize,
-    /// Workers the health check reaped as orphans (their launching execution had ended).
-    pub health_reaped: usize,
+    /// Workers the health check reaped as orphans, with why; over all runs.
+    pub health_reaped: Vec<String>,
 }
 
 /// Runs in the child process: the whole measurement.
@@ -128,6 +129,8 @@ pub async fn run(ctx: &Ctx) -> Result<Throughput> {
     runs.sort_by(|a, b| a.wall_s.total_cmp(&b.wall_s));
     let mut t = runs[runs.len() / 2].clone();
     t.wall_all_s = runs.iter().map(|r| r.wall_s).collect();
+    t.activity_failures = runs.iter().map(|r| r.activity_failures).sum();
+    t.health_reaped = runs.iter().flat_map(|r| r.health_reaped.clone()).collect();
     // Memory: the worst run.
     for r in &runs {
         t.engine_maxrss_kib = t.engine_maxrss_kib.max(r.engine_maxrss_kib);
@@ -175,7 +178,7 @@ pub fn render(t: &Throughput) -> String {
     out.push_str(&table::render(
         &[
             "tasks ok",
-            "wall (median)",
+            "wall: median (all runs)",
             "tasks/s",
             "engine peak RSS",
             "workers peak RSS (sum)",
@@ -184,7 +187,15 @@ pub fn render(t: &Throughput) -> String {
         ],
         &[vec![
             format!("{}/{}", t.tasks_succeeded, t.tasks),
-            table::s(t.wall_s),
+            format!(
+                "{} ({})",
+                table::s(t.wall_s),
+                t.wall_all_s
+                    .iter()
+                    .map(|x| format!("{x:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            ),
             format!("{:.0}", t.tasks_per_s),
             table::mib(t.engine_maxrss_kib),
             format!(
@@ -200,10 +211,16 @@ pub fn render(t: &Throughput) -> String {
         "  {} history events and {} state transitions in all; engine peak RSS is getrusage(SELF) of the process running engine, endpoint, Lambdas and fleet\n",
         t.history_events_total, t.state_transitions_total
     ));
-    if t.activity_failures > 0 || t.health_reaped > 0 {
+    if t.activity_failures > 0 || !t.health_reaped.is_empty() {
         out.push_str(&format!(
-            "  {} activity attempts failed and were retried; the health check reaped {} workers whose launching execution had ended\n",
-            t.activity_failures, t.health_reaped
+            "  over all {} runs: {} activity attempts failed and were retried; the health check reaped {} workers{}\n",
+            t.wall_all_s.len(),
+            t.activity_failures,
+            t.health_reaped.len(),
+            t.health_reaped
+                .first()
+                .map(|r| format!(" (e.g. {r})"))
+                .unwrap_or_default()
         ));
     }
     if t.statuses.iter().any(|s| s != "SUCCEEDED") {

@@ -44,6 +44,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use common::input::PlanItem;
+use common::launch::{WorkerCounts, activity_name, launched_reason};
 use common::pipeline::Pipeline;
 use common::results::{NormalizedResults, read_outcome};
 use common::retry::{TaskKind, retriers, worst_case_attempts};
@@ -82,9 +83,9 @@ pub struct Report {
     pub history_events_worst: u64,
     pub lambda_invocations_worst: u64,
     pub activity_tasks_worst: u64,
-    /// Bytes of the biggest state output when every task succeeds.
+    /// Bytes of the biggest state input, output or raw result when every task succeeds.
     pub payload_bytes: usize,
-    /// The state whose output that is.
+    /// The state whose payload that is.
     pub payload_state: String,
     /// Bytes of the biggest state output when every task fails with a log tail of
     /// [`ASSUMED_LOG_TAIL_BYTES`].
@@ -379,6 +380,8 @@ fn walk(
 // Payload estimate
 
 const SAMPLE_INSTANCE: &str = "i-0123456789abcdef0";
+/// A task's elapsed seconds as a worker reports them: full f64 precision.
+const SAMPLE_ELAPSED_S: f64 = 12_345.678_901_234_5;
 
 fn task_item(p: &Pipeline, pi: &PlanItem, inner_value: Option<&str>) -> Item {
     let o = &p.outer_axis().name;
@@ -406,31 +409,36 @@ fn stored_result(p: &Pipeline, input: &BuildInput, step: &str, item: Item, faile
         };
         return json!({"step": step, "item": item, "attempt": 0, "prepare": prepare, "outcome": {"status": "skipped"}});
     }
-    let types = p
-        .step(step)
-        .and_then(|s| s.worker.instance_types.first().cloned())
-        .unwrap_or_default();
+    let cap = p.step(step).map_or(1, |s| s.worker.max_workers.max(1));
     if failed {
         let cause = WorkerFailureCause {
             instance_id: SAMPLE_INSTANCE.into(),
             log_stream: log_stream(SAMPLE_INSTANCE),
             attempt: 2,
-            elapsed_s: 12_345.6,
+            elapsed_s: SAMPLE_ELAPSED_S,
             status: "exit status 2".into(),
             log_tail: "x".repeat(ASSUMED_LOG_TAIL_BYTES),
         };
         return json!({"Error": "Worker.ScriptFailed", "Cause": serde_json::to_string(&cause).expect("serialises")});
     }
+    // The reason start-workers writes, with counts as wide as the cap.
+    let counts = WorkerCounts {
+        live: cap,
+        idle: cap,
+        booting: cap,
+    };
+    let launched = vec![SAMPLE_INSTANCE.to_string()];
+    let counted = counts.describe(&activity_name(p, step), cap, cap);
     let prepare = PrepareRecord {
         status: PrepareStatus::Pending,
         skip: None,
-        reason: format!("launched 1 worker ({types}, spot) for 1 pending task"),
-        launched: vec![SAMPLE_INSTANCE.into()],
+        reason: launched_reason(&counted, &launched),
+        launched,
     };
     json!({
         "step": step, "item": item, "attempt": 0, "prepare": prepare,
         "outcome": {"status": "succeeded", "instance_id": SAMPLE_INSTANCE,
-                    "log_stream": log_stream(SAMPLE_INSTANCE), "elapsed_s": 12_345.6},
+                    "log_stream": log_stream(SAMPLE_INSTANCE), "elapsed_s": SAMPLE_ELAPSED_S},
     })
 }
 
@@ -473,6 +481,24 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
             Value::Object(it)
         })
         .collect();
+    // A stage Parallel's raw result, before its ResultSelector: every branch's copy of the
+    // iteration (each with all results, an upper bound), for the biggest iteration.
+    let widest = p
+        .stages()
+        .into_iter()
+        .filter(|s| s.len() > 1)
+        .max_by_key(|s| s.len());
+    let stage = widest.map(|stage| {
+        let iteration = iterations
+            .iter()
+            .map(|it| it.to_string().len())
+            .max()
+            .unwrap_or(0);
+        (
+            stage.len() * (iteration + 1) + 1,
+            crate::asl::names::stage_parallel(&stage),
+        )
+    });
     let map_out = json!({"input": input, "plan": plan, "results": iterations});
     let map_bytes = map_out.to_string().len();
 
@@ -485,11 +511,14 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
         }
     }
     let norm_bytes = json!(NormalizedResults::new(records)).to_string().len();
-    if map_bytes >= norm_bytes {
-        (map_bytes, crate::asl::names::outer_map(p))
-    } else {
-        (norm_bytes, crate::asl::names::NORMALIZE_RESULTS.to_string())
-    }
+    [
+        (map_bytes, crate::asl::names::outer_map(p)),
+        (norm_bytes, crate::asl::names::NORMALIZE_RESULTS.to_string()),
+    ]
+    .into_iter()
+    .chain(stage)
+    .max_by_key(|(bytes, _)| *bytes)
+    .unwrap_or_default()
 }
 
 /// The report for one input.
@@ -531,7 +560,7 @@ pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
     }
     if payload_bytes > PAYLOAD_QUOTA_BYTES {
         exceeds.push(format!(
-            "EXCEEDS the payload quota: {payload_state}'s output is about {payload_bytes} bytes, over {PAYLOAD_QUOTA_BYTES}; split the {o}s into separate runs"
+            "EXCEEDS the payload quota: the payload at {payload_state} is about {payload_bytes} bytes, over {PAYLOAD_QUOTA_BYTES}; split the {o}s into separate runs"
         ));
     } else if payload_bytes_worst > PAYLOAD_QUOTA_BYTES {
         exceeds.push(format!(
@@ -621,7 +650,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  largest payload (bytes)    {:>10} {:>12}   quota {} ({} / {}), {}'s output",
+            "  largest payload (bytes)    {:>10} {:>12}   quota {} ({} / {}), at {}",
             self.payload_bytes,
             self.payload_bytes_worst,
             self.payload_quota_bytes,

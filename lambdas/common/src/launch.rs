@@ -288,6 +288,28 @@ pub struct WorkerCounts {
 }
 
 /// Counts the live workers among `instances` (all of one activity).
+impl WorkerCounts {
+    /// The first half of a Prepare record's reason: what was wanted and what was there.
+    pub fn describe(&self, activity: &str, wanted: u32, cap: u32) -> String {
+        format!(
+            "{activity}: wanted {wanted}, {} live ({} idle, {} booting), cap {cap}",
+            self.live,
+            self.idle - self.booting,
+            self.booting
+        )
+    }
+}
+
+/// A Prepare record's reason when every instance it asked for was launched. The static report
+/// sizes payloads with it, so keep the two in one place.
+pub fn launched_reason(counted: &str, launched: &[String]) -> String {
+    format!(
+        "{counted}: launched {} ({})",
+        launched.len(),
+        launched.join(", ")
+    )
+}
+
 pub fn count_workers(instances: &[Instance]) -> WorkerCounts {
     let mut c = WorkerCounts::default();
     for i in instances.iter().filter(|i| i.state.is_live()) {
@@ -428,12 +450,7 @@ pub async fn ensure_workers(
     let shortfall = wanted.saturating_sub(spare);
     let room = cap.saturating_sub(counts.live);
     let count = shortfall.min(room);
-    let counted = format!(
-        "{activity}: wanted {wanted}, {} live ({} idle, {} booting), cap {cap}",
-        counts.live,
-        counts.idle - counts.booting,
-        counts.booting
-    );
+    let counted = counts.describe(&activity, wanted, cap);
     if count == 0 {
         let why = if shortfall == 0 {
             "enough idle workers"
@@ -528,7 +545,7 @@ pub async fn ensure_workers(
     }
     let done = launched.len() as u32;
     let reason = if done == count {
-        format!("{counted}: launched {done} ({})", launched.join(", "))
+        launched_reason(&counted, &launched)
     } else {
         format!(
             "{counted}: launched {done} of {count}; the task waits and the health check retries ({})",
