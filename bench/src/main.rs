@@ -123,6 +123,25 @@ fn build(root: &Path) -> Result<f64> {
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(root)
         .args(["build", "--release", "-p", "bench", "-p", "worker"]);
+    // `cargo run` gives the bench the variables cargo sets for a crate (CARGO_PKG_NAME,
+    // CARGO_MANIFEST_DIR…). Some build scripts (ring's) rerun when those change, and everything
+    // above them is rebuilt: a second cold build of the AWS SDK. The inner cargo must see the
+    // environment the outer one saw.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || k.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&k.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
     for l in LAMBDAS {
         cmd.args(["-p", l]);
     }
