@@ -8,15 +8,13 @@ use anyhow::{Result, anyhow};
 use common::{Item, Pipeline};
 use serde::Serialize;
 
-use crate::local_run::{self, RunSpec};
+use crate::local_run::{self, BOOT_S, RunSpec};
 use crate::{Ctx, table, variant};
 
 /// (versions, distros) of each row.
 pub const SHAPES: [(usize, usize); 3] = [(1, 3), (3, 10), (10, 25)];
 /// Every task of a cost run sleeps this long (the counts do not depend on it).
 pub const TASK_S: f64 = 0.1;
-pub const BOOT_S: f64 = 0.5;
-pub const TIME_SCALE: f64 = 100.0;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -145,14 +143,9 @@ pub async fn run(ctx: &Ctx) -> Result<(Cost, CapturedEvents)> {
         std::fs::create_dir_all(&run_dir)?;
         let durations_file = variant::write_durations(&p, &run_dir, &durations)?;
         let mut spec = RunSpec::new(&pipeline, &ctx.worker_bin, run_dir);
-        spec.time_scale = TIME_SCALE;
-        spec.boot_real = Duration::from_secs_f64(BOOT_S);
         spec.seed = ctx.seed;
         spec.limit = Duration::from_secs(180);
-        spec.extra_env = vec![(
-            variant::DURATIONS_VAR.into(),
-            durations_file.display().to_string(),
-        )];
+        spec.durations(&durations_file);
         let name = format!("cost-{nv}x{nd}");
         let run = local_run::run_local(&spec, &[(input.clone(), name)]).await?;
         let ex = &run.executions[0];

@@ -13,6 +13,11 @@ use local::stack::{FleetCounters, LocalOptions, LocalStack};
 
 use crate::sys::proc_status_kib;
 
+/// Simulated worker boot of the makespan and cost runs, seconds (real time).
+pub const BOOT_S: f64 = 0.5;
+/// Every configured wait of a bench run is divided by it.
+pub const TIME_SCALE: f64 = 100.0;
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -39,14 +44,22 @@ impl RunSpec {
             pipeline: pipeline.to_path_buf(),
             worker_bin: worker_bin.to_path_buf(),
             run_dir,
-            time_scale: 100.0,
-            boot_real: Duration::from_millis(500),
+            time_scale: TIME_SCALE,
+            boot_real: Duration::from_secs_f64(BOOT_S),
             extra_env: vec![],
             serial_launches: false,
             seed: 1,
             limit: Duration::from_secs(120),
             sample_rss: false,
         }
+    }
+
+    /// Task scripts sleep for the durations in this file (see [`crate::variant`]).
+    pub fn durations(&mut self, file: &Path) {
+        self.extra_env.push((
+            crate::variant::DURATIONS_VAR.into(),
+            file.display().to_string(),
+        ));
     }
 }
 

@@ -2,21 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use common::{Item, Pipeline};
 use serde::Serialize;
 
 use crate::critical::{self, Task};
-use crate::local_run::{self, RunSpec};
+use crate::local_run::{self, BOOT_S, RunSpec, TIME_SCALE};
 use crate::sys::SplitMix64;
 use crate::{Ctx, table, variant};
 
 pub const VERSIONS: usize = 3;
 pub const DISTROS: usize = 10;
-pub const BOOT_S: f64 = 0.5;
-pub const TIME_SCALE: f64 = 100.0;
 pub const TARBALL_S: f64 = 0.3;
 pub const PACKAGE_S: (f64, f64) = (1.0, 1.5);
 pub const PUBLISH_S: f64 = 0.2;
@@ -116,14 +113,9 @@ async fn one(ctx: &Ctx, su: &Setup, serial: bool, n: usize) -> Result<MakespanRu
         &ctx.worker_bin,
         ctx.tmp.join(format!("makespan-{which}-{n}")),
     );
-    spec.time_scale = TIME_SCALE;
-    spec.boot_real = Duration::from_secs_f64(BOOT_S);
     spec.serial_launches = serial;
     spec.seed = ctx.seed;
-    spec.extra_env = vec![(
-        variant::DURATIONS_VAR.into(),
-        durations_file.display().to_string(),
-    )];
+    spec.durations(durations_file);
     let name = format!("makespan-{which}-{n}");
     let run = local_run::run_local(&spec, &[(input.clone(), name)]).await?;
     let ex = &run.executions[0];

@@ -19,7 +19,6 @@ use crate::{Ctx, table, variant};
 pub const EXECUTIONS: usize = 4;
 pub const SHARDS: usize = 250;
 pub const WORKERS: u32 = 8;
-pub const TIME_SCALE: f64 = 100.0;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Throughput {
@@ -70,7 +69,6 @@ pub async fn child(
         inputs.push((input, format!("throughput-b{b}")));
     }
     let mut spec = RunSpec::new(&pipeline, &ctx.worker_bin, dir.join("run"));
-    spec.time_scale = TIME_SCALE;
     spec.boot_real = Duration::ZERO;
     spec.seed = ctx.seed;
     spec.limit = Duration::from_secs(240);
