@@ -209,18 +209,18 @@ pub fn render(t: &Throughput) -> String {
         "  {} history events and {} state transitions in all; engine peak RSS is getrusage(SELF) of the process running engine, endpoint, Lambdas and fleet\n",
         t.history_events_total, t.state_transitions_total
     ));
-    if t.activity_failures > 0 || !t.health_reaped.is_empty() {
-        out.push_str(&format!(
-            "  over all {} runs: {} activity attempts failed and were retried; the health check reaped {} workers{}\n",
-            t.wall_all_s.len(),
-            t.activity_failures,
-            t.health_reaped.len(),
-            t.health_reaped
-                .first()
-                .map(|r| format!(" (e.g. {r})"))
-                .unwrap_or_default()
-        ));
-    }
+    // Always printed: a fault-free run must show 0 and 0 (overlapping executions share workers;
+    // none may be interrupted or reaped while they run).
+    out.push_str(&format!(
+        "  over all {} runs: {} activity attempts failed and were retried; the health check reaped {} workers{}\n",
+        t.wall_all_s.len(),
+        t.activity_failures,
+        t.health_reaped.len(),
+        t.health_reaped
+            .first()
+            .map(|r| format!(" (e.g. {r})"))
+            .unwrap_or_default()
+    ));
     if t.statuses.iter().any(|s| s != "SUCCEEDED") {
         out.push_str(&format!("  executions ended: {}\n", t.statuses.join(", ")));
     }

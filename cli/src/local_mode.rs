@@ -38,6 +38,8 @@ pub async fn run(cli: &Cli) -> u8 {
         ("--throttle-launches", cli.throttle_launches),
         ("--refuse-launches", cli.refuse_launches),
         ("--fail-lambdas", cli.fail_lambdas),
+        ("--bad-launches", cli.bad_launches),
+        ("--dead-boots", cli.dead_boots),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             eprintln!("build-on-aws: {flag} {rate} is not a fraction; give a number from 0 to 1");
@@ -71,10 +73,14 @@ pub async fn run(cli: &Cli) -> u8 {
             throttle_launch: cli.throttle_launches,
             no_capacity: cli.refuse_launches,
             fail_lambda: cli.fail_lambdas,
+            bad_launch: cli.bad_launches,
+            dead_boot: cli.dead_boots,
+            dead_boot_first: 0,
             seed: cli.seed,
         },
         seed: cli.seed,
         extra_env: cli.env.clone(),
+        parallel_parameters_once: false,
     };
     let stack = match LocalStack::start(opts).await {
         Ok(s) => s,

@@ -119,6 +119,23 @@ pub struct Cli {
     )]
     refuse_launches: f64,
 
+    /// Local mode: fraction of launches refused for good (InvalidAMIID.NotFound, as a bad AMI).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Fault injection (local mode)"
+    )]
+    bad_launches: f64,
+
+    /// Local mode: fraction of instances that boot without a worker (replaced after the step's
+    /// boot_timeout).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        help_heading = "Fault injection (local mode)"
+    )]
+    dead_boots: f64,
+
     /// Local mode: fraction of Lambda invocations that fail.
     #[arg(
         long,

@@ -487,6 +487,22 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                 vec![ec2_arn("instance")],
                 stack_resource_tag(),
             ));
+            // Attempt records: one object per Prepare entry under the execution's prefix,
+            // counted with ListObjectsV2 (limited to that prefix).
+            out.push(stmt(
+                "WriteAttemptRecords",
+                &["s3:PutObject"],
+                vec![sub(
+                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*",
+                )],
+                Value::Null,
+            ));
+            out.push(stmt(
+                "CountAttemptRecords",
+                &["s3:ListBucket"],
+                vec![sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")],
+                json!({ "StringLike": { "s3:prefix": sub("${ArtifactPrefix}/runs/*") } }),
+            ));
             // done_when checks: HeadObject needs s3:GetObject; ListBucket turns "missing" into
             // 404 instead of 403.
             let mut objects = vec![];
@@ -873,7 +889,9 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
                 "Target": {
                     "Arn": get_att(&hc, "Arn"),
                     "RoleArn": get_att("HealthCheckScheduleRole", "Arn"),
-                    "Input": "{}",
+                    // The round's identity: a retried invocation of one round keeps the same
+                    // scheduled time (and so the same ClientTokens); the next round has its own.
+                    "Input": "{\"round\": \"<aws.scheduler.scheduled-time>\"}",
                     "RetryPolicy": { "MaximumRetryAttempts": 0 },
                 },
             }

@@ -35,6 +35,10 @@ pub struct EngineConfig {
     pub poll_wait: Duration,
     /// History event limit (AWS: 25,000).
     pub max_history_events: usize,
+    /// Evaluate a retried Parallel's Parameters once, on its first attempt, and hand every retry
+    /// that first result (so `$$.State.RetryCount` stays 0 in them), as some Step Functions
+    /// implementations do. Off by default; the tests run the generated machine both ways.
+    pub parallel_parameters_once: bool,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +50,7 @@ impl Default for EngineConfig {
             account_id: "123456789012".into(),
             poll_wait: Duration::from_secs(60),
             max_history_events: MAX_HISTORY_EVENTS,
+            parallel_parameters_once: false,
         }
     }
 }

@@ -354,6 +354,18 @@ impl Run {
         };
         let eff = paths::apply_filter_path(&state.input_path, raw.clone(), &ctx)?;
         let eff = match &state.parameters {
+            Some(t)
+                if self.engine.config.parallel_parameters_once
+                    && matches!(state.kind, Kind::Parallel { .. }) =>
+            {
+                // The first attempt's evaluation, for every retry.
+                let first = ctx_with(&ctx, "State", {
+                    let mut st = ctx["State"].clone();
+                    st["RetryCount"] = json!(0);
+                    st
+                });
+                paths::eval_template(t, &eff, &first)?
+            }
             Some(t) => paths::eval_template(t, &eff, &ctx)?,
             None => eff,
         };

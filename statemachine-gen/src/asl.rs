@@ -378,11 +378,11 @@ fn run_state(
                 "item.$": "$.item",
                 "input.$": "$.input",
                 "deps.$": "$.deps",
-                "attempt.$": "$.attempt",
                 "execution.$": "$$.Execution.Id",
+                "entered.$": "$$.State.EnteredTime",
             },
             "ResultPath": "$.prepare",
-            "Retry": retry(TaskKind::Lambda),
+            "Retry": retry(TaskKind::Prepare { launch_deadline: step.worker.launch_deadline }),
             "Next": names::check(s),
         }),
     );
@@ -415,7 +415,7 @@ fn run_state(
             "step.$": "$.step",
             "item.$": "$.item",
             "mode.$": "$.input.mode",
-            "attempt.$": "$.attempt",
+            "attempt.$": "$.prepare.attempt",
             "execution.$": "$$.Execution.Id",
         }),
     );
@@ -440,20 +440,19 @@ fn run_state(
     let mut st = obj(json!({
         "Type": "Parallel",
         "Comment": format!(
-            "{s}: Prepare{s} then the activity; a retry goes back through Prepare{s} so a worker is launched at once."
+            "{s}: Prepare{s} then the activity; a retry goes back through Prepare{s} so a worker is launched at once. Attempts are named by Prepare{s}'s entered time and counted by start-workers, not by this state's RetryCount."
         ),
         "Parameters": {
             "step": s,
             "item.$": "$.item",
             "input.$": "$.input",
             "deps.$": "$.results",
-            "attempt.$": "$$.State.RetryCount",
         },
         "Branches": [{"StartAt": names::prepare(s), "States": branch}],
         "ResultSelector": {
             "step.$": "$[0].step",
             "item.$": "$[0].item",
-            "attempt.$": "$[0].attempt",
+            "attempt.$": "$[0].prepare.attempt",
             "prepare.$": "$[0].prepare",
             "outcome.$": "$[0].outcome",
         },

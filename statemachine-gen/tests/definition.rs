@@ -211,7 +211,9 @@ fn payload_chain(p: &Pipeline, tokens: &[&str]) {
                 item_ctx["Map"] = json!({"Item": {"Index": 0, "Value": first}});
                 step_input = template(&map["ItemSelector"], &iteration, &item_ctx);
             }
-            item_ctx["State"] = json!({"RetryCount": 1});
+            // The engine's RetryCount is not relied on: Prepare's entered time names the attempt,
+            // and Prepare's record (the counted attempt) feeds the activity and the results.
+            item_ctx["State"] = json!({"RetryCount": 7, "EnteredTime": "2025-01-02T10:00:00.123Z"});
             let run = find(&def, &format!("Run{}", s.name));
             let branch_input = template(&run["Parameters"], &step_input, &item_ctx);
             let prepare = find(&def, &format!("Prepare{}", s.name));
@@ -220,21 +222,28 @@ fn payload_chain(p: &Pipeline, tokens: &[&str]) {
                 .unwrap_or_else(|e| panic!("PrepareRequest from {req_json}: {e}"));
             assert_eq!(req.step, s.name);
             assert_eq!(req.input, input);
-            assert_eq!(req.attempt, 1);
+            assert_eq!(req.entered, "2025-01-02T10:00:00.123Z");
             assert_eq!(req.execution, exec);
             assert_eq!(req.item.len(), s.for_each.len(), "{:?}", req.item);
+            let record = common::task::PrepareRecord {
+                status: common::task::PrepareStatus::Pending,
+                skip: None,
+                reason: "launched".into(),
+                launched: vec!["i-1".into()],
+                attempt: 1,
+            };
+            let mut branch_out = branch_input.clone();
+            branch_out["prepare"] = serde_json::to_value(&record).unwrap();
             let activity = find(&def, &s.name);
-            let act_json = template(&activity["Parameters"], &branch_input, &item_ctx);
+            let act_json = template(&activity["Parameters"], &branch_out, &item_ctx);
             let act: ActivityInput = serde_json::from_value(act_json.clone())
                 .unwrap_or_else(|e| panic!("ActivityInput from {act_json}: {e}"));
             assert_eq!(act.item, req.item);
             assert_eq!(act.mode, input.mode);
+            assert_eq!(act.attempt, 1);
             // The worker's answer, through the activity's ResultSelector, then Run's.
             let worker = json!({"instance_id": "i-1", "log_stream": "w_i-1", "elapsed_s": 2.5, "attempt": 1});
             let outcome = template(&activity["ResultSelector"], &worker, &item_ctx);
-            let mut branch_out = branch_input.clone();
-            branch_out["prepare"] =
-                json!({"status": "pending", "reason": "launched", "launched": ["i-1"]});
             branch_out["outcome"] = outcome;
             let stored = template(&run["ResultSelector"], &json!([branch_out]), &item_ctx);
             let o = common::results::read_outcome(&stored);

@@ -49,14 +49,21 @@ fn worst_case_multiplies_the_retriers() {
     let run = u64::from(common::retry::worst_case_attempts(
         &common::retry::retriers(common::retry::TaskKind::Activity { build_retries: 2 }),
     ));
+    // Prepare also waits out its launch deadline for capacity.
+    let prepare = u64::from(common::retry::worst_case_attempts(
+        &common::retry::retriers(common::retry::TaskKind::Prepare {
+            launch_deadline: common::pipeline::DEFAULT_LAUNCH_DEADLINE,
+        }),
+    ));
+    assert!(prepare > lambda);
     // ParseInput, NormalizeResults, CheckForFailures, and Prepare once per Run attempt.
-    assert_eq!(r.lambda_invocations_worst, 3 * lambda + run * lambda);
+    assert_eq!(r.lambda_invocations_worst, 3 * lambda + run * prepare);
     assert_eq!(r.activity_tasks_worst, run);
-    // ParseInput(lambda) + Map(1) + Run(run) + per Run attempt [Prepare(lambda) + Check + Build]
+    // ParseInput(lambda) + Map(1) + Run(run) + per Run attempt [Prepare(prepare) + Check + Build]
     // + CaughtRunBuild + NormalizeResults(lambda) + CheckForFailures(lambda).
     assert_eq!(
         r.transitions_worst,
-        lambda + 1 + run + run * (lambda + 2) + 1 + 2 * lambda
+        lambda + 1 + run + run * (prepare + 2) + 1 + 2 * lambda
     );
     assert!(r.history_events_worst > r.history_events_happy);
     assert!(r.payload_bytes_worst > r.payload_bytes);

@@ -22,8 +22,8 @@ use crate::token_hash;
 
 /// Exit code of a test-mode script that asks for a failure that is never retried.
 pub const TEST_NO_RETRY_EXIT: i32 = 99;
-/// Added to `idle_timeout` for the lease tag (covers a 60 s poll and some slack).
-pub const LEASE_MARGIN: Duration = Duration::from_secs(120);
+/// Default lease margin (`BOA_LEASE_MARGIN_S`); see [`AgentConfig::lease_span`].
+pub const LEASE_MARGIN: Duration = common::worker_env::DEFAULT_LEASE_MARGIN;
 /// Polls that come back empty sooner than this are spaced out to this (fakes, local engine).
 pub const MIN_POLL_SPACING: Duration = Duration::from_millis(50);
 
@@ -47,6 +47,7 @@ pub struct AgentConfig {
     /// Task folders (`task-N`) are created below it.
     pub work_dir: PathBuf,
     pub retry: RetryPolicy,
+    /// Added to the lease beyond what the worker itself waits (covers a long poll and slow tagging).
     pub lease_margin: Duration,
 }
 
@@ -67,8 +68,15 @@ impl AgentConfig {
             heartbeat: env.heartbeat,
             work_dir: PathBuf::from(&env.work_dir),
             retry: RetryPolicy::default(),
-            lease_margin: LEASE_MARGIN,
+            lease_margin: env.lease_margin,
         }
+    }
+
+    /// How far ahead each lease reaches: `max(idle_timeout, 2 × heartbeat) + lease_margin`. An
+    /// idle worker refreshes it at every poll, a busy one at every heartbeat, so a live worker's
+    /// lease never runs out.
+    pub fn lease_span(&self) -> Duration {
+        self.idle_timeout.max(self.heartbeat.saturating_mul(2)) + self.lease_margin
     }
 
     /// The name the worker gives GetActivityTask (≤ 80 characters).
@@ -147,6 +155,13 @@ async fn interrupted(rx: &mut watch::Receiver<Option<String>>) -> String {
     }
 }
 
+/// The lease tag's value: now + `span`, RFC 3339 in UTC with milliseconds (local mode runs with
+/// sub-second spans; whole seconds would cut up to a second off the lease).
+pub fn lease_value(span: Duration) -> String {
+    let until = Utc::now() + chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX);
+    until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The task's display name: the step and its axis values joined by '-'.
 pub fn task_name(input: &ActivityInput) -> String {
     std::iter::once(input.step.as_str())
@@ -179,15 +194,8 @@ impl Agent {
         self.log.line(Utc::now(), &format!("[worker] {text}"));
     }
 
-    fn lease_value(&self) -> String {
-        let until = Utc::now()
-            + chrono::Duration::from_std(self.cfg.idle_timeout + self.cfg.lease_margin)
-                .unwrap_or(chrono::Duration::MAX);
-        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    }
-
     async fn tag(&mut self, mut t: BTreeMap<String, String>) {
-        t.insert(tags::LEASE.into(), self.lease_value());
+        t.insert(tags::LEASE.into(), lease_value(self.cfg.lease_span()));
         self.last_lease = Some(Instant::now());
         let tagger = Arc::clone(&self.tagger);
         if let Err(e) = retry(&self.cfg.retry, "tag", || tagger.tag(&t)).await {
@@ -293,14 +301,37 @@ impl Agent {
         ));
         let path = script::resolve(&self.cfg.scripts_dir, &rel);
         self.note(&format!("cleanup script {rel}"));
+        let lease = self.keep_lease();
         let (exit, _) =
             script::run_to_end(&path, &self.cfg.work_dir, &env, Arc::clone(&self.log)).await;
+        lease.abort();
         if !exit.success() {
             self.note(&format!("cleanup script {rel}: {}", exit.describe()));
         }
     }
 
-    /// Runs a script with heartbeats, watching for a dead task and for interruptions.
+    /// Keeps the lease fresh every heartbeat period while a script with no task to heartbeat runs
+    /// (after and cleanup scripts): however long they take, the worker is not taken for dead.
+    fn keep_lease(&self) -> tokio::task::JoinHandle<()> {
+        let tagger = Arc::clone(&self.tagger);
+        let span = self.cfg.lease_span();
+        let every = self.cfg.heartbeat;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let lease = [(tags::LEASE.to_string(), lease_value(span))].into();
+                if let Err(e) = tagger.tag(&lease).await {
+                    tracing::warn!(error = %e, "lease refresh failed (not fatal)");
+                }
+            }
+        })
+    }
+
+    /// Runs a script with heartbeats, watching for a dead task and for interruptions. Every
+    /// heartbeat that succeeds also refreshes the lease tag (one `tag` call at a time, never
+    /// retried, never fatal, never delaying the heartbeats).
     async fn supervise(
         &self,
         path: &Path,
@@ -320,6 +351,22 @@ impl Agent {
         let policy = self.cfg.retry;
         let every = self.cfg.heartbeat;
         let token_owned = token.to_string();
+        let lease_due = Arc::new(tokio::sync::Notify::new());
+        let leases = {
+            let due = Arc::clone(&lease_due);
+            let tagger = Arc::clone(&self.tagger);
+            let span = self.cfg.lease_span();
+            tokio::spawn(async move {
+                loop {
+                    // A permit left while a tag call was in flight coalesces missed beats.
+                    due.notified().await;
+                    let lease = [(tags::LEASE.to_string(), lease_value(span))].into();
+                    if let Err(e) = tagger.tag(&lease).await {
+                        tracing::warn!(error = %e, "lease refresh failed (not fatal)");
+                    }
+                }
+            })
+        };
         let beats = tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -330,7 +377,7 @@ impl Agent {
                 })
                 .await
                 {
-                    Ok(()) => {}
+                    Ok(()) => lease_due.notify_one(),
                     Err(PortError::TaskGone(why)) => {
                         let _ = gone_tx.send(why);
                         return;
@@ -355,6 +402,7 @@ impl Agent {
             }
         };
         beats.abort();
+        leases.abort();
         out
     }
 
@@ -521,7 +569,9 @@ impl Agent {
         env.push(("SUCCESS".into(), success.to_string()));
         self.note(&format!("after script {rel} (SUCCESS={success})"));
         let path = script::resolve(&self.cfg.scripts_dir, rel);
+        let lease = self.keep_lease();
         let (exit, _) = script::run_to_end(&path, dir, &env, Arc::clone(&self.log)).await;
+        lease.abort();
         if !exit.success() {
             self.note(&format!(
                 "after script {rel}: {} (ignored)",

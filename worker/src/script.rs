@@ -1,5 +1,10 @@
 //! Running one script: in its own process group, in a given folder, with a given environment,
 //! its stdout and stderr streamed line by line (timestamped) to the worker log and kept as a tail.
+//!
+//! Each script has a guard: a tiny `/bin/sh` process in a process group of its own, whose stdin is
+//! a pipe only the worker writes to (and never does). When the worker dies, whatever kills it
+//! (even SIGKILL), the pipe closes, the guard reads end-of-file and SIGKILLs the script's process
+//! group: a script never outlives its worker.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +16,7 @@ use chrono::Utc;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 use crate::log::{LogSink, TAIL_BYTES, Tail};
 
@@ -55,8 +60,39 @@ impl Exit {
 pub struct Running {
     child: Child,
     pgid: i32,
+    guard: Option<Guard>,
     tail: Arc<Mutex<Tail>>,
     output: tokio::task::JoinHandle<()>,
+}
+
+/// The guard of a running script: kills the script's process group when `pipe` closes, that is
+/// when the worker drops it or dies.
+struct Guard {
+    child: Child,
+    /// The write end of the guard's stdin; nothing is ever written to it.
+    pipe: Option<ChildStdin>,
+}
+
+/// The guard's program, run by `/bin/sh` with the script's process group id as `$0`. Builtins
+/// only (no child process to leak); `kill -s KILL -- -PGID` is the form dash accepts.
+const GUARD_SCRIPT: &str = r#"while read -r _; do :; done; kill -s KILL -- -"$0" 2>/dev/null"#;
+
+/// Starts the guard of process group `pgid` (> 1) in a process group of its own, so that
+/// whatever signals the worker's group does not reach it.
+fn start_guard(pgid: i32) -> std::io::Result<Guard> {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(GUARD_SCRIPT)
+        .arg(pgid.to_string())
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let pipe = child.stdin.take();
+    Ok(Guard { child, pipe })
 }
 
 /// The command for a script: run directly when it is executable, else with `sh`.
@@ -80,7 +116,8 @@ fn command_for(path: &Path) -> Result<Command, String> {
 }
 
 /// Starts `path` in `dir` with `env` added to the worker's own environment, in a new process
-/// group. Output lines go to `sink` prefixed with nothing (they are the log), and to the tail.
+/// group, with its guard. Output lines go to `sink` prefixed with nothing (they are the log), and
+/// to the tail.
 pub fn start(
     path: &Path,
     dir: &Path,
@@ -99,6 +136,23 @@ pub fn start(
         .spawn()
         .map_err(|e| format!("cannot start script {}: {e}", path.display()))?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    // The script was spawned first, so it cannot hold the guard's pipe (and the worker's pipes
+    // are close-on-exec anyway); the guard's stdout and stderr are null, so it does not hold the
+    // script's output pipes open either.
+    let guard = if pgid > 1 {
+        match start_guard(pgid) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                kill_group(pgid);
+                return Err(format!(
+                    "cannot start the guard of script {} (/bin/sh): {e}",
+                    path.display()
+                ));
+            }
+        }
+    } else {
+        None
+    };
     let tail = Arc::new(Mutex::new(Tail::default()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let out = child.stdout.take().expect("piped");
@@ -115,6 +169,7 @@ pub fn start(
     Ok(Running {
         child,
         pgid,
+        guard,
         tail,
         output,
     })
@@ -146,6 +201,14 @@ impl Running {
         self.pgid
     }
 
+    /// The pid of the script's guard (none when the script has no process group).
+    pub fn guard_pid(&self) -> Option<i32> {
+        self.guard
+            .as_ref()
+            .and_then(|g| g.child.id())
+            .map(|p| p as i32)
+    }
+
     /// Waits for the script itself to exit. Cancel-safe: may be used in `select!`.
     pub async fn wait(&mut self) -> Exit {
         match self.child.wait().await {
@@ -160,9 +223,17 @@ impl Running {
     }
 
     /// After the script exited (or was killed): kills whatever it left running in its process
-    /// group, waits (at most 2 s) for the last output lines, and returns the tail.
+    /// group, stops and reaps the guard, waits (at most 2 s) for the last output lines, and
+    /// returns the tail.
     pub async fn finish(mut self) -> String {
         kill_group(self.pgid);
+        if let Some(mut g) = self.guard.take() {
+            // The group is dead already: the guard is killed rather than woken, so it never
+            // signals a process group id that could be reused later.
+            let _ = g.child.start_kill();
+            drop(g.pipe.take());
+            let _ = tokio::time::timeout(Duration::from_secs(2), g.child.wait()).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.output).await;
         self.tail.lock().expect("tail lock").text()
@@ -245,5 +316,85 @@ mod tests {
             run_to_end(&d.path().join("nope.sh"), d.path(), &[], Arc::new(NoLog)).await;
         assert!(matches!(exit, Exit::NotStarted(_)));
         assert!(msg.contains("nope.sh"), "{msg}");
+    }
+
+    /// A live (not zombie) process `pid`, from /proc.
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let close = s.rfind(')')?;
+                s[close + 1..].split_whitespace().next().map(|st| st != "Z")
+            })
+            .unwrap_or(false)
+    }
+
+    async fn wait_gone(pid: i32) -> bool {
+        for _ in 0..100 {
+            if !alive(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    async fn read_pids(p: &Path) -> Vec<i32> {
+        for _ in 0..250 {
+            if let Ok(s) = std::fs::read_to_string(p) {
+                return s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{} never appeared", p.display());
+    }
+
+    #[tokio::test]
+    async fn finish_kills_the_group_and_reaps_the_guard() {
+        let d = tempfile::tempdir().unwrap();
+        let pids = d.path().join("pids");
+        let p = write(
+            d.path(),
+            "s.sh",
+            &format!(
+                "sleep 30 & echo \"$$ $!\" > {0}.tmp && mv {0}.tmp {0}\nwait\n",
+                pids.display()
+            ),
+            false,
+        );
+        let r = start(&p, d.path(), &[], Arc::new(NoLog)).unwrap();
+        let guard = r.guard_pid().expect("a guard");
+        let got = read_pids(&pids).await;
+        assert!(alive(guard) && alive(got[0]) && alive(got[1]));
+        r.kill();
+        r.finish().await;
+        // Reaped, not merely dead: no zombie is left behind.
+        assert!(
+            !Path::new(&format!("/proc/{guard}")).exists(),
+            "guard not reaped"
+        );
+        assert!(wait_gone(got[0]).await && wait_gone(got[1]).await);
+    }
+
+    #[tokio::test]
+    async fn a_script_dropped_without_finish_dies_by_its_guard() {
+        let d = tempfile::tempdir().unwrap();
+        let pids = d.path().join("pids");
+        let p = write(
+            d.path(),
+            "s.sh",
+            &format!(
+                "sleep 30 & echo \"$$ $!\" > {0}.tmp && mv {0}.tmp {0}\nwait\n",
+                pids.display()
+            ),
+            false,
+        );
+        let r = start(&p, d.path(), &[], Arc::new(NoLog)).unwrap();
+        let got = read_pids(&pids).await;
+        // The script's own child is not killed by kill_on_drop (that only kills the script): the
+        // guard, seeing its pipe close, kills the whole group.
+        drop(r);
+        assert!(wait_gone(got[1]).await, "the script's child survived");
+        assert!(wait_gone(got[0]).await, "the script survived");
     }
 }

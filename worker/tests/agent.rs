@@ -647,3 +647,103 @@ async fn a_missing_script_is_a_script_failure_naming_it() {
     assert_eq!(f[0].1, "Worker.ScriptFailed");
     assert!(f[0].2.status.contains("task.sh"), "{}", f[0].2.status);
 }
+
+/// One tag call: when it was made, and the tags.
+type TagCall = (DateTime<Utc>, BTreeMap<String, String>);
+
+/// Records every tag call with the wall-clock time it was made.
+#[derive(Default)]
+struct TimedTagger(Mutex<Vec<TagCall>>);
+
+#[async_trait]
+impl Tagger for TimedTagger {
+    async fn tag(&self, tags: &BTreeMap<String, String>) -> Result<(), PortError> {
+        self.0.lock().unwrap().push((Utc::now(), tags.clone()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_busy_worker_keeps_its_lease_fresh_at_every_heartbeat() {
+    let r = rig();
+    // The script runs far longer than one lease span (max(0.3, 2 × 0.1) + 0.3 = 0.6 s).
+    r.write("task.sh", "sleep 2\n");
+    let mut cfg = r.cfg.clone();
+    cfg.max_tasks = 1;
+    cfg.idle_timeout = Duration::from_millis(300);
+    cfg.heartbeat = Duration::from_millis(100);
+    cfg.lease_margin = Duration::from_millis(300);
+    let span = chrono::Duration::milliseconds(600);
+    assert_eq!(cfg.lease_span(), Duration::from_millis(600));
+    let acts = Arc::new(FakeActivities::with(vec![(
+        "tok-1",
+        input("MakeBinaryPackage", &item(), "normal", 0),
+    )]));
+    let tagger = Arc::new(TimedTagger::default());
+    let (_tx, rx) = interrupt_channel();
+    let mut agent = Agent::new(
+        cfg,
+        acts.clone(),
+        tagger.clone(),
+        Arc::new(MemLog::default()),
+        rx,
+    );
+    let (t0, u0) = (Instant::now(), Utc::now());
+    let ending = tokio::time::timeout(Duration::from_secs(20), agent.run())
+        .await
+        .expect("agent ends")
+        .expect("no agent error");
+    assert_eq!(ending, Ending::MaxTasks);
+    let timed = acts.timed();
+    let done = timed
+        .iter()
+        .find(|(_, c)| matches!(c, Call::Succeed(..)))
+        .expect("the task succeeded")
+        .0;
+    // The script ended before SendTaskSuccess, in wall-clock time.
+    let done = u0 + chrono::Duration::from_std(done - t0).unwrap();
+
+    let writes: Vec<(DateTime<Utc>, DateTime<Utc>)> = tagger
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(at, t)| {
+            let lease = DateTime::parse_from_rfc3339(&t["build-on-aws:lease"])
+                .unwrap()
+                .with_timezone(&Utc);
+            (*at, lease)
+        })
+        .collect();
+    // Heartbeat refreshes carry the lease and nothing else.
+    let refreshes = tagger
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, t)| t.len() == 1 && *at < done)
+        .count();
+    assert!(
+        refreshes >= 10,
+        "{refreshes} lease refreshes over a 2 s script"
+    );
+    for (at, lease) in &writes {
+        // now + span, give or take the time between computing the value and the tag call.
+        assert!(
+            *lease <= *at + span && *lease > *at + span - chrono::Duration::milliseconds(250),
+            "lease {lease} written at {at}"
+        );
+    }
+    // No gap: each lease is still valid when the next one is written...
+    for w in writes.windows(2) {
+        assert!(
+            w[0].1 > w[1].0,
+            "lease {} expired before the next write at {}",
+            w[0].1,
+            w[1].0
+        );
+    }
+    // ...and the last one written while the script ran outlives the script.
+    let last = writes.iter().rfind(|(at, _)| *at < done).unwrap();
+    assert!(last.1 > done, "lease {} < script end {done}", last.1);
+}

@@ -283,6 +283,87 @@ async fn sigterm_mid_task_reports_interrupted_and_kills_the_process_group() {
     assert!(!log.contains(TOKEN) && !stderr.contains(TOKEN));
 }
 
+/// Whether `pid` is gone: no such process, or a zombie (it is not the test's child, so whoever
+/// reaps it is not the test's business).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|c| stat[c + 1..].split_whitespace().next())
+            .is_none_or(|state| state == "Z"),
+    }
+}
+
+#[tokio::test]
+async fn a_sigkilled_worker_takes_its_script_and_the_script_s_children_with_it() {
+    let mut r = setup(vec![task()], "").await;
+    let pids = r.root.join("pids");
+    // The script and its child, both in the script's process group; the file is complete once
+    // it exists (written then renamed).
+    script(
+        &r.root.join("scripts"),
+        "task.sh",
+        &format!(
+            "sleep 120 &\necho \"$$ $!\" > {0}.tmp && mv {0}.tmp {0}\nwait\n",
+            pids.display()
+        ),
+        false,
+    );
+    r.cmd.env("BOA_IDLE_TIMEOUT_S", "30");
+    let mut child = r.cmd.spawn().unwrap();
+    let t = Instant::now();
+    let (script_pid, sleep_pid) = loop {
+        if let Ok(s) = std::fs::read_to_string(&pids) {
+            let v: Vec<i32> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            break (v[0], v[1]);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the script never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!gone(script_pid) && !gone(sleep_pid));
+    // The worker alone, not its process group: nothing it could catch or clean up after.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the worker dies")
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let killed = Instant::now();
+    let both_gone = loop {
+        if gone(script_pid) && gone(sleep_pid) {
+            break true;
+        }
+        if killed.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if !both_gone {
+        // Do not leave them behind.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(script_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        both_gone,
+        "the script ({script_pid}) or its child ({sleep_pid}) outlived the worker"
+    );
+    // The task was never reported: the worker died mid-task.
+    assert!(r.sfn.calls("SendTaskSuccess").is_empty());
+}
+
 #[tokio::test]
 async fn a_hung_poll_times_out_and_is_retried() {
     let mut r = setup(vec![task()], "true\n").await;

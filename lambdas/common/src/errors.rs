@@ -20,6 +20,9 @@ pub enum ErrorName {
     /// EC2 refused the launch for another reason (bad AMI, subnet, permissions…).
     #[serde(rename = "Ec2.LaunchFailed")]
     Ec2LaunchFailed,
+    /// Any other failed AWS call (service, operation and AWS code in the cause).
+    #[serde(rename = "Aws.CallFailed")]
+    AwsCallFailed,
     /// The step's script exited non-zero.
     #[serde(rename = "Worker.ScriptFailed")]
     WorkerScriptFailed,
@@ -36,11 +39,12 @@ pub enum ErrorName {
 
 impl ErrorName {
     /// Every name, in table order.
-    pub const ALL: [ErrorName; 8] = [
+    pub const ALL: [ErrorName; 9] = [
         ErrorName::InputInvalid,
         ErrorName::AwsThrottled,
         ErrorName::Ec2NoCapacity,
         ErrorName::Ec2LaunchFailed,
+        ErrorName::AwsCallFailed,
         ErrorName::WorkerScriptFailed,
         ErrorName::WorkerInterrupted,
         ErrorName::TestNoRetry,
@@ -54,6 +58,7 @@ impl ErrorName {
             ErrorName::AwsThrottled => "Aws.Throttled",
             ErrorName::Ec2NoCapacity => "Ec2.NoCapacity",
             ErrorName::Ec2LaunchFailed => "Ec2.LaunchFailed",
+            ErrorName::AwsCallFailed => "Aws.CallFailed",
             ErrorName::WorkerScriptFailed => "Worker.ScriptFailed",
             ErrorName::WorkerInterrupted => "Worker.Interrupted",
             ErrorName::TestNoRetry => "Test.NoRetry",

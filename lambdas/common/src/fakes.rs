@@ -355,6 +355,27 @@ impl Objects for FakeObjects {
         Ok(st.objects.contains(&k))
     }
 
+    async fn put(&self, bucket: &str, key: &str, _body: &[u8]) -> Result<(), PortError> {
+        let mut st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        st.objects.insert((bucket.to_string(), key.to_string()));
+        Ok(())
+    }
+
+    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(st
+            .objects
+            .iter()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .count() as u64)
+    }
+
     async fn presign_get(
         &self,
         bucket: &str,

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{Market, Pipeline, Step};
@@ -57,6 +58,14 @@ pub struct StackConfig {
     pub work_dir: String,
     /// `BOA_WORKER_AMI`: replaces every step's AMI (the deploy's `WorkerAmi` parameter).
     pub worker_ami: Option<String>,
+    /// Lifecycle durations read from the pipeline (boot timeout) are divided by it: 1 on AWS,
+    /// the local stack's time scale in local mode.
+    #[serde(default = "one")]
+    pub time_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Errors reading a [`StackConfig`] from the environment.
@@ -85,6 +94,7 @@ impl StackConfig {
             log_dir: None,
             work_dir: "/var/lib/build-on-aws".into(),
             worker_ami: None,
+            time_scale: 1.0,
         }
     }
 
@@ -154,6 +164,11 @@ impl StackConfig {
         StackConfig::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// A pipeline duration in this stack's time (divided by the time scale).
+    pub fn scaled(&self, d: Duration) -> Duration {
+        Duration::from_secs_f64(d.as_secs_f64() / self.time_scale)
+    }
+
     /// The ARN of a step's activity.
     pub fn activity_arn(&self, p: &Pipeline, step: &str) -> String {
         format!("{}{}", self.activity_arn_prefix, activity_name(p, step))
@@ -189,6 +204,7 @@ pub fn worker_env(cfg: &StackConfig, p: &Pipeline, step: &Step) -> WorkerEnv {
         idle_timeout: step.worker.idle_timeout,
         max_tasks: step.worker.max_tasks_per_worker,
         heartbeat: (step.heartbeat / 3).max(Duration::from_secs(1)),
+        lease_margin: crate::worker_env::DEFAULT_LEASE_MARGIN,
         log_dir: cfg.log_dir.clone(),
         log_group: cfg.log_group.clone(),
         work_dir: cfg.work_dir.clone(),
@@ -250,11 +266,10 @@ pub struct LaunchContext<'a> {
     /// The request's identity: a retried invocation of the same request passes the same seed and
     /// so never launches twice (start-workers: execution + step + item + attempt).
     pub token_seed: &'a str,
-    /// The task's retry attempt (0 first), or for the health check a number naming the waiting
-    /// task. For an exclusive step the token is derived from (stack, activity, execution,
-    /// attempt) only, so concurrent calls of one attempt share one instance while a retry after
-    /// the exclusive worker shut down gets a fresh one.
-    pub attempt: u32,
+    /// The seed of an `exclusive` step's tokens. start-workers passes (execution, attempt) without
+    /// the item, so concurrent `Prepare` calls of one attempt share one instance while a retry
+    /// gets a fresh one; the health check passes its round's seed.
+    pub exclusive_seed: &'a str,
     /// Whether booting workers may serve the wanted tasks. The health check counts every
     /// pending task, so a booting worker is spare there; a `Prepare` asks for its own task
     /// only, and a booting worker was launched for another task that is pending too, so it is
@@ -274,6 +289,9 @@ pub struct LaunchOutcome {
     /// Not serialised: the reason already says it in words.
     #[serde(skip)]
     pub error: Option<PortError>,
+    /// Live workers of the activity counted before launching (booting ones included).
+    #[serde(skip)]
+    pub live_before: u32,
 }
 
 /// Counts of an activity's live workers.
@@ -287,7 +305,6 @@ pub struct WorkerCounts {
     pub booting: u32,
 }
 
-/// Counts the live workers among `instances` (all of one activity).
 impl WorkerCounts {
     /// The first half of a Prepare record's reason: what was wanted and what was there.
     pub fn describe(&self, activity: &str, wanted: u32, cap: u32) -> String {
@@ -310,9 +327,30 @@ pub fn launched_reason(counted: &str, launched: &[String]) -> String {
     )
 }
 
-pub fn count_workers(instances: &[Instance]) -> WorkerCounts {
+/// Whether an instance never registered (no `build-on-aws:work` tag) within `boot_timeout` of
+/// its launch: its worker is dead (userdata failed, worker exited on bad configuration…).
+pub fn is_dead_boot(i: &Instance, boot_timeout: Duration, now: DateTime<Utc>) -> bool {
+    i.state.is_live()
+        && !i.tags.contains_key(tags::WORK)
+        && i.launch_time.is_some_and(|t| {
+            now.signed_duration_since(t)
+                .to_std()
+                .is_ok_and(|age| age > boot_timeout)
+        })
+}
+
+/// Counts the live workers among `instances` (all of one activity); instances past their boot
+/// deadline ([`is_dead_boot`]) do not count.
+pub fn count_workers(
+    instances: &[Instance],
+    boot_timeout: Duration,
+    now: DateTime<Utc>,
+) -> WorkerCounts {
     let mut c = WorkerCounts::default();
-    for i in instances.iter().filter(|i| i.state.is_live()) {
+    for i in instances
+        .iter()
+        .filter(|i| i.state.is_live() && !is_dead_boot(i, boot_timeout, now))
+    {
         c.live += 1;
         match i.tags.get(tags::WORK).map(String::as_str) {
             Some("busy") => {}
@@ -357,13 +395,11 @@ pub fn client_token(
     };
     let count = count.to_string();
     let h = if step.exclusive {
-        let attempt = ctx.attempt.to_string();
         stable_hash(&[
             "exclusive",
             &cfg.stack,
             &activity,
-            ctx.execution,
-            &attempt,
+            ctx.exclusive_seed,
             instance_type,
             purchase,
             &count,
@@ -433,10 +469,11 @@ pub async fn ensure_workers(
                 launched: vec![],
                 reason: format!("cannot count the workers of {activity}: {e}"),
                 error: Some(e),
+                live_before: 0,
             };
         }
     };
-    let counts = count_workers(&existing);
+    let counts = count_workers(&existing, cfg.scaled(step.worker.boot_timeout), Utc::now());
     let cap = if step.exclusive {
         1
     } else {
@@ -461,6 +498,7 @@ pub async fn ensure_workers(
             launched: vec![],
             reason: format!("{counted}: {why}"),
             error: None,
+            live_before: counts.live,
         };
     }
 
@@ -556,6 +594,7 @@ pub async fn ensure_workers(
         launched,
         reason,
         error: if done == count { None } else { last_error },
+        live_before: counts.live,
     }
 }
 
@@ -666,19 +705,19 @@ market = "spot"
     fn client_tokens_are_stable_short_and_change_with_the_request() {
         let p = Pipeline::parse(P).unwrap();
         let c = StackConfig::new("s", "us-east-1", "1", "s3://a");
-        let ctx = |seed: &'static str, exec: &'static str, attempt| LaunchContext {
-            execution: exec,
+        let ctx = |seed: &'static str, exclusive: &'static str| LaunchContext {
+            execution: "e1",
             state: "PrepareBuild",
             token_seed: seed,
-            attempt,
+            exclusive_seed: exclusive,
             booting_is_spare: false,
         };
         let build = p.step("Build").unwrap();
         let t = |s: &Step, cx: &LaunchContext<'_>, ty: &str| {
             client_token(&c, &p, s, cx, ty, Purchase::Spot, 1)
         };
-        let a = t(build, &ctx("x|1", "e1", 0), "a.large");
-        assert_eq!(a, t(build, &ctx("x|1", "e1", 0), "a.large"));
+        let a = t(build, &ctx("x|1", "e1|0"), "a.large");
+        assert_eq!(a, t(build, &ctx("x|1", "e2|5"), "a.large"));
         assert_eq!(
             a,
             "boa-".to_string()
@@ -692,14 +731,14 @@ market = "spot"
                 ])
         );
         assert!(a.len() <= 64 && a.is_ascii());
-        assert_ne!(a, t(build, &ctx("x|2", "e1", 0), "a.large"));
-        assert_ne!(a, t(build, &ctx("x|1", "e1", 0), "b.large"));
-        // Exclusive: the seed (item) does not matter; execution and attempt do.
+        assert_ne!(a, t(build, &ctx("x|2", "e1|0"), "a.large"));
+        assert_ne!(a, t(build, &ctx("x|1", "e1|0"), "b.large"));
+        // Exclusive: the seed (item) does not matter; the exclusive seed does.
         let publish = p.step("Publish").unwrap();
-        let x = t(publish, &ctx("v1", "e1", 0), "a.large");
-        assert_eq!(x, t(publish, &ctx("v2", "e1", 0), "a.large"));
-        assert_ne!(x, t(publish, &ctx("v1", "e2", 0), "a.large"));
-        assert_ne!(x, t(publish, &ctx("v1", "e1", 1), "a.large"));
+        let x = t(publish, &ctx("v1", "e1|0"), "a.large");
+        assert_eq!(x, t(publish, &ctx("v2", "e1|0"), "a.large"));
+        assert_ne!(x, t(publish, &ctx("v1", "e2|0"), "a.large"));
+        assert_ne!(x, t(publish, &ctx("v1", "e1|1"), "a.large"));
     }
 
     #[test]

@@ -153,10 +153,30 @@ pub struct WorkerConfig {
     pub security_groups: Vec<String>,
     #[serde(with = "secs")]
     pub idle_timeout: Duration,
+    /// How long an instance may take to register (tag itself) before it is terminated as dead.
+    #[serde(with = "secs", default = "default_boot_timeout")]
+    pub boot_timeout: Duration,
+    /// How long a task may go without any worker (launches refused for capacity) before it
+    /// fails as `Ec2.NoCapacity`.
+    #[serde(with = "secs", default = "default_launch_deadline")]
+    pub launch_deadline: Duration,
     /// Per activity.
     pub max_workers: u32,
     /// 0 = unlimited.
     pub max_tasks_per_worker: u32,
+}
+
+/// Default `boot_timeout`: an EC2 instance that has not registered in 10 minutes is dead.
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Default `launch_deadline`: 30 minutes without capacity fails the task.
+pub const DEFAULT_LAUNCH_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+fn default_boot_timeout() -> Duration {
+    DEFAULT_BOOT_TIMEOUT
+}
+
+fn default_launch_deadline() -> Duration {
+    DEFAULT_LAUNCH_DEADLINE
 }
 
 mod secs {
@@ -183,6 +203,8 @@ impl Default for WorkerConfig {
             subnets: vec![],
             security_groups: vec![],
             idle_timeout: Duration::from_secs(600),
+            boot_timeout: DEFAULT_BOOT_TIMEOUT,
+            launch_deadline: DEFAULT_LAUNCH_DEADLINE,
             max_workers: 10,
             max_tasks_per_worker: 0,
         }
@@ -346,6 +368,8 @@ struct RawWorker {
     subnets: Option<Vec<String>>,
     security_groups: Option<Vec<String>>,
     idle_timeout: Option<String>,
+    boot_timeout: Option<String>,
+    launch_deadline: Option<String>,
     max_workers: Option<u32>,
     max_tasks_per_worker: Option<u32>,
 }
@@ -389,6 +413,8 @@ const WORKER_KEYS: &[&str] = &[
     "subnets",
     "security_groups",
     "idle_timeout",
+    "boot_timeout",
+    "launch_deadline",
     "max_workers",
     "max_tasks_per_worker",
 ];
@@ -847,6 +873,20 @@ fn resolve_worker(
         w.idle_timeout,
         sub("idle_timeout"),
         &format!("{at}.idle_timeout"),
+    );
+    w.boot_timeout = check_duration(
+        ck,
+        raw.boot_timeout.as_ref(),
+        w.boot_timeout,
+        sub("boot_timeout"),
+        &format!("{at}.boot_timeout"),
+    );
+    w.launch_deadline = check_duration(
+        ck,
+        raw.launch_deadline.as_ref(),
+        w.launch_deadline,
+        sub("launch_deadline"),
+        &format!("{at}.launch_deadline"),
     );
     if let Some(v) = raw.max_workers {
         if v == 0 {

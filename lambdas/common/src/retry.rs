@@ -3,6 +3,8 @@
 //! The generator writes these retriers into every Task (and every per-task Parallel) of the state
 //! machine, and the local engine interprets them; nothing else invents retry numbers.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::errors::{ErrorName, states};
@@ -13,8 +15,34 @@ pub enum TaskKind {
     /// A Lambda task (ParseInput, Prepare*, NormalizeResults…): 5 retries at 5, 10, 20, 40, 80 s.
     Lambda,
     /// One attempt of a pipeline task (Prepare + activity) with `build_retries` retries of a build
-    /// failure at 60 s then 300 s; interruptions are retried at once outside that budget.
+    /// failure at 60 s then 300 s; interruptions are retried at once outside that budget. Launch
+    /// failures (`Ec2.LaunchFailed`, `Ec2.NoCapacity` after its deadline) are never retried here.
     Activity { build_retries: u32 },
+    /// `Prepare<Step>` (start-workers): a Lambda that also retries `Ec2.NoCapacity` at 60 s
+    /// doubling to 300 s until `launch_deadline` has passed; `Ec2.LaunchFailed` is never retried.
+    Prepare { launch_deadline: Duration },
+}
+
+/// First wait before launching again after no capacity anywhere.
+pub const CAPACITY_RETRY_FIRST: u64 = 60;
+/// Longest wait between launch rounds without capacity.
+pub const CAPACITY_RETRY_MAX: u64 = 300;
+
+/// The retrier that waits for capacity: enough attempts that their waits add up to at least
+/// `deadline` (at least one).
+pub fn capacity_retrier(deadline: Duration) -> Retrier {
+    let mut r = Retrier {
+        error_equals: names(&[ErrorName::Ec2NoCapacity]),
+        interval_seconds: CAPACITY_RETRY_FIRST,
+        max_attempts: 1,
+        backoff_rate: 2.0,
+        max_delay_seconds: Some(CAPACITY_RETRY_MAX),
+        jitter_strategy: None,
+    };
+    while delays(&r).iter().sum::<f64>() < deadline.as_secs_f64() && r.max_attempts < 1000 {
+        r.max_attempts += 1;
+    }
+    r
 }
 
 /// One ASL retrier, serialised exactly as ASL wants it.
@@ -61,7 +89,20 @@ pub fn retriers(kind: TaskKind) -> Vec<Retrier> {
         max_delay_seconds: None,
         jitter_strategy: None,
     };
+    let mut never_launch = never.clone();
+    never_launch.error_equals.extend(names(&[
+        ErrorName::Ec2LaunchFailed,
+        ErrorName::Ec2NoCapacity,
+    ]));
     match kind {
+        TaskKind::Prepare { launch_deadline } => {
+            let mut rs = retriers(TaskKind::Lambda);
+            rs[0]
+                .error_equals
+                .push(ErrorName::Ec2LaunchFailed.as_str().to_string());
+            rs.insert(1, capacity_retrier(launch_deadline));
+            rs
+        }
         TaskKind::Lambda => vec![
             never,
             Retrier {
@@ -85,7 +126,7 @@ pub fn retriers(kind: TaskKind) -> Vec<Retrier> {
             },
         ],
         TaskKind::Activity { build_retries } => vec![
-            never,
+            never_launch,
             Retrier {
                 error_equals: names(&[ErrorName::WorkerInterrupted]),
                 interval_seconds: 1,
@@ -132,6 +173,33 @@ mod tests {
         let all = rs.last().unwrap();
         assert_eq!(all.error_equals, ["States.ALL"]);
         assert_eq!(delays(all), [5.0, 10.0, 20.0, 40.0, 80.0]);
+    }
+
+    #[test]
+    fn prepare_waits_for_capacity_until_the_launch_deadline_and_never_retries_refusals() {
+        let rs = retriers(TaskKind::Prepare {
+            launch_deadline: Duration::from_secs(1800),
+        });
+        assert!(rs[0].error_equals.contains(&"Ec2.LaunchFailed".to_string()));
+        let cap = rs
+            .iter()
+            .find(|r| r.error_equals == ["Ec2.NoCapacity"])
+            .unwrap();
+        let waits = delays(cap);
+        assert_eq!(waits[..3], [60.0, 120.0, 240.0]);
+        let total: f64 = waits.iter().sum();
+        assert!(total >= 1800.0, "{waits:?}");
+        // One attempt fewer would stop before the deadline.
+        assert!(total - waits.last().unwrap() < 1800.0, "{waits:?}");
+        // The capacity retrier comes before States.ALL, which would otherwise take the error.
+        let all = rs.iter().position(|r| r.error_equals == ["States.ALL"]);
+        assert!(rs.iter().position(|r| r.error_equals == ["Ec2.NoCapacity"]) < all);
+        // The enclosing Run<Step> never retries either launch error.
+        let act = retriers(TaskKind::Activity { build_retries: 2 });
+        for e in ["Ec2.NoCapacity", "Ec2.LaunchFailed"] {
+            assert!(act[0].error_equals.contains(&e.to_string()), "{e}");
+            assert_eq!(act[0].max_attempts, 0);
+        }
     }
 
     #[test]

@@ -17,11 +17,18 @@ pub struct PrepareRequest {
     /// an array of them (dependency fanned out over the inner axis), or absent when not run.
     #[serde(default)]
     pub deps: BTreeMap<String, serde_json::Value>,
-    /// 0 on the first attempt, then the retry count of the enclosing `Run<Step>`.
+    /// Legacy: the retry count of the enclosing `Run<Step>` as the engine reported it. Not relied
+    /// on (an engine may evaluate a retried Parallel's Parameters once); used only when
+    /// `entered` is missing.
     #[serde(default)]
     pub attempt: u32,
     /// The execution ARN (`$$.Execution.Id`).
     pub execution: String,
+    /// When this entry of `Prepare<Step>` began (`$$.State.EnteredTime`): every attempt of the
+    /// task enters Prepare anew, while a Lambda-level retry of Prepare keeps it. It names the
+    /// attempt for the launch's ClientToken and for counting attempts.
+    #[serde(default)]
+    pub entered: String,
 }
 
 /// Whether the task is handed to the activity or skipped.
@@ -61,6 +68,10 @@ pub struct PrepareRecord {
     /// Instance ids launched by this invocation.
     #[serde(default)]
     pub launched: Vec<String>,
+    /// Attempts of this task before this one (0 on the first), counted from the attempt records
+    /// under the execution's prefix; the activity input and the results carry it.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// What the activity task carries to the worker (the `<Step>` state's Parameters).

@@ -42,9 +42,15 @@ pub mod vars {
     pub const WORK_DIR: &str = "BOA_WORK_DIR";
     /// `poweroff` (EC2) or `exit` (local process).
     pub const SHUTDOWN: &str = "BOA_SHUTDOWN";
+    /// Seconds added to the lease beyond what the worker itself waits (idle timeout, or two
+    /// heartbeat periods while busy): covers a long poll and tagging delays. Default 120.
+    pub const LEASE_MARGIN_S: &str = "BOA_LEASE_MARGIN_S";
     /// Stack name, for the lease/work tags.
     pub const STACK: &str = "BOA_STACK";
 }
+
+/// Default of [`vars::LEASE_MARGIN_S`].
+pub const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(120);
 
 /// How the worker ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +79,7 @@ pub struct WorkerEnv {
     pub idle_timeout: Duration,
     pub max_tasks: u32,
     pub heartbeat: Duration,
+    pub lease_margin: Duration,
     pub log_dir: Option<String>,
     pub log_group: Option<String>,
     pub work_dir: String,
@@ -96,6 +103,7 @@ impl WorkerEnv {
             (vars::IDLE_TIMEOUT_S, fmt_secs(self.idle_timeout)),
             (vars::MAX_TASKS, self.max_tasks.to_string()),
             (vars::HEARTBEAT_S, fmt_secs(self.heartbeat)),
+            (vars::LEASE_MARGIN_S, fmt_secs(self.lease_margin)),
             (vars::WORK_DIR, self.work_dir.clone()),
             (
                 vars::SHUTDOWN,
@@ -151,6 +159,7 @@ impl WorkerEnv {
         };
         let idle_timeout = secs(vars::IDLE_TIMEOUT_S, 600.0);
         let heartbeat = secs(vars::HEARTBEAT_S, 60.0);
+        let lease_margin = secs(vars::LEASE_MARGIN_S, DEFAULT_LEASE_MARGIN.as_secs_f64());
         let max_tasks = match get(vars::MAX_TASKS) {
             None => 0,
             Some(v) => v.parse().unwrap_or_else(|_| {
@@ -205,6 +214,7 @@ impl WorkerEnv {
             idle_timeout,
             max_tasks,
             heartbeat,
+            lease_margin,
             log_dir: get(vars::LOG_DIR),
             log_group: get(vars::LOG_GROUP),
             work_dir: get(vars::WORK_DIR).unwrap_or_else(|| "/var/lib/build-on-aws".into()),
@@ -243,7 +253,7 @@ pub fn user_data(env: &WorkerEnv, worker_binary_url: &str) -> String {
         s.push_str(&format!("export {k}={}\n", shell_quote(&v)));
     }
     s.push_str(&format!(
-        "mkdir -p /opt/build-on-aws && cd /opt/build-on-aws\naws s3 cp {} ./worker --only-show-errors\nchmod +x ./worker\nexec ./worker >>/var/log/build-on-aws-worker.log 2>&1\n",
+        "# Whatever ends this stub (a failed download, a worker that cannot start or exits) powers\n# the instance off: an instance without a running worker must not linger.\ntrap 'poweroff' EXIT\nmkdir -p /opt/build-on-aws && cd /opt/build-on-aws\naws s3 cp {} ./worker --only-show-errors\nchmod +x ./worker\n./worker >>/var/log/build-on-aws-worker.log 2>&1\n",
         shell_quote(worker_binary_url)
     ));
     s
@@ -271,6 +281,7 @@ mod tests {
             idle_timeout: Duration::from_secs(300),
             max_tasks: 0,
             heartbeat: Duration::from_millis(1500),
+            lease_margin: Duration::from_secs(90),
             log_dir: None,
             log_group: Some("/build-on-aws/workers".into()),
             work_dir: "/mnt/work".into(),
@@ -311,6 +322,9 @@ mod tests {
             "{u}"
         );
         assert!(!u.to_lowercase().contains("token"));
-        assert!(u.contains("exec ./worker"));
+        assert!(u.contains("\n./worker "), "{u}");
+        // The power-off trap is set before anything that can fail.
+        let trap = u.find("trap 'poweroff' EXIT").expect("poweroff trap");
+        assert!(trap < u.find("aws s3 cp").unwrap());
     }
 }

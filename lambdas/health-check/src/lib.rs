@@ -1,13 +1,15 @@
 //! health-check: run every five minutes. Finds activity tasks that wait with nobody to take them
 //! and starts the missing workers; terminates orphaned workers. Fails loudly on any error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::launch::{
-    LaunchContext, Sleeper, StackConfig, WorkerCounts, count_workers, ensure_workers,
+    LaunchContext, Sleeper, StackConfig, WorkerCounts, count_workers, ensure_workers, is_dead_boot,
     step_of_activity,
 };
+use common::pipeline::DEFAULT_BOOT_TIMEOUT;
 use common::ports::{Executions, Fleet, HistoryEvent, Instance, InstanceState, PortError, tags};
 use common::{NamedError, Pipeline};
 use serde::{Deserialize, Serialize};
@@ -122,13 +124,17 @@ fn waits_for_hand_worker(scheduled: &HistoryEvent) -> bool {
         })
 }
 
-pub fn orphan_reason(i: &Instance, running: &BTreeSet<&str>, now: DateTime<Utc>) -> Option<String> {
+pub fn orphan_reason(i: &Instance, boot_timeout: Duration, now: DateTime<Utc>) -> Option<String> {
     if i.state == InstanceState::Stopped {
         return Some(format!("{}: stopped", i.id));
     }
     if !i.state.is_live() {
         return None;
     }
+    // A worker keeps its lease fresh while it polls and at every heartbeat while a task runs, so
+    // an expired lease means the worker is gone or hung, whatever execution it served. A live
+    // worker is never reaped for anything else: activities are shared by every execution of
+    // the stack, and a worker idle now may hold another execution's task a moment later.
     if let Some(lease) = i.tags.get(tags::LEASE) {
         match DateTime::parse_from_rfc3339(lease) {
             Ok(t) if t < now => return Some(format!("{}: lease expired at {lease}", i.id)),
@@ -138,14 +144,38 @@ pub fn orphan_reason(i: &Instance, running: &BTreeSet<&str>, now: DateTime<Utc>)
             }
         }
     }
-    let busy = i.tags.get(tags::WORK).map(String::as_str) == Some("busy");
-    match i.tags.get(tags::EXECUTION) {
-        // A busy worker may serve another execution's task: its lease decides.
-        Some(ex) if !busy && !running.contains(ex.as_str()) => {
-            Some(format!("{}: its execution {ex} is not running", i.id))
-        }
-        _ => None,
+    if is_dead_boot(i, boot_timeout, now) {
+        let launched = i
+            .launch_time
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        return Some(format!(
+            "{}: launched at {launched} and never registered within the boot timeout ({:.0} s)",
+            i.id,
+            boot_timeout.as_secs_f64()
+        ));
     }
+    None
+}
+
+/// The boot timeout of an instance's step (by its activity tag), in the stack's time.
+fn boot_timeout_of(i: &Instance, p: &Pipeline, cfg: &StackConfig) -> Duration {
+    let t = i
+        .tags
+        .get(tags::ACTIVITY)
+        .and_then(|a| step_of_activity(p, a))
+        .map_or(DEFAULT_BOOT_TIMEOUT, |s| s.worker.boot_timeout);
+    cfg.scaled(t)
+}
+
+/// The round's identity, from the scheduler's event (`{"round": "<scheduled time>"}`), else the
+/// invocation's request id (a manual invocation is a round of its own).
+pub fn round_of(event: &serde_json::Value, request_id: &str) -> String {
+    event
+        .get("round")
+        .and_then(serde_json::Value::as_str)
+        .filter(|r| !r.is_empty() && !r.starts_with("<aws."))
+        .map_or_else(|| request_id.to_string(), str::to_string)
 }
 
 fn port_err(what: &str, e: PortError) -> NamedError {
@@ -160,6 +190,7 @@ pub async fn handle(
     cfg: &StackConfig,
     p: &Pipeline,
     now: DateTime<Utc>,
+    round: &str,
 ) -> Result<HealthReport, NamedError> {
     let mut report = HealthReport::default();
     let running = ex.running(&cfg.state_machine_arn).await.map_err(|e| {
@@ -177,8 +208,6 @@ pub async fn handle(
             .map_err(|e| port_err(&format!("reading the history of {}", r.arn), e))?;
         pending.extend(pending_tasks(&r.arn, &h));
     }
-    let running_arns: BTreeSet<&str> = running.iter().map(|r| r.arn.as_str()).collect();
-
     let stack_filter = [(tags::STACK.to_string(), cfg.stack.clone())];
     let instances = fleet
         .instances(&stack_filter)
@@ -186,7 +215,7 @@ pub async fn handle(
         .map_err(|e| port_err("listing the stack's instances", e))?;
     let mut reap_ids = vec![];
     for i in &instances {
-        if let Some(why) = orphan_reason(i, &running_arns, now) {
+        if let Some(why) = orphan_reason(i, boot_timeout_of(i, p, cfg), now) {
             tracing::info!(instance_id = %i.id, reason = %why, "reaping orphan");
             reap_ids.push(i.id.clone());
             report.reaped.push(why);
@@ -218,7 +247,7 @@ pub async fn handle(
             .filter(|i| i.tags.get(tags::ACTIVITY) == Some(&activity))
             .cloned()
             .collect();
-        let counts = count_workers(&mine);
+        let counts = count_workers(&mine, cfg.scaled(s.worker.boot_timeout), now);
         if counts.live > 0 {
             report.workers_per_activity.insert(s.name.clone(), counts);
         }
@@ -246,12 +275,14 @@ pub async fn handle(
             .iter()
             .map(|t| format!("{}#{}", t.execution, t.event_id))
             .collect();
-        let seed = format!("health|{}", seed.join(","));
+        // A retried invocation of this round sends the same tokens (no double launch); the next
+        // round has its own, so it can replace a worker that died.
+        let seed = format!("health|{round}|{}", seed.join(","));
         let ctx = LaunchContext {
             execution: &oldest.execution,
             state: "HealthCheck",
             token_seed: &seed,
-            attempt: 1_000_000 + oldest.event_id as u32,
+            exclusive_seed: &seed,
             booting_is_spare: true,
         };
         let out = ensure_workers(fleet, sleeper, cfg, p, step, n, &ctx).await;
@@ -260,7 +291,7 @@ pub async fn handle(
         if let Some(e) = out.error {
             report.errors.push(out.reason.clone());
             if !matches!(e, PortError::NoCapacity(_)) && fatal.is_none() {
-                fatal = Some(NamedError::new(e.name(), String::new()));
+                fatal = Some(NamedError::new(e.launch_name(), String::new()));
             }
         }
     }
@@ -284,8 +315,9 @@ pub async fn lambda_handler(
     sleeper: &dyn Sleeper,
     cfg: &StackConfig,
     p: &Pipeline,
+    round: &str,
 ) -> Result<HealthReport, lambda_runtime::Diagnostic> {
-    handle(ex, fleet, sleeper, cfg, p, Utc::now())
+    handle(ex, fleet, sleeper, cfg, p, Utc::now(), round)
         .await
         .map_err(Into::into)
 }

@@ -1,5 +1,6 @@
 //! The health-check Lambda (EventBridge Scheduler, `rate(5 minutes)`): wires tracing, AWS clients
-//! and the pipeline to [`health_check::handle`]. The scheduler's event payload is ignored.
+//! and the pipeline to [`health_check::handle`]. The scheduler's event carries the round's
+//! scheduled time (`{"round": "<aws.scheduler.scheduled-time>"}`), which seeds its ClientTokens.
 
 use common::aws::{Ec2Fleet, SfnExecutions};
 use common::launch::{StackConfig, TokioSleeper, load_pipeline, pipeline_path};
@@ -17,8 +18,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (fleet, executions, sleeper, cfg, pipeline) =
         (&fleet, &executions, &sleeper, &cfg, &pipeline);
     lambda_runtime::run(service_fn(
-        move |_ev: LambdaEvent<serde_json::Value>| async move {
-            health_check::lambda_handler(executions, fleet, sleeper, cfg, pipeline).await
+        move |ev: LambdaEvent<serde_json::Value>| async move {
+            let round = health_check::round_of(&ev.payload, &ev.context.request_id);
+            health_check::lambda_handler(executions, fleet, sleeper, cfg, pipeline, &round).await
         },
     ))
     .await

@@ -159,9 +159,22 @@ async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
     worker(&fleet, "i-idle", "MakeBinaryPackage", E1, Some("idle"));
     worker(&fleet, "i-busy", "MakeBinaryPackage", E1, Some("busy"));
     worker(&fleet, "i-boot", "MakeBinaryPackage", E1, None);
-    // Orphans: an idle worker of an execution that ended, and a busy one whose lease expired.
-    worker(&fleet, "i-orphan", "MakeBinaryPackage", GONE, Some("idle"));
+    // Kept: an idle worker launched by an execution that ended (activities are shared: it may
+    // take another execution's task at any moment), with a fresh lease.
     let act = "build-on-aws-hhvm-MakeSourceTarball";
+    fleet.add(
+        "i-other-execution",
+        InstanceState::Running,
+        &[
+            (tags::STACK, STACK),
+            (tags::ACTIVITY, act),
+            (tags::EXECUTION, GONE),
+            (tags::WORK, "idle"),
+            (tags::LEASE, "2025-05-01T12:08:00Z"),
+        ],
+    );
+    // Orphans: a busy worker whose lease expired (its heartbeats stopped), and an instance that
+    // never registered within the boot timeout (10 minutes by default).
     fleet.add(
         "i-stale",
         InstanceState::Running,
@@ -173,7 +186,28 @@ async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
             (tags::LEASE, "2025-05-01T11:50:00Z"),
         ],
     );
-    // Kept: busy for an ended execution (its lease decides), and a fresh lease.
+    fleet.add_at(
+        "i-deadboot",
+        InstanceState::Running,
+        &[
+            (tags::STACK, STACK),
+            (tags::ACTIVITY, "build-on-aws-hhvm-MakeBinaryPackage"),
+            (tags::EXECUTION, E1),
+        ],
+        Some(now() - chrono::Duration::minutes(11)),
+    );
+    // Kept: still within its boot timeout.
+    fleet.add_at(
+        "i-booting",
+        InstanceState::Running,
+        &[
+            (tags::STACK, STACK),
+            (tags::ACTIVITY, "build-on-aws-hhvm-PublishSourceTarball"),
+            (tags::EXECUTION, E1),
+        ],
+        Some(now() - chrono::Duration::minutes(9)),
+    );
+    // Kept: busy for an ended execution, with a fresh lease (its task is alive).
     fleet.add(
         "i-finishing",
         InstanceState::Running,
@@ -185,21 +219,31 @@ async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
             (tags::LEASE, "2025-05-01T12:10:00Z"),
         ],
     );
-    let report = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+    let report = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
         .await
         .unwrap();
     assert_eq!(report.executions, 2);
     assert_eq!(report.pending_per_activity["MakeBinaryPackage"], 3);
     assert_eq!(report.pending_per_activity["PublishBinaryPackages"], 1);
-    assert_eq!(fleet.terminated(), ["i-orphan", "i-stale"]);
+    let mut reaped = fleet.terminated();
+    reaped.sort();
+    assert_eq!(reaped, ["i-deadboot", "i-stale"]);
     assert_eq!(report.reaped.len(), 2);
+    let why = |id: &str| {
+        report
+            .reaped
+            .iter()
+            .find(|r| r.starts_with(id))
+            .cloned()
+            .unwrap_or_default()
+    };
     assert!(
-        report.reaped[0].contains("is not running"),
+        why("i-stale").contains("lease expired"),
         "{:?}",
         report.reaped
     );
     assert!(
-        report.reaped[1].contains("lease expired"),
+        why("i-deadboot").contains("never registered within the boot timeout (600 s)"),
         "{:?}",
         report.reaped
     );
@@ -222,7 +266,7 @@ async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
     assert!(report.errors.is_empty());
 
     // A second check right after: the new workers are booting (idle): nothing more is launched.
-    let again = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+    let again = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
         .await
         .unwrap();
     assert!(again.launched.is_empty(), "{again:?}");
@@ -250,7 +294,7 @@ async fn no_capacity_is_reported_and_other_launch_errors_fail_loudly() {
             fleet.refuse(t, m, PortError::NoCapacity(format!("no {t}")));
         }
     }
-    let r = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+    let r = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
         .await
         .unwrap();
     assert!(r.launched.is_empty());
@@ -261,7 +305,7 @@ async fn no_capacity_is_reported_and_other_launch_errors_fail_loudly() {
     fleet.fail_next([PortError::Other(
         "UnauthorizedOperation: ec2:RunInstances".into(),
     )]);
-    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
         .await
         .unwrap_err();
     assert_eq!(e.name.as_str(), "Ec2.LaunchFailed");
@@ -278,7 +322,7 @@ async fn port_errors_fail_the_check_with_their_name() {
     );
     ex.add_running(SM, E1, vec![]);
     fleet.fail_instances(PortError::Throttled("RequestLimitExceeded".into()));
-    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
         .await
         .unwrap_err();
     assert_eq!(e.name.as_str(), "Aws.Throttled");
@@ -288,10 +332,89 @@ async fn port_errors_fail_the_check_with_their_name() {
         e.message
     );
     ex.fail(PortError::Transient("connection reset".into()));
-    let d: lambda_runtime::Diagnostic = handle(&ex, &fleet, &sleeper, &cfg(), &p, now())
+    let d: lambda_runtime::Diagnostic = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
         .await
         .unwrap_err()
         .into();
-    assert_eq!(d.error_type, "Ec2.LaunchFailed");
+    assert_eq!(d.error_type, "Aws.CallFailed");
     assert!(d.error_message.contains(SM), "{}", d.error_message);
+}
+
+#[tokio::test]
+async fn each_round_can_launch_anew_while_a_retried_round_is_idempotent() {
+    let (ex, fleet, sleeper, p) = (
+        FakeExecutions::new(),
+        FakeFleet::new(),
+        RecordingSleeper::new(),
+        example(),
+    );
+    ex.add_running(
+        SM,
+        E1,
+        vec![
+            entered(1, 0, "MakeSourceTarball"),
+            scheduled(2, 1, "MakeSourceTarball"),
+        ],
+    );
+    let first = handle(
+        &ex,
+        &fleet,
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "2025-05-01T12:00:00Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.launched.len(), 1);
+    // The instance dies at boot (EC2 terminates it) and the task still waits.
+    for i in fleet.all() {
+        fleet.add(&i.id, InstanceState::Terminated, &[]);
+    }
+    // Scheduler retries the same round: same ClientToken, the same (dead) instance, no new one.
+    let retried = handle(
+        &ex,
+        &fleet,
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "2025-05-01T12:00:00Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(retried.launched, first.launched);
+    // The next round launches a new instance.
+    let next = handle(
+        &ex,
+        &fleet,
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "2025-05-01T12:05:00Z",
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.launched.len(), 1);
+    assert_ne!(next.launched, first.launched);
+    let tokens: Vec<String> = fleet
+        .launch_calls()
+        .iter()
+        .map(|c| c.client_token.clone())
+        .collect();
+    assert_eq!(tokens[0], tokens[1]);
+    assert_ne!(tokens[1], tokens[2]);
+}
+
+#[test]
+fn the_round_comes_from_the_scheduler_event_or_the_request() {
+    use health_check::round_of;
+    let ev = serde_json::json!({"round": "2025-05-01T12:05:00Z"});
+    assert_eq!(round_of(&ev, "req-1"), "2025-05-01T12:05:00Z");
+    // An unexpanded placeholder or a hand-made event: the invocation is a round of its own.
+    let raw = serde_json::json!({"round": "<aws.scheduler.scheduled-time>"});
+    assert_eq!(round_of(&raw, "req-2"), "req-2");
+    assert_eq!(round_of(&serde_json::json!({}), "req-3"), "req-3");
 }

@@ -1,9 +1,10 @@
 //! start-workers: the `Prepare<Step>` state. Decides whether a task runs (requested, dependencies,
 //! mode, `done_when`) and, if it does, makes sure a worker will take it.
 
+use common::errors::ErrorName;
 use common::launch::{LaunchContext, Sleeper, StackConfig, ensure_workers};
 use common::pipeline::Step;
-use common::ports::{Fleet, Objects};
+use common::ports::{Fleet, Objects, PortError};
 use common::results::{Outcome, dependencies_allow, read_dependency, read_outcome};
 use common::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
 use common::{Mode, NamedError, Pipeline};
@@ -22,15 +23,17 @@ fn skipped(kind: SkipKind, reason: impl Into<String>) -> PrepareRecord {
         skip: Some(kind),
         reason: reason.into(),
         launched: vec![],
+        attempt: 0,
     }
 }
 
-fn pending(reason: impl Into<String>, launched: Vec<String>) -> PrepareRecord {
+fn pending(reason: impl Into<String>, launched: Vec<String>, attempt: u32) -> PrepareRecord {
     PrepareRecord {
         status: PrepareStatus::Pending,
         skip: None,
         reason: reason.into(),
         launched,
+        attempt,
     }
 }
 
@@ -61,48 +64,147 @@ pub async fn handle(
     if let Err(why) = check_dependencies(&req, p, step) {
         return Ok(skipped(SkipKind::DependencyFailed, why));
     }
-    match req.input.mode {
-        Mode::SkipEc2 => {
-            return Ok(skipped(
-                SkipKind::SkipEc2,
-                "skip-ec2: no worker is launched and the task is not run",
-            ));
-        }
-        Mode::FakeEc2 => {
-            return Ok(pending(
-                "fake-ec2: waiting for a hand-started worker",
-                vec![],
-            ));
-        }
-        Mode::Normal | Mode::Test => {}
+    if req.input.mode == Mode::SkipEc2 {
+        return Ok(skipped(
+            SkipKind::SkipEc2,
+            "skip-ec2: no worker is launched and the task is not run",
+        ));
     }
-    if let Some(done) = done_check(ports.objects, step, &req).await? {
+    if req.input.mode != Mode::FakeEc2
+        && let Some(done) = done_check(ports.objects, step, &req).await?
+    {
         return Ok(skipped(SkipKind::Done, done));
     }
+    let attempt = count_attempt(ports.objects, cfg, &req).await?;
+    if req.input.mode == Mode::FakeEc2 {
+        return Ok(pending(
+            "fake-ec2: waiting for a hand-started worker",
+            vec![],
+            attempt,
+        ));
+    }
     let seed = token_seed(&req);
+    let exclusive_seed = format!("{}|{attempt}", req.execution);
     let state = format!("Prepare{}", step.name);
     let ctx = LaunchContext {
         execution: &req.execution,
         state: &state,
         token_seed: &seed,
-        attempt: req.attempt,
+        exclusive_seed: &exclusive_seed,
         booting_is_spare: false,
     };
     let out = ensure_workers(ports.fleet, ports.sleeper, cfg, p, step, 1, &ctx).await;
-    Ok(pending(out.reason, out.launched))
+    if out.launched.is_empty() && out.live_before == 0 {
+        match &out.error {
+            // Nothing can fix this by waiting: the task fails now, with EC2's code and message.
+            Some(e) if e.is_permanent_launch_error() => {
+                return Err(NamedError::new(
+                    ErrorName::Ec2LaunchFailed,
+                    format!("cannot launch a worker for {}: {}", step.name, out.reason),
+                ));
+            }
+            // No capacity anywhere on the ladder and no worker that could take the task: the
+            // state machine retries Prepare (its Ec2.NoCapacity retrier) until the step's
+            // launch_deadline has passed, then the task fails with this cause.
+            Some(e @ PortError::NoCapacity(_)) => {
+                return Err(NamedError::new(
+                    e.launch_name(),
+                    format!(
+                        "no capacity for {} (launch_deadline {:.0} s): {}",
+                        step.name,
+                        step.worker.launch_deadline.as_secs_f64(),
+                        out.reason
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(pending(out.reason, out.launched, attempt))
 }
 
-/// The request's identity: execution + step + item + attempt. A retried invocation of the same
-/// request has the same seed, hence the same ClientToken.
+/// The request's identity: execution + step + item + this entry of Prepare (its entered time).
+/// A retried invocation of the same entry has the same seed, hence the same ClientToken; the
+/// next attempt of the task enters Prepare anew and gets new tokens.
 pub fn token_seed(req: &PrepareRequest) -> String {
-    let item: Vec<String> = req.item.iter().map(|(k, v)| format!("{k}={v}")).collect();
     format!(
         "{}|{}|{}|{}",
         req.execution,
         req.step,
-        item.join(","),
-        req.attempt
+        item_key(&req.item),
+        attempt_name(req)
     )
+}
+
+fn item_key(item: &common::Item) -> String {
+    if item.is_empty() {
+        return "-".into();
+    }
+    let parts: Vec<String> = item.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    parts.join(",")
+}
+
+/// This attempt's name: Prepare's entered time, or (from an older definition) the retry count.
+fn attempt_name(req: &PrepareRequest) -> String {
+    if req.entered.is_empty() {
+        format!("retry-{}", req.attempt)
+    } else {
+        req.entered.clone()
+    }
+}
+
+/// `s3://bucket/prefix` → (bucket, `prefix/`).
+fn split_s3(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Some((bucket.to_string(), prefix))
+}
+
+/// The folder of a task's attempt records:
+/// `<artifacts>/runs/<execution name>/attempts/<step>/<item>/`.
+pub fn attempts_prefix(cfg: &StackConfig, req: &PrepareRequest) -> Option<(String, String)> {
+    let (bucket, prefix) = split_s3(&cfg.artifacts)?;
+    let execution = req.execution.rsplit(':').next().unwrap_or(&req.execution);
+    let folder = format!(
+        "{prefix}runs/{execution}/attempts/{}/{}/",
+        req.step,
+        item_key(&req.item)
+    );
+    Some((bucket, folder))
+}
+
+/// Records this attempt (one object per Prepare entry, written again by a retried invocation)
+/// and returns how many attempts came before it.
+async fn count_attempt(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    req: &PrepareRequest,
+) -> Result<u32, NamedError> {
+    let Some((bucket, prefix)) = attempts_prefix(cfg, req) else {
+        return Ok(req.attempt);
+    };
+    let key = format!("{prefix}{}", attempt_name(req));
+    let fail = |what: &str, e: PortError| {
+        NamedError::new(
+            e.name(),
+            format!("cannot {what} the attempt record s3://{bucket}/{key}: {e}"),
+        )
+    };
+    objects
+        .put(&bucket, &key, req.execution.as_bytes())
+        .await
+        .map_err(|e| fail("write", e))?;
+    let n = objects
+        .count(&bucket, &prefix)
+        .await
+        .map_err(|e| fail("count", e))?;
+    Ok(u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX))
 }
 
 /// `Err(reason)` when a dependency forbids running.

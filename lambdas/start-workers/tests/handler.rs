@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use common::fakes::{FakeFleet, FakeObjects, RecordingSleeper};
 use common::launch::{StackConfig, backoff_ceiling};
-use common::ports::{Fleet, InstanceState, PortError, Purchase, tags};
+use common::ports::{Fleet, InstanceState, Objects, PortError, Purchase, tags};
 use common::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
 use common::{BuildInput, Mode, Pipeline};
 use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
@@ -100,6 +100,7 @@ fn req(step: &str, item: &[(&str, &str)], input: BuildInput, deps: Value) -> Pre
         deps: serde_json::from_value(deps).unwrap(),
         attempt: 0,
         execution: EXEC.into(),
+        entered: "2025-01-02T10:00:00.000Z".into(),
     }
 }
 
@@ -468,7 +469,7 @@ async fn capacity_errors_walk_types_and_markets_in_order() {
 }
 
 #[tokio::test]
-async fn nothing_launchable_leaves_the_task_pending_with_the_reason() {
+async fn no_capacity_anywhere_fails_prepare_as_no_capacity_unless_a_worker_could_take_it() {
     let rig = Rig::new();
     for t in ["c7i.large", "c6i.large"] {
         for p in [Purchase::Spot, Purchase::OnDemand] {
@@ -476,38 +477,67 @@ async fn nothing_launchable_leaves_the_task_pending_with_the_reason() {
                 .refuse(t, p, PortError::NoCapacity(format!("no {t} left")));
         }
     }
-    let r = rig
-        .run(req(
+    let source = || {
+        req(
             "Source",
             &[("version", "1.2.3")],
             rig.all_steps(Mode::Normal),
             json!({}),
-        ))
-        .await;
+        )
+    };
+    // No worker at all: the state machine's Ec2.NoCapacity retrier takes it from here.
+    let e = handle(source(), &rig.ports(), &rig.cfg, &rig.p)
+        .await
+        .unwrap_err();
+    assert_eq!(e.name.as_str(), "Ec2.NoCapacity");
+    assert!(e.message.contains("launched 0 of 1"), "{}", e.message);
+    assert!(e.message.contains("no c6i.large left"), "{}", e.message);
+    assert!(
+        e.message.contains("launch_deadline 1800 s"),
+        "{}",
+        e.message
+    );
+    // A busy worker of the activity will take the task when it is done: it waits.
+    rig.fleet.add(
+        "i-busy",
+        InstanceState::Running,
+        &[
+            (tags::STACK, "build-on-aws-demo"),
+            (tags::ACTIVITY, "build-on-aws-demo-Source"),
+            (tags::WORK, "busy"),
+        ],
+    );
+    let mut later = source();
+    later.entered = "2025-01-02T10:01:00.000Z".into();
+    let r = rig.run(later).await;
     assert_eq!(r.status, PrepareStatus::Pending);
-    assert!(r.launched.is_empty());
     assert!(r.reason.contains("launched 0 of 1"), "{}", r.reason);
-    assert!(r.reason.contains("no c6i.large left"), "{}", r.reason);
 }
 
 #[tokio::test]
-async fn a_refusal_that_is_not_capacity_stops_at_once() {
+async fn a_refusal_that_is_not_capacity_fails_the_task_at_once_with_its_code() {
     let rig = Rig::new();
     rig.fleet.refuse(
         "c7i.large",
         Purchase::Spot,
         PortError::Other("InvalidAMIID.NotFound: ami-0123456789abcdef0".into()),
     );
-    let r = rig
-        .run(req(
+    let e = handle(
+        req(
             "Source",
             &[("version", "1.2.3")],
             rig.all_steps(Mode::Normal),
             json!({}),
-        ))
-        .await;
-    assert_eq!(r.status, PrepareStatus::Pending);
-    assert!(r.reason.contains("InvalidAMIID.NotFound"), "{}", r.reason);
+        ),
+        &rig.ports(),
+        &rig.cfg,
+        &rig.p,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.name.as_str(), "Ec2.LaunchFailed");
+    assert!(e.message.contains("InvalidAMIID.NotFound"), "{}", e.message);
+    assert!(e.message.contains("c7i.large spot"), "{}", e.message);
     assert_eq!(rig.fleet.launch_calls().len(), 1);
 }
 
@@ -550,13 +580,27 @@ async fn a_retried_invocation_never_launches_twice_but_a_retry_attempt_does() {
     let again = rig.run(r()).await;
     assert_eq!(first.launched, again.launched);
     assert_eq!(rig.fleet.live_ids().len(), 1);
-    // The task's retry (attempt 1) is a new request: it gets its own worker.
+    assert_eq!((first.attempt, again.attempt), (0, 0));
+    // The task's retry enters Prepare anew (a new entered time) whatever the engine says its
+    // RetryCount is: it gets its own worker, and it is counted as the second attempt.
     let mut retry = r();
-    retry.attempt = 1;
+    retry.entered = "2025-01-02T10:05:00.000Z".into();
     let third = rig.run(retry).await;
     assert_eq!(third.launched.len(), 1);
     assert_ne!(third.launched, first.launched);
+    assert_eq!(third.attempt, 1);
     assert_eq!(rig.fleet.live_ids().len(), 2);
+    // The attempt records sit under the execution's prefix in the artifact bucket.
+    assert_eq!(
+        rig.objects
+            .count(
+                "artifacts",
+                "demo/runs/run-1/attempts/Source/version=1.2.3/"
+            )
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -623,7 +667,7 @@ async fn idle_workers_are_reused_and_max_workers_caps_launches() {
         .await
         .unwrap();
     let mut again = build("ubuntu-24.04");
-    again.attempt = 1;
+    again.entered = "2025-01-02T10:05:00.000Z".into();
     let r = rig.run(again).await;
     assert!(r.launched.is_empty());
     assert!(r.reason.contains("at the worker cap"), "{}", r.reason);

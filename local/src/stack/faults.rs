@@ -16,6 +16,17 @@ pub struct Faults {
     pub no_capacity: f64,
     /// Fraction of Lambda invocations that fail with Lambda.ServiceException.
     pub fail_lambda: f64,
+    /// Fraction of launch requests refused for good (InvalidAMIID.NotFound), as a bad AMI would.
+    #[serde(default)]
+    pub bad_launch: f64,
+    /// Fraction of launched instances that boot dead: the instance runs but its worker never
+    /// starts (a failed download, a worker that cannot start), until something terminates it.
+    #[serde(default)]
+    pub dead_boot: f64,
+    /// The first N instances launched boot dead, whatever `dead_boot` says (deterministic
+    /// tests of the boot deadline).
+    #[serde(default)]
+    pub dead_boot_first: u32,
     pub seed: u64,
 }
 
@@ -29,6 +40,9 @@ impl Faults {
             || self.throttle_launch > 0.0
             || self.no_capacity > 0.0
             || self.fail_lambda > 0.0
+            || self.bad_launch > 0.0
+            || self.dead_boot > 0.0
+            || self.dead_boot_first > 0
     }
 }
 

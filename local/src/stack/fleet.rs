@@ -49,6 +49,10 @@ pub struct FleetCounters {
     pub throttled: u64,
     pub no_capacity: u64,
     pub killed_by_chaos: u64,
+    /// Launch requests refused for good (injected bad AMI).
+    pub bad_launches: u64,
+    /// Instances that booted dead (no worker), and how many of them were terminated.
+    pub dead_boots: u64,
     /// Most workers alive at once per activity.
     pub peak_alive_per_activity: BTreeMap<String, u64>,
 }
@@ -248,7 +252,9 @@ impl LocalFleet {
             }
             for (k, v) in &spec_env {
                 let v = match k.as_str() {
-                    vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S => scale_secs(v, me.cfg.time_scale),
+                    vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S | vars::LEASE_MARGIN_S => {
+                        scale_secs(v, me.cfg.time_scale)
+                    }
                     _ => v.clone(),
                 };
                 cmd.env(k, v);
@@ -313,6 +319,21 @@ impl LocalFleet {
             if let Some(i) = s.instances.get_mut(&id) {
                 i.state = InstanceState::Terminated;
                 i.pid = None;
+            }
+        });
+    }
+
+    /// An instance whose worker never starts: it runs, untagged by any worker, until terminated.
+    fn spawn_dead_boot(self: &Arc<Self>, id: String) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(me.cfg.boot_time).await;
+            let mut s = me.lock();
+            if let Some(i) = s.instances.get_mut(&id)
+                && i.state == InstanceState::Pending
+            {
+                tracing::info!(instance = %id, "fault: booted without a worker");
+                i.state = InstanceState::Running;
             }
         });
     }
@@ -433,6 +454,13 @@ impl Fleet for LocalFleet {
                 "RequestLimitExceeded: Request limit exceeded (injected)".into(),
             ));
         }
+        if self.dice.roll(self.faults.bad_launch) {
+            s.counters.bad_launches += 1;
+            return Err(PortError::Other(format!(
+                "InvalidAMIID.NotFound: The image id '[{}]' does not exist (injected)",
+                spec.ami
+            )));
+        }
         if self.dice.roll(self.faults.no_capacity) {
             s.counters.no_capacity += 1;
             return Err(PortError::NoCapacity(format!(
@@ -441,6 +469,7 @@ impl Fleet for LocalFleet {
             )));
         }
         let mut ids = vec![];
+        let mut dead = vec![];
         for _ in 0..spec.count.max(1) {
             let id = format!("i-local-{:06}", self.next.fetch_add(1, Ordering::Relaxed));
             s.instances.insert(
@@ -457,14 +486,25 @@ impl Fleet for LocalFleet {
                     hand: None,
                 },
             );
+            let launched_so_far = s.counters.instances_launched + ids.len() as u64;
+            if launched_so_far < u64::from(self.faults.dead_boot_first)
+                || self.dice.roll(self.faults.dead_boot)
+            {
+                dead.push(id.clone());
+            }
             ids.push(id);
         }
         s.counters.instances_launched += ids.len() as u64;
+        s.counters.dead_boots += dead.len() as u64;
         s.tokens.insert(spec.client_token.clone(), ids.clone());
         Self::note_peak(&mut s);
         drop(s);
         for id in &ids {
-            me.spawn_worker(id.clone(), env.clone());
+            if dead.contains(id) {
+                me.spawn_dead_boot(id.clone());
+            } else {
+                me.spawn_worker(id.clone(), env.clone());
+            }
         }
         Ok(ids)
     }
@@ -534,7 +574,10 @@ mod tests {
             Some(
                 match k {
                     vars::STEP_ENV => "{\"A\":\"it's\"}",
-                    vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S | vars::MAX_TASKS => "3",
+                    vars::IDLE_TIMEOUT_S
+                    | vars::HEARTBEAT_S
+                    | vars::LEASE_MARGIN_S
+                    | vars::MAX_TASKS => "3",
                     vars::SHUTDOWN => "exit",
                     vars::ENDPOINT_URL => "http://127.0.0.1:1",
                     _ => "x",

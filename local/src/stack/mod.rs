@@ -59,6 +59,9 @@ pub struct LocalOptions {
     pub seed: u64,
     /// Extra environment for every worker (and so every script).
     pub extra_env: Vec<(String, String)>,
+    /// The engine evaluates a retried Parallel's Parameters only once (see
+    /// [`EngineConfig::parallel_parameters_once`]).
+    pub parallel_parameters_once: bool,
 }
 
 impl LocalOptions {
@@ -77,6 +80,7 @@ impl LocalOptions {
             faults: Faults::none(),
             seed: 1,
             extra_env: vec![],
+            parallel_parameters_once: false,
         }
     }
 
@@ -286,6 +290,7 @@ impl LocalStack {
             region: LOCAL_REGION.into(),
             account_id: LOCAL_ACCOUNT.into(),
             poll_wait: Duration::from_millis(500),
+            parallel_parameters_once: opts.parallel_parameters_once,
             ..EngineConfig::default()
         };
         // The engine needs the functions, the functions need the fleet, and the fleet needs the
@@ -315,6 +320,7 @@ impl LocalStack {
         cfg.shutdown = Shutdown::Exit;
         cfg.log_dir = Some(opts.run_dir.join("logs").display().to_string());
         cfg.work_dir = opts.run_dir.join("work").display().to_string();
+        cfg.time_scale = opts.time_scale;
         let cfg = Arc::new(cfg);
         let lambdas = Arc::new(LocalLambdas {
             pipeline: Arc::clone(&pipeline),
@@ -357,11 +363,15 @@ impl LocalStack {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await; // the first tick is immediate; the schedule's first run is not
+            let mut round: u64 = 0;
             loop {
                 tick.tick().await;
-                let r = health_check::handle(&ex, &*fleet, &sleeper, &cfg, &p, Utc::now())
-                    .await
-                    .map_err(|e| e.to_string());
+                round += 1;
+                let round_id = format!("local-round-{round}");
+                let r =
+                    health_check::handle(&ex, &*fleet, &sleeper, &cfg, &p, Utc::now(), &round_id)
+                        .await
+                        .map_err(|e| e.to_string());
                 match &r {
                     Ok(rep) => tracing::debug!(report = ?rep, "local health check"),
                     Err(e) => tracing::warn!(error = %e, "local health check failed"),

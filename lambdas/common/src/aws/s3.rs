@@ -46,6 +46,34 @@ impl Objects for S3Objects {
         }
     }
 
+    async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
+        self.0
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send()
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {
+        let mut pages = self
+            .0
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut n = 0u64;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_error)?;
+            n += page.contents().len() as u64;
+        }
+        Ok(n)
+    }
+
     async fn presign_get(
         &self,
         bucket: &str,

@@ -44,8 +44,24 @@ impl PortError {
         match self {
             PortError::Throttled(_) => ErrorName::AwsThrottled,
             PortError::NoCapacity(_) => ErrorName::Ec2NoCapacity,
+            _ => ErrorName::AwsCallFailed,
+        }
+    }
+
+    /// The stable error name of a failed RunInstances: a refusal that no retry can fix (bad AMI,
+    /// not authorized, invalid parameter…) is `Ec2.LaunchFailed`.
+    pub fn launch_name(&self) -> ErrorName {
+        match self {
+            PortError::Throttled(_) => ErrorName::AwsThrottled,
+            PortError::NoCapacity(_) => ErrorName::Ec2NoCapacity,
+            PortError::Transient(_) => ErrorName::AwsCallFailed,
             _ => ErrorName::Ec2LaunchFailed,
         }
+    }
+
+    /// Whether a failed RunInstances is a refusal that retrying cannot fix.
+    pub fn is_permanent_launch_error(&self) -> bool {
+        self.launch_name() == ErrorName::Ec2LaunchFailed
     }
 }
 
@@ -192,6 +208,10 @@ pub trait Activities: Send + Sync {
 #[async_trait]
 pub trait Objects: Send + Sync {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError>;
+    /// Writes (or overwrites) a small object.
+    async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError>;
+    /// How many objects have keys starting with `prefix` (every page counted).
+    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError>;
     /// A presigned GET URL valid for `expires_s` seconds.
     async fn presign_get(
         &self,
