@@ -462,6 +462,33 @@ fn launch_statements(p: &Pipeline, groups: &[WorkerGroup<'_>]) -> Vec<Value> {
     out
 }
 
+/// The stack's own records in the artifact bucket, each under `<ArtifactPrefix>/<folder>/`:
+/// `runs/` (attempt records, one object per Prepare entry) and `locks/` (exclusive steps' lock
+/// generations, created with If-None-Match). Written and listed, never deleted.
+fn stack_records_statements(folders: &[&str]) -> Vec<Value> {
+    let objects: Vec<Value> = folders
+        .iter()
+        .map(|f| {
+            sub(format!(
+                "arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/${{ArtifactPrefix}}/{f}/*"
+            ))
+        })
+        .collect();
+    let prefixes: Vec<Value> = folders
+        .iter()
+        .map(|f| sub(format!("${{ArtifactPrefix}}/{f}/*")))
+        .collect();
+    vec![
+        stmt("WriteStackRecords", &["s3:PutObject"], objects, Value::Null),
+        stmt(
+            "ListStackRecords",
+            &["s3:ListBucket"],
+            vec![sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")],
+            json!({ "StringLike": { "s3:prefix": prefixes } }),
+        ),
+    ]
+}
+
 fn stack_resource_tag() -> Value {
     json!({
         "StringEquals": { format!("ec2:ResourceTag/{}", tags::STACK): r#ref("AWS::StackName") }
@@ -489,20 +516,7 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
             ));
             // Attempt records: one object per Prepare entry under the execution's prefix,
             // counted with ListObjectsV2 (limited to that prefix).
-            out.push(stmt(
-                "WriteAttemptRecords",
-                &["s3:PutObject"],
-                vec![sub(
-                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*",
-                )],
-                Value::Null,
-            ));
-            out.push(stmt(
-                "CountAttemptRecords",
-                &["s3:ListBucket"],
-                vec![sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")],
-                json!({ "StringLike": { "s3:prefix": sub("${ArtifactPrefix}/runs/*") } }),
-            ));
+            out.extend(stack_records_statements(&["runs", "locks"]));
             // done_when checks: HeadObject needs s3:GetObject; ListBucket turns "missing" into
             // 404 instead of 403.
             let mut objects = vec![];
@@ -536,6 +550,7 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
         }
         "health-check" => {
             out.extend(launch_statements(p, groups));
+            out.extend(stack_records_statements(&["locks"]));
             out.push(stmt(
                 "ManageOwnInstances",
                 &["ec2:TerminateInstances", "ec2:CreateTags"],

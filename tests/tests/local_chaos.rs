@@ -454,3 +454,50 @@ async fn overlapping_executions_share_workers_and_none_is_reaped_when_one_ends()
     );
     l.stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_racing_an_exclusive_step_never_have_two_of_its_workers_alive() {
+    let exclusive = LIFE.replace(
+        "script = \"build.sh\"",
+        "script = \"build.sh\"\nexclusive = true",
+    );
+    let l = life_of(
+        &exclusive,
+        Faults::none(),
+        &[
+            ("LIFE_SLEEP_1", "0.5"),
+            ("LIFE_SLEEP_2", "0.5"),
+            ("LIFE_SLEEP_3", "0.5"),
+        ],
+        false,
+    )
+    .await;
+    // Three executions (four tasks) reach the exclusive step at the same moment.
+    let runs = [
+        l.start(&["1"], "race-a"),
+        l.start(&["2"], "race-b"),
+        l.start(&["3", "1"], "race-c"),
+    ];
+    let mut arns = vec![];
+    for h in runs {
+        arns.push(h.arn().to_string());
+        let r = tokio::time::timeout(Duration::from_secs(90), h.wait())
+            .await
+            .unwrap();
+        assert_eq!(r.status, ExecutionStatus::Succeeded, "{r:?}");
+    }
+    let counters = l.stack.fleet().counters();
+    l.stack.shutdown().await;
+    for arn in &arns {
+        for t in &normalized(&l.stack, arn).tasks {
+            assert_eq!(t.status, Status::Succeeded, "{t:?}");
+        }
+    }
+    assert_eq!(
+        counters
+            .peak_alive_per_activity
+            .get("build-on-aws-life-Build"),
+        Some(&1),
+        "{counters:?}"
+    );
+}

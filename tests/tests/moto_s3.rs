@@ -66,3 +66,57 @@ async fn a_presigned_url_fetches_the_object_until_it_expires() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn records_are_written_counted_listed_and_created_only_once() {
+    let moto = Moto::start();
+    let s3 = moto.s3().await;
+    s3.create_bucket().bucket("artifacts").send().await.unwrap();
+    let objects = S3Objects(s3);
+    let prefix = "demo/runs/run-1/attempts/Build/version=1.2.3/";
+    for (i, entered) in ["2025-01-02T10:00:00.000Z", "2025-01-02T10:05:00.000Z"]
+        .iter()
+        .enumerate()
+    {
+        objects
+            .put("artifacts", &format!("{prefix}{entered}"), b"run-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            objects.count("artifacts", prefix).await.unwrap(),
+            i as u64 + 1
+        );
+    }
+    // Writing the same record again (a retried invocation) counts once.
+    objects
+        .put(
+            "artifacts",
+            &format!("{prefix}2025-01-02T10:05:00.000Z"),
+            b"run-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(objects.count("artifacts", prefix).await.unwrap(), 2);
+    assert_eq!(
+        objects
+            .count("artifacts", "demo/runs/run-2/")
+            .await
+            .unwrap(),
+        0
+    );
+
+    // If-None-Match: the first create wins, the second is told the key exists.
+    let lock = "demo/locks/build-on-aws-demo-Publish/000000000001";
+    assert!(objects.create("artifacts", lock, b"t").await.unwrap());
+    assert!(!objects.create("artifacts", lock, b"t").await.unwrap());
+    let listed = objects
+        .list("artifacts", "demo/locks/build-on-aws-demo-Publish/")
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, lock);
+    assert!(listed[0].last_modified.is_some());
+    // A missing bucket is an error with its name, not an empty answer.
+    let e = objects.create("nobucket", "k", b"x").await.unwrap_err();
+    assert!(!matches!(e, PortError::Throttled(_)), "{e:?}");
+}

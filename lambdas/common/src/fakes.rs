@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::launch::Sleeper;
 use crate::ports::{
     Activities, ActivityTask, ExecutionSummary, Executions, Fleet, HistoryEvent, Instance,
-    InstanceState, LaunchSpec, Objects, PortError, Purchase,
+    InstanceState, LaunchSpec, ObjectInfo, Objects, PortError, Purchase,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -315,6 +315,8 @@ pub fn event(id: i64, previous_event_id: i64, kind: &str) -> HistoryEvent {
 #[derive(Debug, Default)]
 struct ObjState {
     objects: BTreeSet<(String, String)>,
+    /// Last-modified times set by [`FakeObjects::set_modified`] (none otherwise).
+    modified: BTreeMap<String, DateTime<Utc>>,
     heads: Vec<(String, String)>,
     error: Option<PortError>,
 }
@@ -336,6 +338,19 @@ impl FakeObjects {
     }
     pub fn fail(&self, error: PortError) {
         lock(&self.state).error = Some(error);
+    }
+    /// Sets the last-modified time `list` reports for a key.
+    pub fn set_modified(&self, key: &str, t: DateTime<Utc>) {
+        lock(&self.state).modified.insert(key.to_string(), t);
+    }
+    /// Every key of a bucket, in order.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        lock(&self.state)
+            .objects
+            .iter()
+            .filter(|(b, _)| b == bucket)
+            .map(|(_, k)| k.clone())
+            .collect()
     }
     /// Every (bucket, key) asked about, in order.
     pub fn asked(&self) -> Vec<(String, String)> {
@@ -362,6 +377,30 @@ impl Objects for FakeObjects {
         }
         st.objects.insert((bucket.to_string(), key.to_string()));
         Ok(())
+    }
+
+    async fn create(&self, bucket: &str, key: &str, _body: &[u8]) -> Result<bool, PortError> {
+        let mut st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(st.objects.insert((bucket.to_string(), key.to_string())))
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(st
+            .objects
+            .iter()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .map(|(_, k)| ObjectInfo {
+                key: k.clone(),
+                last_modified: st.modified.get(k).copied(),
+            })
+            .collect())
     }
 
     async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {

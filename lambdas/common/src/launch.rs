@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::{Market, Pipeline, Step};
-use crate::ports::{Fleet, Instance, LaunchSpec, PortError, Purchase, tags};
+use crate::ports::{Fleet, Instance, LaunchSpec, Objects, PortError, Purchase, tags};
 use crate::worker_env::{Shutdown, WorkerEnv, user_data};
 
 /// Where the stack's pieces are, read once by each Lambda from its environment.
@@ -449,6 +449,7 @@ fn purchase_str(p: Purchase) -> &'static str {
 #[allow(clippy::too_many_arguments)]
 pub async fn ensure_workers(
     fleet: &dyn Fleet,
+    objects: &dyn Objects,
     sleeper: &dyn Sleeper,
     cfg: &StackConfig,
     p: &Pipeline,
@@ -502,9 +503,47 @@ pub async fn ensure_workers(
         };
     }
 
+    // An exclusive step: at most one worker across every execution of the stack, under races.
+    let lock_value;
+    let locked_ctx;
+    let ctx = if step.exclusive {
+        match exclusive_lock(objects, cfg, step, &activity, &existing, Utc::now()).await {
+            Ok(Lock::Acquired(value)) => {
+                lock_value = value;
+                locked_ctx = LaunchContext {
+                    exclusive_seed: &lock_value,
+                    ..ctx.clone()
+                };
+                &locked_ctx
+            }
+            Ok(Lock::Held(why)) => {
+                return LaunchOutcome {
+                    launched: vec![],
+                    reason: format!("{counted}: {why}"),
+                    error: None,
+                    // A worker holds the step or is on its way: the task waits for it.
+                    live_before: counts.live.max(1),
+                };
+            }
+            Err(e) => {
+                return LaunchOutcome {
+                    launched: vec![],
+                    reason: format!("{counted}: cannot read the exclusive lock: {e}"),
+                    error: Some(e),
+                    live_before: counts.live.max(1),
+                };
+            }
+        }
+    } else {
+        ctx
+    };
+
     let env = worker_env(cfg, p, step);
     let user_data = user_data(&env, &cfg.worker_binary);
     let mut tag_map = BTreeMap::new();
+    if step.exclusive {
+        tag_map.insert(tags::LOCK.to_string(), ctx.exclusive_seed.to_string());
+    }
     tag_map.insert(tags::STACK.to_string(), cfg.stack.clone());
     tag_map.insert(tags::ACTIVITY.to_string(), activity.clone());
     tag_map.insert(tags::EXECUTION.to_string(), ctx.execution.to_string());
@@ -582,6 +621,9 @@ pub async fn ensure_workers(
         }
     }
     let done = launched.len() as u32;
+    if step.exclusive && launched.is_empty() {
+        release_lock(objects, cfg, ctx.exclusive_seed).await;
+    }
     let reason = if done == count {
         launched_reason(&counted, &launched)
     } else {
@@ -596,6 +638,115 @@ pub async fn ensure_workers(
         error: if done == count { None } else { last_error },
         live_before: counts.live,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exclusive lock
+
+/// What the exclusive lock of a step said.
+enum Lock {
+    /// This call took the lock `<activity>/<generation>`: launch one worker tagged with it.
+    Acquired(String),
+    /// A live worker holds it, or one is being launched for it (in words).
+    Held(String),
+}
+
+/// `(bucket, prefix)` of an activity's locks: `<artifacts>/locks/<activity>/`.
+fn lock_prefix(cfg: &StackConfig, activity: &str) -> Option<(String, String)> {
+    let rest = cfg.artifacts.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    let sep = if prefix.is_empty() { "" } else { "/" };
+    Some((
+        bucket.to_string(),
+        format!("{prefix}{sep}locks/{activity}/"),
+    ))
+}
+
+/// The lock of an exclusive step: generations `<prefix><n:012>`, each created at most once
+/// (`If-None-Match: *`), so of any number of racing requests exactly one takes generation n+1
+/// and launches. Generation n is free again when its worker is gone (terminated, dead at boot,
+/// lease expired) and it is older than the boot timeout (a worker just launched may not be
+/// listed yet), or when its launch failed (`<n>.released`).
+async fn exclusive_lock(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    step: &Step,
+    activity: &str,
+    existing: &[Instance],
+    now: DateTime<Utc>,
+) -> Result<Lock, PortError> {
+    let Some((bucket, prefix)) = lock_prefix(cfg, activity) else {
+        return Ok(Lock::Acquired(format!("{activity}/0")));
+    };
+    let mut top: Option<(u64, Option<DateTime<Utc>>)> = None;
+    let mut released = std::collections::BTreeSet::new();
+    for o in objects.list(&bucket, &prefix).await? {
+        let rest = o.key.strip_prefix(&prefix).unwrap_or(&o.key);
+        if let Some(g) = rest.strip_suffix(".released") {
+            released.extend(g.parse::<u64>().ok());
+        } else if let Ok(g) = rest.parse::<u64>()
+            && top.is_none_or(|(t, _)| g > t)
+        {
+            top = Some((g, o.last_modified));
+        }
+    }
+    let boot = cfg.scaled(step.worker.boot_timeout);
+    if let Some((g, taken)) = top
+        && !released.contains(&g)
+    {
+        let value = format!("{activity}/{g}");
+        let holder = existing.iter().find(|i| {
+            i.tags.get(tags::LOCK) == Some(&value)
+                && i.state.is_live()
+                && !is_dead_boot(i, boot, now)
+                && !lease_expired(i, now)
+        });
+        if let Some(h) = holder {
+            return Ok(Lock::Held(format!("exclusive: {} holds {value}", h.id)));
+        }
+        let age = taken.and_then(|t| now.signed_duration_since(t).to_std().ok());
+        if age.is_none_or(|a| a < boot) {
+            return Ok(Lock::Held(format!(
+                "exclusive: {value} was just taken; its worker is being launched"
+            )));
+        }
+    }
+    let next = top.map_or(1, |(g, _)| g + 1);
+    let key = format!("{prefix}{next:012}");
+    if objects
+        .create(&bucket, &key, now.to_rfc3339().as_bytes())
+        .await?
+    {
+        Ok(Lock::Acquired(format!("{activity}/{next}")))
+    } else {
+        Ok(Lock::Held(format!(
+            "exclusive: another request took {activity}/{next} first"
+        )))
+    }
+}
+
+/// Marks a lock generation whose launch failed as free (best effort: otherwise it frees itself
+/// after the boot timeout).
+async fn release_lock(objects: &dyn Objects, cfg: &StackConfig, value: &str) {
+    let Some((activity, g)) = value.rsplit_once('/') else {
+        return;
+    };
+    let (Some((bucket, prefix)), Ok(g)) = (lock_prefix(cfg, activity), g.parse::<u64>()) else {
+        return;
+    };
+    let key = format!("{prefix}{g:012}.released");
+    if let Err(e) = objects.create(&bucket, &key, b"launch failed").await {
+        tracing::warn!(lock = %value, error = %e, "cannot release the exclusive lock; it frees itself after the boot timeout");
+    }
+}
+
+/// Whether the instance's lease tag has passed.
+pub fn lease_expired(i: &Instance, now: DateTime<Utc>) -> bool {
+    i.tags
+        .get(tags::LEASE)
+        .and_then(|l| DateTime::parse_from_rfc3339(l).ok())
+        .is_some_and(|t| t < now)
 }
 
 /// Runs `f`, retrying `Throttled` with capped exponential backoff and full jitter

@@ -10,7 +10,9 @@ use common::launch::{
     step_of_activity,
 };
 use common::pipeline::DEFAULT_BOOT_TIMEOUT;
-use common::ports::{Executions, Fleet, HistoryEvent, Instance, InstanceState, PortError, tags};
+use common::ports::{
+    Executions, Fleet, HistoryEvent, Instance, InstanceState, Objects, PortError, tags,
+};
 use common::{NamedError, Pipeline};
 use serde::{Deserialize, Serialize};
 
@@ -183,9 +185,11 @@ fn port_err(what: &str, e: PortError) -> NamedError {
 }
 
 /// The handler.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     ex: &dyn Executions,
     fleet: &dyn Fleet,
+    objects: &dyn Objects,
     sleeper: &dyn Sleeper,
     cfg: &StackConfig,
     p: &Pipeline,
@@ -285,7 +289,7 @@ pub async fn handle(
             exclusive_seed: &seed,
             booting_is_spare: true,
         };
-        let out = ensure_workers(fleet, sleeper, cfg, p, step, n, &ctx).await;
+        let out = ensure_workers(fleet, objects, sleeper, cfg, p, step, n, &ctx).await;
         tracing::info!(step = %step_name, pending = n, launched = out.launched.len(), reason = %out.reason, "health check launch");
         report.launched.extend(out.launched.iter().cloned());
         if let Some(e) = out.error {
@@ -309,15 +313,17 @@ pub async fn handle(
 }
 
 /// The Lambda entry point: [`handle`] at the current time, its error turned into a `Diagnostic`.
+#[allow(clippy::too_many_arguments)]
 pub async fn lambda_handler(
     ex: &dyn Executions,
     fleet: &dyn Fleet,
+    objects: &dyn Objects,
     sleeper: &dyn Sleeper,
     cfg: &StackConfig,
     p: &Pipeline,
     round: &str,
 ) -> Result<HealthReport, lambda_runtime::Diagnostic> {
-    handle(ex, fleet, sleeper, cfg, p, Utc::now(), round)
+    handle(ex, fleet, objects, sleeper, cfg, p, Utc::now(), round)
         .await
         .map_err(Into::into)
 }

@@ -2,7 +2,7 @@
 //! and the pipeline to [`health_check::handle`]. The scheduler's event carries the round's
 //! scheduled time (`{"round": "<aws.scheduler.scheduled-time>"}`), which seeds its ClientTokens.
 
-use common::aws::{Ec2Fleet, SfnExecutions};
+use common::aws::{Ec2Fleet, S3Objects, SfnExecutions};
 use common::launch::{StackConfig, TokioSleeper, load_pipeline, pipeline_path};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -14,13 +14,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let fleet = Ec2Fleet(aws_sdk_ec2::Client::new(&aws));
     let executions = SfnExecutions(aws_sdk_sfn::Client::new(&aws));
+    let objects = S3Objects(aws_sdk_s3::Client::new(&aws));
     let sleeper = TokioSleeper;
-    let (fleet, executions, sleeper, cfg, pipeline) =
-        (&fleet, &executions, &sleeper, &cfg, &pipeline);
+    let (fleet, executions, objects, sleeper, cfg, pipeline) =
+        (&fleet, &executions, &objects, &sleeper, &cfg, &pipeline);
     lambda_runtime::run(service_fn(
         move |ev: LambdaEvent<serde_json::Value>| async move {
             let round = health_check::round_of(&ev.payload, &ev.context.request_id);
-            health_check::lambda_handler(executions, fleet, sleeper, cfg, pipeline, &round).await
+            health_check::lambda_handler(executions, fleet, objects, sleeper, cfg, pipeline, &round)
+                .await
         },
     ))
     .await

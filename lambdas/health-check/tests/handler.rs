@@ -4,7 +4,7 @@ use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::Pipeline;
-use common::fakes::{FakeExecutions, FakeFleet, RecordingSleeper, event};
+use common::fakes::{FakeExecutions, FakeFleet, FakeObjects, RecordingSleeper, event};
 use common::launch::StackConfig;
 use common::ports::{HistoryEvent, InstanceState, PortError, Purchase, tags};
 use health_check::{handle, pending_tasks};
@@ -219,9 +219,18 @@ async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
             (tags::LEASE, "2025-05-01T12:10:00Z"),
         ],
     );
-    let report = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
-        .await
-        .unwrap();
+    let report = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap();
     assert_eq!(report.executions, 2);
     assert_eq!(report.pending_per_activity["MakeBinaryPackage"], 3);
     assert_eq!(report.pending_per_activity["PublishBinaryPackages"], 1);
@@ -266,9 +275,18 @@ async fn launches_pending_minus_idle_per_activity_and_reaps_orphans() {
     assert!(report.errors.is_empty());
 
     // A second check right after: the new workers are booting (idle): nothing more is launched.
-    let again = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
-        .await
-        .unwrap();
+    let again = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap();
     assert!(again.launched.is_empty(), "{again:?}");
     assert_eq!(fleet.launch_calls().len(), 2);
 }
@@ -294,9 +312,18 @@ async fn no_capacity_is_reported_and_other_launch_errors_fail_loudly() {
             fleet.refuse(t, m, PortError::NoCapacity(format!("no {t}")));
         }
     }
-    let r = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
-        .await
-        .unwrap();
+    let r = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap();
     assert!(r.launched.is_empty());
     assert_eq!(r.errors.len(), 1);
     assert!(r.errors[0].contains("no m7i.xlarge"), "{:?}", r.errors);
@@ -305,9 +332,18 @@ async fn no_capacity_is_reported_and_other_launch_errors_fail_loudly() {
     fleet.fail_next([PortError::Other(
         "UnauthorizedOperation: ec2:RunInstances".into(),
     )]);
-    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
-        .await
-        .unwrap_err();
+    let e = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.name.as_str(), "Ec2.LaunchFailed");
     assert!(e.message.contains("UnauthorizedOperation"), "{}", e.message);
 }
@@ -322,9 +358,18 @@ async fn port_errors_fail_the_check_with_their_name() {
     );
     ex.add_running(SM, E1, vec![]);
     fleet.fail_instances(PortError::Throttled("RequestLimitExceeded".into()));
-    let e = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
-        .await
-        .unwrap_err();
+    let e = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.name.as_str(), "Aws.Throttled");
     assert!(
         e.message.contains("listing the stack's instances"),
@@ -332,10 +377,19 @@ async fn port_errors_fail_the_check_with_their_name() {
         e.message
     );
     ex.fail(PortError::Transient("connection reset".into()));
-    let d: lambda_runtime::Diagnostic = handle(&ex, &fleet, &sleeper, &cfg(), &p, now(), "round-1")
-        .await
-        .unwrap_err()
-        .into();
+    let d: lambda_runtime::Diagnostic = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap_err()
+    .into();
     assert_eq!(d.error_type, "Aws.CallFailed");
     assert!(d.error_message.contains(SM), "{}", d.error_message);
 }
@@ -359,6 +413,7 @@ async fn each_round_can_launch_anew_while_a_retried_round_is_idempotent() {
     let first = handle(
         &ex,
         &fleet,
+        &FakeObjects::new(),
         &sleeper,
         &cfg(),
         &p,
@@ -376,6 +431,7 @@ async fn each_round_can_launch_anew_while_a_retried_round_is_idempotent() {
     let retried = handle(
         &ex,
         &fleet,
+        &FakeObjects::new(),
         &sleeper,
         &cfg(),
         &p,
@@ -389,6 +445,7 @@ async fn each_round_can_launch_anew_while_a_retried_round_is_idempotent() {
     let next = handle(
         &ex,
         &fleet,
+        &FakeObjects::new(),
         &sleeper,
         &cfg(),
         &p,

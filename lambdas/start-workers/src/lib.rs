@@ -93,7 +93,17 @@ pub async fn handle(
         exclusive_seed: &exclusive_seed,
         booting_is_spare: false,
     };
-    let out = ensure_workers(ports.fleet, ports.sleeper, cfg, p, step, 1, &ctx).await;
+    let out = ensure_workers(
+        ports.fleet,
+        ports.objects,
+        ports.sleeper,
+        cfg,
+        p,
+        step,
+        1,
+        &ctx,
+    )
+    .await;
     if out.launched.is_empty() && out.live_before == 0 {
         match &out.error {
             // Nothing can fix this by waiting: the task fails now, with EC2's code and message.

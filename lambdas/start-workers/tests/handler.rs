@@ -541,26 +541,100 @@ async fn a_refusal_that_is_not_capacity_fails_the_task_at_once_with_its_code() {
     assert_eq!(rig.fleet.launch_calls().len(), 1);
 }
 
-#[tokio::test]
-async fn concurrent_prepares_of_an_exclusive_step_share_one_instance() {
-    let rig = Rig::new();
+fn publish_req(version: &str, execution: &str) -> PrepareRequest {
     let deps =
-        json!({"Build": [ok_result("Build", json!({"version": "1.2.3", "distro": "debian-12"}))]});
-    let mut inp = rig.all_steps(Mode::Normal);
+        json!({"Build": [ok_result("Build", json!({"version": version, "distro": "debian-12"}))]});
+    let mut inp = input(&pipeline(), &[], Mode::Normal);
     inp.axes
         .insert("version".into(), vec!["1.2.3".into(), "1.2.4".into()]);
-    let a = req(
-        "Publish",
-        &[("version", "1.2.3")],
-        inp.clone(),
-        deps.clone(),
+    let mut r = req("Publish", &[("version", version)], inp, deps);
+    r.execution = execution.into();
+    r
+}
+
+const EXEC2: &str = "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-demo:run-2";
+
+#[tokio::test]
+async fn executions_racing_an_exclusive_step_launch_one_worker_between_them() {
+    let rig = Rig::new();
+    // DescribeInstances lags: no request can see the others' launches.
+    rig.fleet.lag_describe();
+    let (a, b, c) = tokio::join!(
+        rig.run(publish_req("1.2.3", EXEC)),
+        rig.run(publish_req("1.2.4", EXEC)),
+        rig.run(publish_req("1.2.3", EXEC2)),
     );
-    let b = req("Publish", &[("version", "1.2.4")], inp, deps);
-    let (ra, rb) = tokio::join!(rig.run(a), rig.run(b));
-    assert_eq!(rig.fleet.live_ids().len(), 1, "{ra:?} {rb:?}");
-    // Both counted zero workers and asked: EC2 answered both with the same instance.
-    assert_eq!(rig.fleet.launch_calls().len(), 2);
-    assert_eq!(ra.launched, rb.launched);
+    rig.fleet.settle();
+    assert_eq!(rig.fleet.live_ids().len(), 1, "{a:?} {b:?} {c:?}");
+    assert_eq!(rig.fleet.launch_calls().len(), 1);
+    let launched: Vec<&PrepareRecord> = [&a, &b, &c]
+        .into_iter()
+        .filter(|r| !r.launched.is_empty())
+        .collect();
+    assert_eq!(launched.len(), 1);
+    // The worker carries the lock it holds; the others wait for it.
+    let call = &rig.fleet.launch_calls()[0];
+    assert_eq!(call.tags[tags::LOCK], "build-on-aws-demo-Publish/1");
+    for r in [&a, &b, &c] {
+        assert_eq!(r.status, PrepareStatus::Pending, "{r:?}");
+    }
+    let locks: Vec<String> = rig
+        .objects
+        .keys("artifacts")
+        .into_iter()
+        .filter(|k| k.contains("/locks/"))
+        .collect();
+    assert_eq!(locks, ["demo/locks/build-on-aws-demo-Publish/000000000001"]);
+    // While its worker lives, a later request (another execution) launches nothing.
+    let mut later = publish_req("1.2.4", EXEC2);
+    later.entered = "2025-01-02T11:00:00.000Z".into();
+    let r = rig.run(later.clone()).await;
+    assert!(r.launched.is_empty(), "{r:?}");
+    assert!(r.reason.contains("1 live"), "{}", r.reason);
+    // Once that worker is gone and the lock is older than the boot timeout, the next request
+    // takes the next generation and launches.
+    let holder = rig.fleet.live_ids()[0].clone();
+    rig.fleet.add(&holder, InstanceState::Terminated, &[]);
+    rig.objects.set_modified(
+        "demo/locks/build-on-aws-demo-Publish/000000000001",
+        chrono::Utc::now() - chrono::Duration::minutes(11),
+    );
+    later.entered = "2025-01-02T11:05:00.000Z".into();
+    let r = rig.run(later).await;
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    assert_eq!(
+        rig.fleet.launch_calls().last().unwrap().tags[tags::LOCK],
+        "build-on-aws-demo-Publish/2"
+    );
+}
+
+#[tokio::test]
+async fn an_exclusive_launch_that_fails_releases_its_lock() {
+    let rig = Rig::new();
+    for t in ["c7i.large", "c6i.large"] {
+        for p in [Purchase::Spot, Purchase::OnDemand] {
+            rig.fleet
+                .refuse(t, p, PortError::NoCapacity(format!("no {t}")));
+        }
+    }
+    let e = handle(publish_req("1.2.3", EXEC), &rig.ports(), &rig.cfg, &rig.p)
+        .await
+        .unwrap_err();
+    assert_eq!(e.name.as_str(), "Ec2.NoCapacity", "{e:?}");
+    let keys = rig.objects.keys("artifacts");
+    assert!(
+        keys.contains(&"demo/locks/build-on-aws-demo-Publish/000000000001.released".to_string()),
+        "{keys:?}"
+    );
+    // The state machine's retry takes the next generation at once.
+    let mut again = publish_req("1.2.3", EXEC);
+    again.entered = "2025-01-02T10:01:00.000Z".into();
+    let _ = handle(again, &rig.ports(), &rig.cfg, &rig.p).await;
+    assert!(
+        rig.objects
+            .keys("artifacts")
+            .contains(&"demo/locks/build-on-aws-demo-Publish/000000000002".to_string())
+    );
 }
 
 #[tokio::test]

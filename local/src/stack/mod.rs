@@ -358,6 +358,7 @@ impl LocalStack {
         let p = Arc::clone(&self.pipeline);
         let runs = Arc::clone(&self.health_runs);
         let scale = self.opts.time_scale;
+        let objects = LocalObjects::new(self.opts.run_dir.join("objects"));
         let h = tokio::spawn(async move {
             let sleeper = ScaledSleeper(scale);
             let mut tick = tokio::time::interval(period);
@@ -368,10 +369,18 @@ impl LocalStack {
                 tick.tick().await;
                 round += 1;
                 let round_id = format!("local-round-{round}");
-                let r =
-                    health_check::handle(&ex, &*fleet, &sleeper, &cfg, &p, Utc::now(), &round_id)
-                        .await
-                        .map_err(|e| e.to_string());
+                let r = health_check::handle(
+                    &ex,
+                    &*fleet,
+                    &objects,
+                    &sleeper,
+                    &cfg,
+                    &p,
+                    Utc::now(),
+                    &round_id,
+                )
+                .await
+                .map_err(|e| e.to_string());
                 match &r {
                     Ok(rep) => tracing::debug!(report = ?rep, "local health check"),
                     Err(e) => tracing::warn!(error = %e, "local health check failed"),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use common::ports::{Objects, PortError};
+use common::ports::{ObjectInfo, Objects, PortError};
 
 pub struct LocalObjects {
     pub root: PathBuf,
@@ -42,6 +42,32 @@ fn count_files(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Files below `dir`, as keys relative to `base`.
+fn list_files(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<ObjectInfo>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => list_files(&e.path(), base, out),
+            Ok(t) if t.is_file() => {
+                let key = e
+                    .path()
+                    .strip_prefix(base)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let last_modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(chrono::DateTime::<chrono::Utc>::from);
+                out.push(ObjectInfo { key, last_modified });
+            }
+            _ => {}
+        }
+    }
+}
+
 #[async_trait]
 impl Objects for LocalObjects {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
@@ -58,6 +84,47 @@ impl Objects for LocalObjects {
         }
         std::fs::write(&path, body)
             .map_err(|e| PortError::Other(format!("cannot write {}: {e}", path.display())))
+    }
+
+    async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
+        use std::io::Write;
+        check_key(key)?;
+        let path = self.path(bucket, key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| PortError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(body).map_err(|e| {
+                    PortError::Other(format!("cannot write {}: {e}", path.display()))
+                })?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(PortError::Other(format!(
+                "cannot create {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Prefixes are taken to end at a `/` (the only kind build-on-aws lists under).
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
+        check_key(prefix)?;
+        let base = self.root.join(bucket);
+        let mut out = vec![];
+        list_files(
+            &self.path(bucket, prefix.trim_end_matches('/')),
+            &base,
+            &mut out,
+        );
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
     /// Prefixes are taken to end at a `/` (the only kind build-on-aws counts under).

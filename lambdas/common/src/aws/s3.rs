@@ -9,7 +9,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::common_kind;
-use crate::ports::{Objects, PortError};
+use crate::ports::{ObjectInfo, Objects, PortError};
 
 /// Maps any S3 error to a [`PortError`]: the one place S3 error codes are read.
 pub fn map_error<E, R>(e: SdkError<E, R>) -> PortError
@@ -72,6 +72,56 @@ impl Objects for S3Objects {
             n += page.contents().len() as u64;
         }
         Ok(n)
+    }
+
+    async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
+        let sent = self
+            .0
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let code = e
+                    .as_service_error()
+                    .and_then(ProvideErrorMetadata::code)
+                    .unwrap_or_default()
+                    .to_string();
+                // 412: the key exists; 409: a concurrent conditional write is in progress.
+                if code == "PreconditionFailed" || code == "ConditionalRequestConflict" {
+                    Ok(false)
+                } else {
+                    Err(map_error(e))
+                }
+            }
+        }
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
+        let mut pages = self
+            .0
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut out = vec![];
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_error)?;
+            for o in page.contents() {
+                out.push(ObjectInfo {
+                    key: o.key().unwrap_or_default().to_string(),
+                    last_modified: o.last_modified().and_then(super::to_chrono),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
 
     async fn presign_get(

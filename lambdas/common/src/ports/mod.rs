@@ -204,6 +204,13 @@ pub trait Activities: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // S3
 
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
 /// What we use of S3.
 #[async_trait]
 pub trait Objects: Send + Sync {
@@ -212,6 +219,11 @@ pub trait Objects: Send + Sync {
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError>;
     /// How many objects have keys starting with `prefix` (every page counted).
     async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError>;
+    /// Writes an object only if no object has that key (`If-None-Match: *`): `Ok(true)` when
+    /// this call created it, `Ok(false)` when it existed (or a concurrent write won).
+    async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError>;
+    /// The objects whose keys start with `prefix` (every page), in key order.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError>;
     /// A presigned GET URL valid for `expires_s` seconds.
     async fn presign_get(
         &self,
@@ -238,5 +250,7 @@ pub mod tags {
     pub const WORK: &str = "build-on-aws:work";
     /// RFC 3339 time until which the worker counts as alive; refreshed by the worker.
     pub const LEASE: &str = "build-on-aws:lease";
+    /// The lock an `exclusive` step's worker holds: `<activity>/<generation>`.
+    pub const LOCK: &str = "build-on-aws:lock";
     pub const NAME: &str = "Name";
 }
