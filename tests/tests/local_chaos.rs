@@ -150,8 +150,9 @@ async fn under_chaos_every_task_is_reported_exactly_once_and_no_worker_is_left()
 
 // ---------------------------------------------------------------------------------------------
 // The worker lifecycle under real timing: one small pipeline at ×300, where the idle timeout
-// (10 min) is 2 s, the lease margin 0.4 s, the health check 1 s, the boot timeout (10 min) 2 s
-// and the launch deadline (30 min) 6 s.
+// (10 min) is 2 s, the lease margin 0.4 s, the health check 1 s, the boot timeout (30 min here, so
+// a worker process slow to start on a loaded machine is not taken for dead) 6 s and the launch
+// deadline (30 min) 6 s.
 
 const LIFE: &str = r#"
 name = "life"
@@ -164,6 +165,7 @@ pattern = '^\d+$'
 ami = "ami-0123456789abcdef0"
 instance_types = ["c7i.large", "c6i.large"]
 idle_timeout = "10m"
+boot_timeout = "30m"
 max_workers = 4
 
 [[step]]
