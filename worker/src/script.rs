@@ -339,6 +339,17 @@ mod tests {
         false
     }
 
+    /// A script that starts a long `sleep`, writes "<its pid> <the sleep's pid>" to the returned
+    /// file, and waits.
+    fn pid_recording_script(dir: &Path) -> (PathBuf, PathBuf) {
+        let pids = dir.join("pids");
+        let body = format!(
+            "sleep 30 & echo \"$$ $!\" > {0}.tmp && mv {0}.tmp {0}\nwait\n",
+            pids.display()
+        );
+        (write(dir, "s.sh", &body, false), pids)
+    }
+
     async fn read_pids(p: &Path) -> Vec<i32> {
         for _ in 0..250 {
             if let Ok(s) = std::fs::read_to_string(p) {
@@ -352,16 +363,7 @@ mod tests {
     #[tokio::test]
     async fn finish_kills_the_group_and_reaps_the_guard() {
         let d = tempfile::tempdir().unwrap();
-        let pids = d.path().join("pids");
-        let p = write(
-            d.path(),
-            "s.sh",
-            &format!(
-                "sleep 30 & echo \"$$ $!\" > {0}.tmp && mv {0}.tmp {0}\nwait\n",
-                pids.display()
-            ),
-            false,
-        );
+        let (p, pids) = pid_recording_script(d.path());
         let r = start(&p, d.path(), &[], Arc::new(NoLog)).unwrap();
         let guard = r.guard_pid().expect("a guard");
         let got = read_pids(&pids).await;
@@ -379,16 +381,7 @@ mod tests {
     #[tokio::test]
     async fn a_script_dropped_without_finish_dies_by_its_guard() {
         let d = tempfile::tempdir().unwrap();
-        let pids = d.path().join("pids");
-        let p = write(
-            d.path(),
-            "s.sh",
-            &format!(
-                "sleep 30 & echo \"$$ $!\" > {0}.tmp && mv {0}.tmp {0}\nwait\n",
-                pids.display()
-            ),
-            false,
-        );
+        let (p, pids) = pid_recording_script(d.path());
         let r = start(&p, d.path(), &[], Arc::new(NoLog)).unwrap();
         let got = read_pids(&pids).await;
         // The script's own child is not killed by kill_on_drop (that only kills the script): the

@@ -403,18 +403,6 @@ impl Objects for FakeObjects {
             .collect())
     }
 
-    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {
-        let st = lock(&self.state);
-        if let Some(e) = &st.error {
-            return Err(e.clone());
-        }
-        Ok(st
-            .objects
-            .iter()
-            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
-            .count() as u64)
-    }
-
     async fn presign_get(
         &self,
         bucket: &str,

@@ -164,6 +164,18 @@ impl StackConfig {
         StackConfig::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// `(bucket, key prefix)` of one folder of the stack's own records in the artifact bucket,
+    /// `<artifacts>/<folder>/` (e.g. `runs/`, `locks/<activity>/`); `None` when `artifacts` is
+    /// not an `s3://` URL.
+    pub fn records(&self, folder: &str) -> Option<(String, String)> {
+        let rest = self.artifacts.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        let sep = if prefix.is_empty() { "" } else { "/" };
+        let folder = folder.trim_matches('/');
+        Some((bucket.to_string(), format!("{prefix}{sep}{folder}/")))
+    }
+
     /// A pipeline duration in this stack's time (divided by the time scale).
     pub fn scaled(&self, d: Duration) -> Duration {
         Duration::from_secs_f64(d.as_secs_f64() / self.time_scale)
@@ -651,18 +663,6 @@ enum Lock {
     Held(String),
 }
 
-/// `(bucket, prefix)` of an activity's locks: `<artifacts>/locks/<activity>/`.
-fn lock_prefix(cfg: &StackConfig, activity: &str) -> Option<(String, String)> {
-    let rest = cfg.artifacts.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let prefix = prefix.trim_matches('/');
-    let sep = if prefix.is_empty() { "" } else { "/" };
-    Some((
-        bucket.to_string(),
-        format!("{prefix}{sep}locks/{activity}/"),
-    ))
-}
-
 /// The lock of an exclusive step: generations `<prefix><n:012>`, each created at most once
 /// (`If-None-Match: *`), so of any number of racing requests exactly one takes generation n+1
 /// and launches. Generation n is free again when its worker is gone (terminated, dead at boot,
@@ -676,7 +676,7 @@ async fn exclusive_lock(
     existing: &[Instance],
     now: DateTime<Utc>,
 ) -> Result<Lock, PortError> {
-    let Some((bucket, prefix)) = lock_prefix(cfg, activity) else {
+    let Some((bucket, prefix)) = cfg.records(&format!("locks/{activity}")) else {
         return Ok(Lock::Acquired(format!("{activity}/0")));
     };
     let mut top: Option<(u64, Option<DateTime<Utc>>)> = None;
@@ -732,7 +732,9 @@ async fn release_lock(objects: &dyn Objects, cfg: &StackConfig, value: &str) {
     let Some((activity, g)) = value.rsplit_once('/') else {
         return;
     };
-    let (Some((bucket, prefix)), Ok(g)) = (lock_prefix(cfg, activity), g.parse::<u64>()) else {
+    let (Some((bucket, prefix)), Ok(g)) =
+        (cfg.records(&format!("locks/{activity}")), g.parse::<u64>())
+    else {
         return;
     };
     let key = format!("{prefix}{g:012}.released");

@@ -163,30 +163,15 @@ fn attempt_name(req: &PrepareRequest) -> String {
     }
 }
 
-/// `s3://bucket/prefix` → (bucket, `prefix/`).
-fn split_s3(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("s3://")?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let prefix = prefix.trim_matches('/');
-    let prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    Some((bucket.to_string(), prefix))
-}
-
 /// The folder of a task's attempt records:
 /// `<artifacts>/runs/<execution name>/attempts/<step>/<item>/`.
 pub fn attempts_prefix(cfg: &StackConfig, req: &PrepareRequest) -> Option<(String, String)> {
-    let (bucket, prefix) = split_s3(&cfg.artifacts)?;
     let execution = req.execution.rsplit(':').next().unwrap_or(&req.execution);
-    let folder = format!(
-        "{prefix}runs/{execution}/attempts/{}/{}/",
+    cfg.records(&format!(
+        "runs/{execution}/attempts/{}/{}",
         req.step,
         item_key(&req.item)
-    );
-    Some((bucket, folder))
+    ))
 }
 
 /// Records this attempt (one object per Prepare entry, written again by a retried invocation)

@@ -28,20 +28,6 @@ fn check_key(key: &str) -> Result<(), PortError> {
     Ok(())
 }
 
-/// Files below `dir`, at any depth.
-fn count_files(dir: &std::path::Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => count_files(&e.path()),
-            Ok(t) if t.is_file() => 1,
-            _ => 0,
-        })
-        .sum()
-}
-
 /// Files below `dir`, as keys relative to `base`.
 fn list_files(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<ObjectInfo>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -125,14 +111,6 @@ impl Objects for LocalObjects {
         );
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
-    }
-
-    /// Prefixes are taken to end at a `/` (the only kind build-on-aws counts under).
-    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {
-        check_key(prefix)?;
-        Ok(count_files(
-            &self.path(bucket, prefix.trim_end_matches('/')),
-        ))
     }
 
     async fn presign_get(

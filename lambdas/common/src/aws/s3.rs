@@ -58,22 +58,6 @@ impl Objects for S3Objects {
         Ok(())
     }
 
-    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {
-        let mut pages = self
-            .0
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        let mut n = 0u64;
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(map_error)?;
-            n += page.contents().len() as u64;
-        }
-        Ok(n)
-    }
-
     async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
         let sent = self
             .0

@@ -218,7 +218,9 @@ pub trait Objects: Send + Sync {
     /// Writes (or overwrites) a small object.
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError>;
     /// How many objects have keys starting with `prefix` (every page counted).
-    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError>;
+    async fn count(&self, bucket: &str, prefix: &str) -> Result<u64, PortError> {
+        Ok(self.list(bucket, prefix).await?.len() as u64)
+    }
     /// Writes an object only if no object has that key (`If-None-Match: *`): `Ok(true)` when
     /// this call created it, `Ok(false)` when it existed (or a concurrent write won).
     async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError>;
