@@ -17,7 +17,8 @@ What it does, in order:
   1. builds the five Lambdas with cargo-lambda (.tools/venv/bin/cargo-lambda; it cross-links with
      the zig from .tools/venv, so no system toolchain is needed) and zips each `bootstrap` together
      with pipeline.toml and the step scripts (the Lambdas read BOA_PIPELINE_FILE=/var/task/pipeline.toml);
-  2. builds the worker binary (the agent each EC2 worker downloads);
+  2. builds the worker binary (the agent each EC2 worker downloads), in the same cargo-lambda
+     invocation when it has the Lambdas' architecture (the dependency tree is compiled once);
   3. generates the CloudFormation template and the state machine definition from the pipeline
      (`cargo run -p deploy -- template`) and lints the template with .tools/venv/bin/cfn-lint;
   4. (not with --dry-run) uploads everything to the artifact bucket under content-addressed keys,
@@ -141,21 +142,36 @@ mapfile -t bundle_entries < <(deploy_bin bundle --out "$dist/pipeline")
 includes=()
 for e in "${bundle_entries[@]}"; do includes+=(--include "$e"); done
 
-say "building the Lambdas ($profile, $arch) with cargo-lambda"
 packages=()
 for l in "${lambdas[@]}"; do packages+=(-p "$l"); done
-# --include paths are taken relative to the working directory: run from the bundle.
-(cd "$dist/pipeline" && cargo-lambda lambda build --manifest-path "$root/Cargo.toml" \
-  "${profile_flag[@]}" "$lambda_arch_flag" --output-format zip \
-  --lambda-dir "$dist/cargo-lambda" "${includes[@]}" "${packages[@]}")
+# One cargo-lambda invocation when the Lambdas and the worker share an architecture: one
+# selection of packages resolves features once, so the dependency tree (the AWS SDK) is compiled
+# once, not once per selection. --include paths are taken relative to the working directory: run
+# from the bundle.
+if [ "$arch" = "$worker_arch" ]; then
+  say "building the Lambdas and the worker ($profile, $arch) with cargo-lambda"
+  (cd "$dist/pipeline" && cargo-lambda lambda build --manifest-path "$root/Cargo.toml" \
+    "${profile_flag[@]}" "$lambda_arch_flag" --output-format zip \
+    --lambda-dir "$dist/cargo-lambda" "${includes[@]}" "${packages[@]}" -p worker)
+  "$tools/python" - "$dist/cargo-lambda/worker/bootstrap.zip" "$dist/worker/worker" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
+    out.write(z.read("bootstrap"))
+PY
+  chmod +x "$dist/worker/worker"
+else
+  say "building the Lambdas ($profile, $arch) with cargo-lambda"
+  (cd "$dist/pipeline" && cargo-lambda lambda build --manifest-path "$root/Cargo.toml" \
+    "${profile_flag[@]}" "$lambda_arch_flag" --output-format zip \
+    --lambda-dir "$dist/cargo-lambda" "${includes[@]}" "${packages[@]}")
+  say "building the worker ($profile, $worker_arch)"
+  cargo-lambda lambda build --manifest-path "$root/Cargo.toml" "${profile_flag[@]}" \
+    "$worker_arch_flag" --output-format binary --lambda-dir "$dist/cargo-lambda" -p worker --bin worker
+  cp "$dist/cargo-lambda/worker/bootstrap" "$dist/worker/worker"
+fi
 for l in "${lambdas[@]}"; do
   mv "$dist/cargo-lambda/$l/bootstrap.zip" "$dist/lambda/$l.zip"
 done
-
-say "building the worker ($profile, $worker_arch)"
-cargo-lambda lambda build --manifest-path "$root/Cargo.toml" "${profile_flag[@]}" \
-  "$worker_arch_flag" --output-format binary --lambda-dir "$dist/cargo-lambda" -p worker --bin worker
-cp "$dist/cargo-lambda/worker/bootstrap" "$dist/worker/worker"
 rm -rf "$dist/cargo-lambda"
 
 say "generating dist/template.json and dist/statemachine.json"

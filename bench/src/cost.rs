@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use common::{Item, Pipeline};
+use boa_core::{Item, Pipeline};
 use serde::Serialize;
 
 use crate::local_run::{self, BOOT_S, RunSpec};
@@ -72,7 +72,7 @@ pub struct CapturedEvents {
     pub events: BTreeMap<String, String>,
 }
 
-fn capture(p: &Pipeline, h: &[common::ports::HistoryEvent]) -> BTreeMap<String, String> {
+fn capture(p: &Pipeline, h: &[boa_aws::ports::HistoryEvent]) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for e in h.iter().filter(|e| e.kind == "LambdaFunctionScheduled") {
         let (Some(res), Some(payload)) = (&e.resource, &e.payload) else {
@@ -101,7 +101,7 @@ fn capture(p: &Pipeline, h: &[common::ports::HistoryEvent]) -> BTreeMap<String, 
 }
 
 /// `kind state (bytes)` of the history event carrying the largest payload.
-fn largest_payload(h: &[common::ports::HistoryEvent]) -> String {
+fn largest_payload(h: &[boa_aws::ports::HistoryEvent]) -> String {
     h.iter()
         .filter_map(|e| Some((e, e.payload.as_ref()?.len())))
         .max_by_key(|(_, n)| *n)

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use common::ports::HistoryEvent;
-use common::{BuildInput, NormalizedResults};
+use boa_aws::ports::HistoryEvent;
+use boa_core::{BuildInput, NormalizedResults};
 use local::stack::{FleetCounters, LocalOptions, LocalStack};
 
 use crate::sys::proc_status_kib;
@@ -223,7 +223,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
 }
 
 /// The input for these tokens, as `build-on-aws` would parse them.
-pub fn input(p: &common::Pipeline, tokens: &[String]) -> Result<BuildInput> {
+pub fn input(p: &boa_core::Pipeline, tokens: &[String]) -> Result<BuildInput> {
     BuildInput::from_tokens(p, tokens, chrono::Local::now().date_naive())
         .map_err(|e| anyhow!("{}", e.message))
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
-use common::{Item, Pipeline};
+use boa_core::{Item, Pipeline};
 use serde::Serialize;
 
 use crate::critical::{self, Task};
@@ -93,7 +93,7 @@ struct Setup {
     p: Pipeline,
     pipeline: PathBuf,
     durations_file: PathBuf,
-    input: common::BuildInput,
+    input: boa_core::BuildInput,
     tasks: Vec<(String, Item)>,
     planned: Vec<f64>,
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use common::Pipeline;
+use boa_core::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::local_run::{self, RunSpec};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use common::{Item, Pipeline};
+use boa_core::{Item, Pipeline};
 
 /// Every step of an example variant runs this script: it sleeps for its task's duration, read
 /// from the file named by [`DURATIONS_VAR`].
@@ -188,7 +188,7 @@ pub fn after_map(p: &Pipeline) -> BTreeMap<String, Vec<String>> {
 /// Distro-like names for a variant: the example's own values first, then `distro-NN`.
 pub fn inner_values(p: &Pipeline, n: usize) -> Vec<String> {
     let own = match p.inner_axis().map(|a| &a.values) {
-        Some(common::pipeline::AxisValues::List(v)) => v.clone(),
+        Some(boa_core::pipeline::AxisValues::List(v)) => v.clone(),
         _ => vec![],
     };
     let mut out: Vec<String> = own.into_iter().take(n).collect();

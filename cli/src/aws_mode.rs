@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use common::ports::Executions;
+use boa_aws::ports::Executions;
 
 use crate::progress::{Progress, normalized_from_history};
 use crate::{Cli, EXIT_BAD_INPUT, EXIT_FAILED, load_input, table};
@@ -71,9 +71,9 @@ async fn follow(
     arn: &str,
     total: usize,
     json: bool,
-    p: &common::Pipeline,
+    p: &boa_core::Pipeline,
 ) -> u8 {
-    let ex = common::aws::SfnExecutions(sfn.clone());
+    let ex = boa_aws::adapters::SfnExecutions(sfn.clone());
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(200));
     loop {
@@ -100,10 +100,10 @@ async fn follow(
 }
 
 fn finish(
-    history: &[common::ports::HistoryEvent],
+    history: &[boa_aws::ports::HistoryEvent],
     status: &str,
     json: bool,
-    p: &common::Pipeline,
+    p: &boa_core::Pipeline,
 ) -> u8 {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
     match normalized_from_history(history) {
@@ -139,7 +139,7 @@ fn finish(
 }
 
 pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
-    let p = match common::Pipeline::load(pipeline) {
+    let p = match boa_core::Pipeline::load(pipeline) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("build-on-aws: {e}");
@@ -157,7 +157,7 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
             return EXIT_FAILED;
         }
     };
-    let ex = common::aws::SfnExecutions(sfn);
+    let ex = boa_aws::adapters::SfnExecutions(sfn);
     if status == "RUNNING" {
         let progress = ex
             .history(arn)

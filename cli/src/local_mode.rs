@@ -157,7 +157,7 @@ pub async fn run(cli: &Cli) -> u8 {
     report(&record, cli.json, &p)
 }
 
-fn report(record: &RunRecord, json: bool, p: &common::Pipeline) -> u8 {
+fn report(record: &RunRecord, json: bool, p: &boa_core::Pipeline) -> u8 {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
     match &record.normalized {
         Some(r) => {
@@ -190,7 +190,7 @@ fn report(record: &RunRecord, json: bool, p: &common::Pipeline) -> u8 {
 }
 
 pub fn status(run_dir: &Path, name: Option<&str>, json: bool, pipeline: &Path) -> u8 {
-    let p = match common::Pipeline::load(pipeline) {
+    let p = match boa_core::Pipeline::load(pipeline) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("build-on-aws: {e}");

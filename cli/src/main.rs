@@ -9,8 +9,8 @@ mod table;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use boa_core::{BuildInput, Pipeline};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use common::{BuildInput, Pipeline};
 
 /// Start and follow a build-on-aws run.
 ///
@@ -185,7 +185,7 @@ fn pipeline_help(path: &Path) -> String {
     match Pipeline::load(path) {
         Ok(p) => {
             s.push_str(&format!("Pipeline {} ({}):\n", p.name, path.display()));
-            s.push_str(&common::input::what_fits(&p));
+            s.push_str(&boa_core::input::what_fits(&p));
             s.push('\n');
         }
         Err(_) => s.push_str(&format!(

@@ -1,6 +1,6 @@
 //! Progress of a run, read from its execution history (the same for local and AWS runs).
 
-use common::ports::HistoryEvent;
+use boa_aws::ports::HistoryEvent;
 
 /// Counts shown while a run is followed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Progress {
 
 /// The normalized results of a finished execution, read from its history: the output of the
 /// `NormalizeResults` state (kept even when `CheckForFailures` failed the execution).
-pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<common::NormalizedResults> {
+pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<boa_core::NormalizedResults> {
     events
         .iter()
         .rev()
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn normalized_results_come_from_the_normalize_state_exit() {
-        let r = common::NormalizedResults::new(vec![]);
+        let r = boa_core::NormalizedResults::new(vec![]);
         let h = vec![
             ev(
                 "TaskStateExited",

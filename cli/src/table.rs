@@ -1,8 +1,8 @@
 //! The end-of-run table and failure list.
 
-use common::results::{NormalizedResults, Status};
+use boa_core::results::{NormalizedResults, Status};
 
-fn item_text(item: &common::Item, order: &[String]) -> String {
+fn item_text(item: &boa_core::Item, order: &[String]) -> String {
     order
         .iter()
         .filter_map(|k| item.get(k))

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use common::ports::tags;
+use boa_core::names::tags;
 use regex::Regex;
 use serde_json::Value;
 

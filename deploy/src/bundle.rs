@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use common::{Pipeline, PipelineError};
+use boa_core::{Pipeline, PipelineError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use boa_core::Pipeline;
 use clap::{Parser, Subcommand};
-use common::Pipeline;
 use deploy::template::{base_name, code_parameter};
 use deploy::{TemplateOptions, iam_problems, name_problems, substitution_problems, template};
 use statemachine_gen::LAMBDAS;

@@ -1,16 +1,16 @@
 //! The CloudFormation template of a build-on-aws stack, generated from a [`Pipeline`].
 //!
 //! Everything is named after the pipeline (`build-on-aws-<pipeline>-…`) so the names match what
-//! the generator's concrete ARNs and `common::launch` compute. Logical ids of the Lambda functions
+//! the generator's concrete ARNs and `boa_core::stack` compute. Logical ids of the Lambda functions
 //! and activities are the generator's placeholder keys (`LambdaParseInput`,
 //! `ActivityMakeSourceTarball`), so `DefinitionSubstitutions` maps each key to the resource of the
 //! same name.
 
 use std::collections::BTreeMap;
 
-use common::Pipeline;
-use common::pipeline::Step;
-use common::ports::tags;
+use boa_core::Pipeline;
+use boa_core::names::tags;
+use boa_core::pipeline::Step;
 use serde_json::{Map, Value, json};
 use statemachine_gen::{Arns, LAMBDAS, Target};
 
@@ -44,22 +44,9 @@ pub const CFN_LINT_IGNORED_ON_STATE_MACHINE: &[&str] = &["E3601", "E1101"];
 /// Tag keys a worker may set on itself (lease, busy/idle, `Name`): never the stack tag.
 pub const WORKER_SELF_TAG_KEYS: &[&str] = &[tags::NAME, tags::WORK, tags::LEASE];
 
-/// The Lambda environment variables the template sets (read by `common::launch::StackConfig`
+/// The Lambda environment variables the template sets (read by `boa_core::stack::StackConfig`
 /// and the Lambdas' `main`).
-pub mod env {
-    pub const STACK: &str = "BOA_STACK";
-    pub const STATE_MACHINE_ARN: &str = "BOA_STATE_MACHINE_ARN";
-    pub const ARTIFACTS: &str = "BOA_ARTIFACTS";
-    pub const LOG_GROUP: &str = "BOA_LOG_GROUP";
-    pub const PIPELINE_FILE: &str = "BOA_PIPELINE_FILE";
-    pub const SCRIPTS: &str = "BOA_SCRIPTS";
-    pub const WORKER_BINARY: &str = "BOA_WORKER_BINARY";
-    pub const WORKER_PROFILE: &str = "BOA_WORKER_PROFILE";
-    pub const SUBNETS: &str = "BOA_SUBNETS";
-    pub const SECURITY_GROUPS: &str = "BOA_SECURITY_GROUPS";
-    /// AMI override (empty = the pipeline's); see the README: not read by `common::launch` yet.
-    pub const WORKER_AMI: &str = "BOA_WORKER_AMI";
-}
+pub use boa_core::names::stack as env;
 
 /// Choices that are not in the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]

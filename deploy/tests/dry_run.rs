@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Pipeline;
+use boa_core::Pipeline;
 use deploy::{TemplateOptions, template};
 
 fn root() -> PathBuf {

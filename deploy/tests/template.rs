@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Pipeline;
+use boa_core::Pipeline;
 use deploy::template::{
     ALLOWED_WILDCARD_ACTIONS, CFN_LINT_IGNORED_ON_STATE_MACHINE, HEALTH_CHECK_SCHEDULE, function_id,
 };

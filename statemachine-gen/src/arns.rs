@@ -1,7 +1,7 @@
 //! The resources the definition calls: Lambda functions and Step Functions activities, either as
 //! CloudFormation `DefinitionSubstitutions` placeholders or as concrete ARNs.
 
-use common::Pipeline;
+use boa_core::Pipeline;
 
 /// The Lambda functions of a build-on-aws stack, by short name (the crate name).
 pub const LAMBDAS: [&str; 5] = [

@@ -22,11 +22,11 @@
 
 use serde_json::{Map, Value, json};
 
-use common::Pipeline;
-use common::duration::whole_seconds;
-use common::errors::states;
-use common::pipeline::Step;
-use common::retry::{TaskKind, retriers};
+use boa_core::Pipeline;
+use boa_core::duration::whole_seconds;
+use boa_core::errors::states;
+use boa_core::pipeline::Step;
+use boa_core::retry::{TaskKind, retriers};
 
 use crate::Arns;
 
@@ -35,8 +35,8 @@ pub const MAX_STATE_NAME: usize = 80;
 
 /// State names, shared with the report, the diagram and the tests.
 pub mod names {
-    use common::Pipeline;
-    use common::pipeline::Step;
+    use boa_core::Pipeline;
+    use boa_core::pipeline::Step;
 
     use crate::capitalize;
 

@@ -19,7 +19,7 @@ pub use asl::generate;
 pub use mermaid::mermaid;
 pub use report::{Report, report};
 
-pub use common::Pipeline;
+pub use boa_core::Pipeline;
 
 /// `version` → `Version`: how axis names appear in state names.
 pub(crate) fn capitalize(s: &str) -> String {

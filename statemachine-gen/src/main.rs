@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use boa_core::{BuildInput, Pipeline};
 use clap::{Parser, ValueEnum};
-use common::{BuildInput, Pipeline};
 use statemachine_gen::{Arns, generate, mermaid, report};
 
 /// Generates the build-on-aws state machine from pipeline.toml.

@@ -5,8 +5,8 @@
 
 use std::fmt::Write as _;
 
-use common::Pipeline;
-use common::pipeline::Needs;
+use boa_core::Pipeline;
+use boa_core::pipeline::Needs;
 
 use crate::asl::{fans_out, names};
 

@@ -43,13 +43,13 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use common::input::PlanItem;
-use common::launch::{WorkerCounts, activity_name, launched_reason};
-use common::pipeline::Pipeline;
-use common::results::{NormalizedResults, read_outcome};
-use common::retry::{TaskKind, retriers, worst_case_attempts};
-use common::task::{PrepareRecord, PrepareStatus, SkipKind, WorkerFailureCause, log_stream};
-use common::{BuildInput, Item, Mode};
+use boa_core::input::PlanItem;
+use boa_core::pipeline::Pipeline;
+use boa_core::results::{NormalizedResults, read_outcome};
+use boa_core::retry::{TaskKind, retriers, worst_case_attempts};
+use boa_core::stack::{WorkerCounts, activity_name, launched_reason};
+use boa_core::task::{PrepareRecord, PrepareStatus, SkipKind, WorkerFailureCause, log_stream};
+use boa_core::{BuildInput, Item, Mode};
 
 use crate::arns::MACHINE_LAMBDAS;
 use crate::{Arns, generate};

@@ -4,9 +4,9 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use common::input::MachineInput;
-use common::task::{ActivityInput, PrepareRequest};
-use common::{BuildInput, Pipeline};
+use boa_core::input::MachineInput;
+use boa_core::task::{ActivityInput, PrepareRequest};
+use boa_core::{BuildInput, Pipeline};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use statemachine_gen::{Arns, Target, generate, mermaid};
@@ -149,8 +149,8 @@ fn check_properties(label: &str, p: &Pipeline, def: &Value) {
                 assert!(h < t, "{label}: {}: heartbeat {h} ≥ timeout {t}", v.name);
                 assert_eq!(t, step.timeout.as_secs());
                 let run = &v.ancestors.last().unwrap().1;
-                let want = serde_json::to_value(common::retry::retriers(
-                    common::retry::TaskKind::Activity {
+                let want = serde_json::to_value(boa_core::retry::retriers(
+                    boa_core::retry::TaskKind::Activity {
                         build_retries: step.retries,
                     },
                 ))
@@ -225,8 +225,8 @@ fn payload_chain(p: &Pipeline, tokens: &[&str]) {
             assert_eq!(req.entered, "2025-01-02T10:00:00.123Z");
             assert_eq!(req.execution, exec);
             assert_eq!(req.item.len(), s.for_each.len(), "{:?}", req.item);
-            let record = common::task::PrepareRecord {
-                status: common::task::PrepareStatus::Pending,
+            let record = boa_core::task::PrepareRecord {
+                status: boa_core::task::PrepareStatus::Pending,
                 skip: None,
                 reason: "launched".into(),
                 launched: vec!["i-1".into()],
@@ -246,8 +246,8 @@ fn payload_chain(p: &Pipeline, tokens: &[&str]) {
             let outcome = template(&activity["ResultSelector"], &worker, &item_ctx);
             branch_out["outcome"] = outcome;
             let stored = template(&run["ResultSelector"], &json!([branch_out]), &item_ctx);
-            let o = common::results::read_outcome(&stored);
-            assert_eq!(o.status, common::Status::Succeeded, "{stored}");
+            let o = boa_core::results::read_outcome(&stored);
+            assert_eq!(o.status, boa_core::Status::Succeeded, "{stored}");
             assert_eq!(o.instance_id.as_deref(), Some("i-1"));
             assert_eq!(o.attempts, Some(2));
         }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use common::{BuildInput, Pipeline};
+use boa_core::{BuildInput, Pipeline};
 use statemachine_gen::{Report, report};
 use support::*;
 
@@ -43,16 +43,16 @@ fn one_step_one_axis_counts_by_hand() {
 #[test]
 fn worst_case_multiplies_the_retriers() {
     let r = rep(&one_step_one_axis(), "1.0.0");
-    let lambda = u64::from(common::retry::worst_case_attempts(
-        &common::retry::retriers(common::retry::TaskKind::Lambda),
+    let lambda = u64::from(boa_core::retry::worst_case_attempts(
+        &boa_core::retry::retriers(boa_core::retry::TaskKind::Lambda),
     ));
-    let run = u64::from(common::retry::worst_case_attempts(
-        &common::retry::retriers(common::retry::TaskKind::Activity { build_retries: 2 }),
+    let run = u64::from(boa_core::retry::worst_case_attempts(
+        &boa_core::retry::retriers(boa_core::retry::TaskKind::Activity { build_retries: 2 }),
     ));
     // Prepare also waits out its launch deadline for capacity.
-    let prepare = u64::from(common::retry::worst_case_attempts(
-        &common::retry::retriers(common::retry::TaskKind::Prepare {
-            launch_deadline: common::pipeline::DEFAULT_LAUNCH_DEADLINE,
+    let prepare = u64::from(boa_core::retry::worst_case_attempts(
+        &boa_core::retry::retriers(boa_core::retry::TaskKind::Prepare {
+            launch_deadline: boa_core::pipeline::DEFAULT_LAUNCH_DEADLINE,
         }),
     ));
     assert!(prepare > lambda);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::results::{NormalizedResults, Status, TaskRecord};
+use boa_core::results::{NormalizedResults, Status, TaskRecord};
 
 /// The repository root.
 pub fn root() -> PathBuf {

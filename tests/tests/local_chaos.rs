@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::results::Status;
-use common::{BuildInput, NormalizedResults, Pipeline};
+use boa_core::results::Status;
+use boa_core::{BuildInput, NormalizedResults, Pipeline};
 use e2e_tests::local_cli::{group_alive, root, worker_bin};
 use local::ExecutionStatus;
 use local::stack::{Faults, INJECTED_FAILURES, LocalOptions, LocalStack};
@@ -90,7 +90,7 @@ async fn under_chaos_every_task_is_reported_exactly_once_and_no_worker_is_left()
         assert_eq!(result.error.as_deref(), Some("Build.Failed"), "{result:?}");
     }
     let r = normalized(&stack, &arn);
-    let requested: Vec<(String, common::Item)> = input.requested_tasks(&p).unwrap();
+    let requested: Vec<(String, boa_core::Item)> = input.requested_tasks(&p).unwrap();
     let want: BTreeSet<(String, Vec<(String, String)>)> = requested
         .iter()
         .map(|(s, i)| (s.clone(), i.clone().into_iter().collect()))
@@ -267,7 +267,7 @@ impl Life {
     }
 }
 
-fn only_task(r: &NormalizedResults) -> &common::TaskRecord {
+fn only_task(r: &NormalizedResults) -> &boa_core::TaskRecord {
     assert_eq!(r.tasks.len(), 1, "{r:#?}");
     &r.tasks[0]
 }
@@ -366,7 +366,7 @@ async fn no_capacity_anywhere_fails_the_task_as_no_capacity_after_the_launch_dea
         .unwrap()
         .worker
         .launch_deadline;
-    let cap = common::retry::capacity_retrier(deadline);
+    let cap = boa_core::retry::capacity_retrier(deadline);
     assert_eq!(
         lambdas.get("start-workers"),
         Some(&u64::from(1 + cap.max_attempts)),

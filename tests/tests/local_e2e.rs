@@ -1,8 +1,8 @@
 //! End to end in local mode: `bin/build-on-aws --local` on the example pipeline, with the real
 //! worker binary, the in-process Lambdas and the embedded engine.
 
-use common::results::Status;
-use common::task::SkipKind;
+use boa_core::results::Status;
+use boa_core::task::SkipKind;
 use e2e_tests::local_cli::{LocalCli, statuses, task};
 
 const V: &str = "4.28.2";

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceAttributeName};
-use common::aws::Ec2Fleet;
-use common::ports::{Fleet, LaunchSpec, PortError, Purchase, tags};
+use boa_aws::adapters::Ec2Fleet;
+use boa_aws::ports::{Fleet, LaunchSpec, PortError, Purchase, tags};
 use e2e_tests::moto::{Moto, sdk_config_for};
 
 async fn some_ami(ec2: &aws_sdk_ec2::Client) -> String {

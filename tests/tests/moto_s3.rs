@@ -1,8 +1,8 @@
 //! The S3 adapter (`S3Objects`) through the real aws-sdk-s3 client against moto_server.
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::aws::S3Objects;
-use common::ports::{Objects, PortError};
+use boa_aws::adapters::S3Objects;
+use boa_aws::ports::{Objects, PortError};
 use e2e_tests::moto::Moto;
 
 #[tokio::test]

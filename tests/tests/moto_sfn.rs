@@ -5,8 +5,8 @@
 //! sample; GetActivityTask is not implemented; SendTask* are accepted without effect. What moto
 //! cannot show is covered by the fakes (see lambdas/common/src/aws/README-coverage.md).
 
-use common::aws::{SfnActivities, SfnExecutions};
-use common::ports::{Activities, Executions, PortError};
+use boa_aws::adapters::{SfnActivities, SfnExecutions};
+use boa_aws::ports::{Activities, Executions, PortError};
 use e2e_tests::moto::{ACCOUNT, Moto};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/build-on-aws-states";
@@ -97,7 +97,11 @@ async fn missing_executions_and_machines_are_not_found() {
 #[tokio::test]
 async fn task_results_heartbeats_and_failures_are_accepted() {
     let moto = Moto::start();
-    let acts = SfnActivities(moto.sfn().await);
+    let acts = SfnActivities::new(
+        &moto.sdk_config().await,
+        None,
+        boa_aws::adapters::sfn::GET_TASK_TIMEOUT,
+    );
     // moto accepts any token for these calls; the requests are well-formed for AWS.
     acts.heartbeat("token-1").await.unwrap();
     acts.succeed(

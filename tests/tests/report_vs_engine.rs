@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::{BuildInput, Pipeline};
+use boa_core::{BuildInput, Pipeline};
 use e2e_tests::local_cli::{root, worker_bin};
 use local::ExecutionStatus;
 use local::stack::{LocalOptions, LocalStack};

@@ -5,25 +5,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use boa_aws::ports::{Activities, ActivityTask, PortError, tags};
+use boa_core::errors::ErrorName;
+use boa_core::input::Mode;
+use boa_core::task::{ActivityInput, WorkerFailureCause, WorkerOutput, log_stream, task_env};
+use boa_core::worker_env::WorkerEnv;
 use chrono::Utc;
-use common::errors::ErrorName;
-use common::input::Mode;
-use common::ports::{Activities, ActivityTask, PortError, tags};
-use common::task::{ActivityInput, WorkerFailureCause, WorkerOutput, log_stream, task_env};
-use common::worker_env::WorkerEnv;
 use tokio::sync::watch;
 
 use crate::cause::{MAX_CAUSE_CHARS, bound_error, bounded_cause};
 use crate::log::LogSink;
-use crate::retry::{RetryPolicy, retry};
 use crate::script::{self, Exit};
 use crate::tags::Tagger;
 use crate::token_hash;
+use boa_aws::backoff::{TokioSleeper, retry};
+use boa_core::retry::Backoff;
 
 /// Exit code of a test-mode script that asks for a failure that is never retried.
 pub const TEST_NO_RETRY_EXIT: i32 = 99;
 /// Default lease margin (`BOA_LEASE_MARGIN_S`); see [`AgentConfig::lease_span`].
-pub const LEASE_MARGIN: Duration = common::worker_env::DEFAULT_LEASE_MARGIN;
+pub const LEASE_MARGIN: Duration = boa_core::worker_env::DEFAULT_LEASE_MARGIN;
 /// Polls that come back empty sooner than this are spaced out to this (fakes, local engine).
 pub const MIN_POLL_SPACING: Duration = Duration::from_millis(50);
 
@@ -46,7 +47,7 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Task folders (`task-N`) are created below it.
     pub work_dir: PathBuf,
-    pub retry: RetryPolicy,
+    pub retry: Backoff,
     /// Added to the lease beyond what the worker itself waits (covers a long poll and slow tagging).
     pub lease_margin: Duration,
 }
@@ -67,7 +68,7 @@ impl AgentConfig {
             max_tasks: env.max_tasks,
             heartbeat: env.heartbeat,
             work_dir: PathBuf::from(&env.work_dir),
-            retry: RetryPolicy::default(),
+            retry: Backoff::WORKER,
             lease_margin: env.lease_margin,
         }
     }
@@ -198,7 +199,7 @@ impl Agent {
         t.insert(tags::LEASE.into(), lease_value(self.cfg.lease_span()));
         self.last_lease = Some(Instant::now());
         let tagger = Arc::clone(&self.tagger);
-        if let Err(e) = retry(&self.cfg.retry, "tag", || tagger.tag(&t)).await {
+        if let Err(e) = retry(&self.cfg.retry, &TokioSleeper, "tag", || tagger.tag(&t)).await {
             tracing::warn!(error = %e, "tagging failed (not fatal)");
         }
     }
@@ -251,7 +252,7 @@ impl Agent {
             let acts = Arc::clone(&self.activities);
             let arn = self.cfg.activity_arn.clone();
             let polled = tokio::select! {
-                r = retry(&self.cfg.retry, "GetActivityTask", || acts.get_task(&arn, &worker_name)) => r,
+                r = retry(&self.cfg.retry, &TokioSleeper, "GetActivityTask", || acts.get_task(&arn, &worker_name)) => r,
                 reason = interrupted(&mut rx) => break Ending::Interrupted { reason, mid_task: false },
             };
             match polled {
@@ -263,7 +264,7 @@ impl Agent {
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, "GetActivityTask keeps failing; polling again");
-                    tokio::time::sleep(self.cfg.retry.backoff(8)).await;
+                    tokio::time::sleep(self.cfg.retry.delay(8)).await;
                 }
                 Err(e) => return Err(AgentError::Poll(e)),
                 Ok(Some(task)) => {
@@ -372,7 +373,7 @@ impl Agent {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match retry(&policy, "SendTaskHeartbeat", || {
+                match retry(&policy, &TokioSleeper, "SendTaskHeartbeat", || {
                     acts.heartbeat(&token_owned)
                 })
                 .await
@@ -411,7 +412,7 @@ impl Agent {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<(), PortError>>,
     {
-        let r = retry(&self.cfg.retry, what, call).await;
+        let r = retry(&self.cfg.retry, &TokioSleeper, what, call).await;
         if let Err(e) = &r {
             self.note(&format!("{what} failed: {e}"));
         }

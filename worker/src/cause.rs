@@ -1,7 +1,7 @@
 //! The `SendTaskFailure` payload: an error name of at most 256 characters and a cause of at most
 //! 32,768 characters (the API's limits) that is always valid [`WorkerFailureCause`] JSON.
 
-use common::task::WorkerFailureCause;
+use boa_core::task::WorkerFailureCause;
 
 /// `SendTaskFailure.error` limit.
 pub const MAX_ERROR_CHARS: usize = 256;

@@ -4,17 +4,15 @@
 //! task script with heartbeats, then the after script), reports success or a named failure, keeps
 //! its instance tags current, and shuts down when idle, done, failed or interrupted.
 //!
-//! The loop ([`agent::Agent`]) works over ports — [`common::ports::Activities`],
-//! [`tags::Tagger`], [`log::LogSink`] and an interrupt channel — so tests drive it with fakes;
+//! The loop ([`agent::Agent`]) works over ports — [`boa_aws::ports::Activities`],
+//! [`tags::Tagger`], [`boa_aws::ports::LogSink`] and an interrupt channel — so tests drive it with fakes;
 //! `main.rs` wires the real clients.
 
 pub mod agent;
 pub mod cause;
 pub mod imds;
 pub mod log;
-pub mod retry;
 pub mod script;
-pub mod sfn;
 pub mod shutdown;
 pub mod tags;
 
@@ -25,7 +23,7 @@ pub const POLL_TIMEOUT_VAR: &str = "BOA_POLL_TIMEOUT_S";
 /// IMDS base URL override (tests); default `http://169.254.169.254`.
 pub const IMDS_ENDPOINT_VAR: &str = "BOA_IMDS_ENDPOINT";
 /// Local mode: path of the JSON file the worker keeps its current tags in.
-pub const TAGS_FILE_VAR: &str = "BOA_TAGS_FILE";
+pub const TAGS_FILE_VAR: &str = boa_core::names::local::TAGS_FILE;
 
 /// A short, stable, non-reversible tag for a task token, for logs (tokens are never logged).
 pub fn token_hash(token: &str) -> String {

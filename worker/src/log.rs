@@ -1,27 +1,16 @@
 //! The worker log: every line of every script (stdout and stderr, merged, timestamped) plus the
 //! worker's own notes about each task, written to a [`LogSink`] — a local file in local mode
-//! (`<BOA_LOG_DIR>/w_<instance id>.log`), CloudWatch Logs stream `w_<instance id>` on AWS.
+//! (`<BOA_LOG_DIR>/w_<instance id>.log`), CloudWatch Logs stream `w_<instance id>` on AWS
+//! (`boa_aws::adapters::CloudWatchLogs`).
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
+pub use boa_aws::ports::LogSink;
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::ports::PortError;
-
-use crate::retry::{RetryPolicy, retry};
-
-/// Where the worker log goes.
-#[async_trait]
-pub trait LogSink: Send + Sync {
-    /// Records one line (without its newline). Never blocks on the network.
-    fn line(&self, at: DateTime<Utc>, text: &str);
-    /// Pushes every buffered line out.
-    async fn flush(&self);
-}
 
 /// Discards everything (tests, or no log configured).
 #[derive(Debug, Default, Clone, Copy)]
@@ -74,133 +63,6 @@ impl LogSink for FileLog {
     }
     async fn flush(&self) {
         let _ = self.file.lock().expect("log lock").flush();
-    }
-}
-
-/// PutLogEvents limits: 10,000 events and 1,048,576 bytes (message bytes + 26 per event) per batch.
-const CW_MAX_EVENTS: usize = 10_000;
-const CW_MAX_BYTES: usize = 1_048_576;
-const CW_EVENT_OVERHEAD: usize = 26;
-
-/// CloudWatch Logs stream, batched: lines are buffered and sent by [`LogSink::flush`], which a
-/// background task calls every few seconds (see [`CloudWatchLog::spawn_flusher`]).
-pub struct CloudWatchLog {
-    client: aws_sdk_cloudwatchlogs::Client,
-    group: String,
-    stream: String,
-    buf: Mutex<Vec<(i64, String)>>,
-    sending: tokio::sync::Mutex<()>,
-}
-
-fn cw_error<E: aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata>(op: &str, e: &E) -> PortError {
-    let code = e.code().unwrap_or_default();
-    let text = format!("{op}: {code} {}", e.message().unwrap_or_default());
-    match code {
-        "ThrottlingException" => PortError::Throttled(text),
-        "" | "ServiceUnavailableException" => PortError::Transient(text),
-        _ => PortError::Other(text),
-    }
-}
-
-impl CloudWatchLog {
-    /// Creates the stream (an existing one is reused).
-    pub async fn create(
-        client: aws_sdk_cloudwatchlogs::Client,
-        group: &str,
-        stream: &str,
-    ) -> Result<Arc<CloudWatchLog>, PortError> {
-        let r = retry(&RetryPolicy::default(), "CreateLogStream", || async {
-            match client
-                .create_log_stream()
-                .log_group_name(group)
-                .log_stream_name(stream)
-                .send()
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_already_exists_exception()) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(cw_error("CreateLogStream", &e)),
-            }
-        })
-        .await;
-        r?;
-        Ok(Arc::new(CloudWatchLog {
-            client,
-            group: group.into(),
-            stream: stream.into(),
-            buf: Mutex::new(Vec::new()),
-            sending: tokio::sync::Mutex::new(()),
-        }))
-    }
-
-    /// Flushes every `every` until the process ends.
-    pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
-        let me = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                me.flush().await;
-            }
-        });
-    }
-}
-
-#[async_trait]
-impl LogSink for CloudWatchLog {
-    fn line(&self, at: DateTime<Utc>, text: &str) {
-        let text = if text.is_empty() { " " } else { text };
-        self.buf
-            .lock()
-            .expect("log lock")
-            .push((at.timestamp_millis(), text.to_string()));
-    }
-
-    async fn flush(&self) {
-        let _one_at_a_time = self.sending.lock().await;
-        let mut events = std::mem::take(&mut *self.buf.lock().expect("log lock"));
-        events.sort_by_key(|(t, _)| *t);
-        while !events.is_empty() {
-            let mut bytes = 0;
-            let mut n = 0;
-            for (_, m) in &events {
-                let b = m.len() + CW_EVENT_OVERHEAD;
-                if n == CW_MAX_EVENTS || (n > 0 && bytes + b > CW_MAX_BYTES) {
-                    break;
-                }
-                bytes += b;
-                n += 1;
-            }
-            let batch: Vec<_> = events.drain(..n).collect();
-            let r = retry(&RetryPolicy::default(), "PutLogEvents", || async {
-                let mut req = self
-                    .client
-                    .put_log_events()
-                    .log_group_name(&self.group)
-                    .log_stream_name(&self.stream);
-                for (t, m) in &batch {
-                    req = req.log_events(
-                        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                            .timestamp(*t)
-                            .message(m)
-                            .build()
-                            .expect("timestamp and message are set"),
-                    );
-                }
-                req.send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| cw_error("PutLogEvents", &e))
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::warn!(error = %e, lines = batch.len(), "lost worker log lines");
-            }
-        }
     }
 }
 

@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use common::ports::Activities;
-use common::task::log_stream;
-use common::worker_env::{Shutdown, WorkerEnv};
+use boa_aws::adapters::sfn::GET_TASK_TIMEOUT as POLL_TIMEOUT;
+use boa_aws::adapters::{CloudWatchLogs, Ec2Fleet, SfnActivities, load_worker_sdk_config};
+use boa_aws::ports::Activities;
+use boa_core::task::log_stream;
+use boa_core::worker_env::{Shutdown, WorkerEnv};
 use worker::agent::{Agent, AgentConfig, InterruptSender, interrupt_channel};
 use worker::imds::{DEFAULT_ENDPOINT, Imds};
-use worker::log::{CloudWatchLog, FileLog, LogSink, NoLog};
-use worker::sfn::{POLL_TIMEOUT, SfnActivityClient};
+use worker::log::{FileLog, LogSink, NoLog};
 use worker::shutdown::{self, ShutdownPort};
-use worker::tags::{Ec2Tagger, FileTagger, NoTags, Tagger};
+use worker::tags::{FileTagger, FleetTagger, NoTags, Tagger};
 use worker::{IMDS_ENDPOINT_VAR, POLL_TIMEOUT_VAR, TAGS_FILE_VAR};
 
 /// How often the spot interruption notice is polled on EC2.
@@ -153,20 +154,7 @@ async fn run(env: WorkerEnv, poll_timeout: Duration) -> anyhow::Result<()> {
         env.instance_id.clone().unwrap_or_default()
     };
 
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(env.region.clone()));
-    if env.endpoint_url.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        // A local endpoint checks no signature: static placeholder credentials avoid a slow
-        // search of the default chain (which would end at IMDS).
-        loader = loader.credentials_provider(aws_sdk_sfn::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "build-on-aws-local",
-        ));
-    }
-    let sdk = loader.load().await;
+    let sdk = load_worker_sdk_config(&env.region, env.endpoint_url.is_some()).await;
 
     let scripts_dir = if env.scripts.starts_with("s3://") {
         fetch_scripts(&env.scripts, &env.work_dir).await?
@@ -175,37 +163,36 @@ async fn run(env: WorkerEnv, poll_timeout: Duration) -> anyhow::Result<()> {
     };
 
     let stream = log_stream(&instance_id);
-    let log: Arc<dyn LogSink> = if let Some(group) =
-        env.log_group.as_deref().filter(|g| !g.is_empty())
-    {
-        let cw = CloudWatchLog::create(aws_sdk_cloudwatchlogs::Client::new(&sdk), group, &stream)
-            .await
-            .with_context(|| {
-                format!("cannot create log stream {stream} in {group} (check BOA_LOG_GROUP)")
-            })?;
-        cw.spawn_flusher(Duration::from_secs(5));
-        cw
-    } else if let Some(dir) = env.log_dir.as_deref().filter(|d| !d.is_empty()) {
-        Arc::new(
-            FileLog::open(dir.as_ref(), &stream).with_context(|| {
+    let log: Arc<dyn LogSink> =
+        if let Some(group) = env.log_group.as_deref().filter(|g| !g.is_empty()) {
+            let cw = CloudWatchLogs::create(&sdk, group, &stream)
+                .await
+                .with_context(|| {
+                    format!("cannot create log stream {stream} in {group} (check BOA_LOG_GROUP)")
+                })?;
+            cw.spawn_flusher(Duration::from_secs(5));
+            cw
+        } else if let Some(dir) = env.log_dir.as_deref().filter(|d| !d.is_empty()) {
+            Arc::new(FileLog::open(dir.as_ref(), &stream).with_context(|| {
                 format!("cannot open the worker log in {dir} (check BOA_LOG_DIR)")
-            })?,
-        )
-    } else {
-        tracing::warn!("neither BOA_LOG_GROUP nor BOA_LOG_DIR is set: script output is not kept");
-        Arc::new(NoLog)
-    };
+            })?)
+        } else {
+            tracing::warn!(
+                "neither BOA_LOG_GROUP nor BOA_LOG_DIR is set: script output is not kept"
+            );
+            Arc::new(NoLog)
+        };
 
     let tagger: Arc<dyn Tagger> = match std::env::var(TAGS_FILE_VAR) {
         Ok(path) if !path.is_empty() => Arc::new(FileTagger::new(path)),
-        _ if on_ec2 => Arc::new(Ec2Tagger {
-            client: aws_sdk_ec2::Client::new(&sdk),
+        _ if on_ec2 => Arc::new(FleetTagger {
+            fleet: Ec2Fleet::new(&sdk),
             instance_id: instance_id.clone(),
         }),
         _ => Arc::new(NoTags),
     };
 
-    let activities: Arc<dyn Activities> = Arc::new(SfnActivityClient::new(
+    let activities: Arc<dyn Activities> = Arc::new(SfnActivities::new(
         &sdk,
         env.endpoint_url.as_deref(),
         poll_timeout,

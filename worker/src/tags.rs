@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use common::ports::{Fleet, PortError};
+use boa_aws::ports::{Fleet, PortError};
 
 /// Puts tags on this worker (merging with the ones it already has).
 #[async_trait]
@@ -62,7 +62,8 @@ impl Tagger for FileTagger {
     }
 }
 
-/// Tags through any [`Fleet`] adapter (e.g. the common EC2 one).
+/// Tags through any [`Fleet`] adapter: on EC2, `boa_aws::adapters::Ec2Fleet` (CreateTags on its
+/// own instance, which the instance profile allows).
 pub struct FleetTagger<F> {
     pub fleet: F,
     pub instance_id: String,
@@ -72,34 +73,6 @@ pub struct FleetTagger<F> {
 impl<F: Fleet> Tagger for FleetTagger<F> {
     async fn tag(&self, tags: &BTreeMap<String, String>) -> Result<(), PortError> {
         self.fleet.tag(&self.instance_id, tags).await
-    }
-}
-
-/// EC2 `CreateTags` on the worker's own instance through `aws-sdk-ec2` (needs
-/// `ec2:CreateTags` on itself in the instance profile).
-#[derive(Debug, Clone)]
-pub struct Ec2Tagger {
-    pub client: aws_sdk_ec2::Client,
-    pub instance_id: String,
-}
-
-#[async_trait]
-impl Tagger for Ec2Tagger {
-    async fn tag(&self, tags: &BTreeMap<String, String>) -> Result<(), PortError> {
-        use aws_sdk_ec2::error::ProvideErrorMetadata;
-        let mut req = self.client.create_tags().resources(&self.instance_id);
-        for (k, v) in tags {
-            req = req.tags(aws_sdk_ec2::types::Tag::builder().key(k).value(v).build());
-        }
-        req.send().await.map(|_| ()).map_err(|e| {
-            let code = e.code().unwrap_or_default().to_string();
-            let text = format!("CreateTags: {code} {}", e.message().unwrap_or_default());
-            match code.as_str() {
-                "RequestLimitExceeded" | "Throttling" => PortError::Throttled(text),
-                "" | "InternalError" | "Unavailable" => PortError::Transient(text),
-                _ => PortError::Other(text),
-            }
-        })
     }
 }
 

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use boa_aws::ports::{Activities, ActivityTask, PortError};
+use boa_core::retry::Backoff;
+use boa_core::task::{WorkerFailureCause, WorkerOutput};
 use chrono::{DateTime, Utc};
-use common::ports::{Activities, ActivityTask, PortError};
-use common::task::{WorkerFailureCause, WorkerOutput};
 use support::{group_alive, input, read_pid, script};
 use worker::agent::{Agent, AgentConfig, Ending, interrupt_channel};
 use worker::log::LogSink;
-use worker::retry::RetryPolicy;
 use worker::tags::Tagger;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,8 +157,8 @@ fn rig() -> Rig {
         max_tasks: 0,
         heartbeat: Duration::from_millis(100),
         work_dir: root.join("work"),
-        retry: RetryPolicy {
-            attempts: 4,
+        retry: Backoff {
+            tries: 4,
             base: Duration::from_millis(5),
             cap: Duration::from_millis(20),
         },

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use common::task::{WorkerFailureCause, WorkerOutput};
+use boa_core::task::{WorkerFailureCause, WorkerOutput};
 use serde_json::{Value, json};
 use support::{group_alive, input, read_pid, script};
 

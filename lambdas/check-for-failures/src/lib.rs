@@ -1,7 +1,7 @@
 //! check-for-failures: passes the normalized results through when nothing failed; otherwise fails
 //! the execution with `Build.Failed` and a message listing every failed task on its own line.
 
-use common::{ErrorName, NamedError, NormalizedResults, TaskRecord};
+use boa_core::{ErrorName, NamedError, NormalizedResults, TaskRecord};
 
 /// One line describing a failed task: step, axis values, error, instance, log stream, attempts
 /// and the first line of the reason.
@@ -56,5 +56,5 @@ pub fn handle(results: NormalizedResults) -> Result<NormalizedResults, NamedErro
 pub async fn lambda_handler(
     ev: lambda_runtime::LambdaEvent<NormalizedResults>,
 ) -> Result<NormalizedResults, lambda_runtime::Diagnostic> {
-    handle(ev.payload).map_err(Into::into)
+    handle(ev.payload).map_err(boa_aws::lambda::diagnostic)
 }

@@ -4,6 +4,6 @@ use lambda_runtime::service_fn;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    common::telemetry::init_lambda_tracing();
+    boa_aws::lambda::init_tracing();
     lambda_runtime::run(service_fn(check_for_failures::lambda_handler)).await
 }

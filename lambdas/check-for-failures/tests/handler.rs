@@ -1,8 +1,8 @@
 //! check-for-failures: pass-through and the readable failure list.
 
+use boa_core::task::SkipKind;
+use boa_core::{NormalizedResults, Status, TaskRecord};
 use check_for_failures::{handle, lambda_handler};
-use common::task::SkipKind;
-use common::{NormalizedResults, Status, TaskRecord};
 use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
 
 fn rec(step: &str, item: &[(&str, &str)], status: Status) -> TaskRecord {

@@ -4,16 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use common::launch::{
-    LaunchContext, Sleeper, StackConfig, WorkerCounts, count_workers, ensure_workers, is_dead_boot,
-    step_of_activity,
-};
-use common::pipeline::DEFAULT_BOOT_TIMEOUT;
-use common::ports::{
+use boa_aws::backoff::Sleeper;
+use boa_aws::launch::{LaunchContext, count_workers, ensure_workers, is_dead_boot};
+use boa_aws::ports::{
     Executions, Fleet, HistoryEvent, Instance, InstanceState, Objects, PortError, tags,
 };
-use common::{NamedError, Pipeline};
+use boa_core::pipeline::DEFAULT_BOOT_TIMEOUT;
+use boa_core::stack::{StackConfig, WorkerCounts, step_of_activity};
+use boa_core::{NamedError, Pipeline};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What one health check did.
@@ -122,7 +121,7 @@ fn waits_for_hand_worker(scheduled: &HistoryEvent) -> bool {
         .as_deref()
         .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
         .is_some_and(|v| {
-            v.get("mode").and_then(|m| m.as_str()) == Some(common::Mode::FakeEc2.as_str())
+            v.get("mode").and_then(|m| m.as_str()) == Some(boa_core::Mode::FakeEc2.as_str())
         })
 }
 
@@ -245,7 +244,7 @@ pub async fn handle(
         .filter(|i| !reap_ids.contains(&i.id))
         .collect();
     for s in &p.steps {
-        let activity = common::launch::activity_name(p, &s.name);
+        let activity = boa_core::stack::activity_name(p, &s.name);
         let mine: Vec<Instance> = survivors
             .iter()
             .filter(|i| i.tags.get(tags::ACTIVITY) == Some(&activity))
@@ -325,5 +324,5 @@ pub async fn lambda_handler(
 ) -> Result<HealthReport, lambda_runtime::Diagnostic> {
     handle(ex, fleet, objects, sleeper, cfg, p, Utc::now(), round)
         .await
-        .map_err(Into::into)
+        .map_err(boa_aws::lambda::diagnostic)
 }

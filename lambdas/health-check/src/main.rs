@@ -2,19 +2,20 @@
 //! and the pipeline to [`health_check::handle`]. The scheduler's event carries the round's
 //! scheduled time (`{"round": "<aws.scheduler.scheduled-time>"}`), which seeds its ClientTokens.
 
-use common::aws::{Ec2Fleet, S3Objects, SfnExecutions};
-use common::launch::{StackConfig, TokioSleeper, load_pipeline, pipeline_path};
+use boa_aws::adapters::{Ec2Fleet, S3Objects, SfnExecutions};
+use boa_aws::backoff::TokioSleeper;
+use boa_core::stack::{StackConfig, load_pipeline, pipeline_path};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    common::telemetry::init_lambda_tracing();
+    boa_aws::lambda::init_tracing();
     let cfg = StackConfig::from_env()?;
     let pipeline = load_pipeline(&pipeline_path())?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let fleet = Ec2Fleet(aws_sdk_ec2::Client::new(&aws));
-    let executions = SfnExecutions(aws_sdk_sfn::Client::new(&aws));
-    let objects = S3Objects(aws_sdk_s3::Client::new(&aws));
+    let aws = boa_aws::adapters::load_sdk_config().await;
+    let fleet = Ec2Fleet::new(&aws);
+    let executions = SfnExecutions::new(&aws);
+    let objects = S3Objects::new(&aws);
     let sleeper = TokioSleeper;
     let (fleet, executions, objects, sleeper, cfg, pipeline) =
         (&fleet, &executions, &objects, &sleeper, &cfg, &pipeline);

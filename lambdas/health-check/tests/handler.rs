@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
+use boa_aws::fakes::{FakeExecutions, FakeFleet, FakeObjects, RecordingSleeper, event};
+use boa_aws::ports::{HistoryEvent, InstanceState, PortError, Purchase, tags};
+use boa_core::Pipeline;
+use boa_core::stack::StackConfig;
 use chrono::{DateTime, TimeZone, Utc};
-use common::Pipeline;
-use common::fakes::{FakeExecutions, FakeFleet, FakeObjects, RecordingSleeper, event};
-use common::launch::StackConfig;
-use common::ports::{HistoryEvent, InstanceState, PortError, Purchase, tags};
 use health_check::{handle, pending_tasks};
 
 const SM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:build-on-aws-hhvm";
@@ -377,19 +377,20 @@ async fn port_errors_fail_the_check_with_their_name() {
         e.message
     );
     ex.fail(PortError::Transient("connection reset".into()));
-    let d: lambda_runtime::Diagnostic = handle(
-        &ex,
-        &fleet,
-        &FakeObjects::new(),
-        &sleeper,
-        &cfg(),
-        &p,
-        now(),
-        "round-1",
-    )
-    .await
-    .unwrap_err()
-    .into();
+    let d = boa_aws::lambda::diagnostic(
+        handle(
+            &ex,
+            &fleet,
+            &FakeObjects::new(),
+            &sleeper,
+            &cfg(),
+            &p,
+            now(),
+            "round-1",
+        )
+        .await
+        .unwrap_err(),
+    );
     assert_eq!(d.error_type, "Aws.CallFailed");
     assert!(d.error_message.contains(SM), "{}", d.error_message);
 }

@@ -2,9 +2,9 @@
 //! requested task, in plan order. A task whose result is missing (its stage or branch was lost)
 //! becomes a failed record saying so, never a missing one.
 
-use common::input::PlanItem;
-use common::results::{Outcome, read_outcome};
-use common::{BuildInput, Item, NamedError, NormalizedResults, Pipeline, Status, TaskRecord};
+use boa_core::input::PlanItem;
+use boa_core::results::{Outcome, read_outcome};
+use boa_core::{BuildInput, Item, NamedError, NormalizedResults, Pipeline, Status, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -164,5 +164,5 @@ pub async fn lambda_handler(
     ev: lambda_runtime::LambdaEvent<NormalizeEvent>,
     p: &Pipeline,
 ) -> Result<NormalizedResults, lambda_runtime::Diagnostic> {
-    handle(ev.payload, p).map_err(Into::into)
+    handle(ev.payload, p).map_err(boa_aws::lambda::diagnostic)
 }

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use common::task::WorkerFailureCause;
-use common::{BuildInput, Pipeline, Status};
+use boa_core::task::WorkerFailureCause;
+use boa_core::{BuildInput, Pipeline, Status};
 use normalize_results::{NormalizeEvent, handle};
 use serde_json::{Value, json};
 

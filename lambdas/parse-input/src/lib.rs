@@ -2,7 +2,7 @@
 //! build input and its plan (`MachineInput`). Anything malformed, unknown or oversized is
 //! `Input.Invalid`, whose message names the bad value and what would fit.
 
-use common::{BuildInput, MachineInput, NamedError, Pipeline};
+use boa_core::{BuildInput, MachineInput, NamedError, Pipeline};
 use serde::{Deserialize, Serialize};
 
 /// What the `ParseInput` state is invoked with.
@@ -43,5 +43,5 @@ pub async fn lambda_handler(
     p: &Pipeline,
     today: chrono::NaiveDate,
 ) -> Result<MachineInput, lambda_runtime::Diagnostic> {
-    handle(ev.payload, p, today).map_err(Into::into)
+    handle(ev.payload, p, today).map_err(boa_aws::lambda::diagnostic)
 }

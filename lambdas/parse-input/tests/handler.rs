@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use common::{Mode, Pipeline};
+use boa_core::{Mode, Pipeline};
 use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
 use parse_input::{ParseInputEvent, handle, lambda_handler};
 use serde_json::{Value, json};

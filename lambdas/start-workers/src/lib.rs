@@ -1,13 +1,15 @@
 //! start-workers: the `Prepare<Step>` state. Decides whether a task runs (requested, dependencies,
 //! mode, `done_when`) and, if it does, makes sure a worker will take it.
 
-use common::errors::ErrorName;
-use common::launch::{LaunchContext, Sleeper, StackConfig, ensure_workers};
-use common::pipeline::Step;
-use common::ports::{Fleet, Objects, PortError};
-use common::results::{Outcome, dependencies_allow, read_dependency, read_outcome};
-use common::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
-use common::{Mode, NamedError, Pipeline};
+use boa_aws::backoff::Sleeper;
+use boa_aws::launch::{LaunchContext, ensure_workers};
+use boa_aws::ports::{Fleet, Objects, PortError};
+use boa_core::errors::ErrorName;
+use boa_core::pipeline::Step;
+use boa_core::results::{Outcome, dependencies_allow, read_dependency, read_outcome};
+use boa_core::stack::StackConfig;
+use boa_core::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
+use boa_core::{Mode, NamedError, Pipeline};
 use serde_json::Value;
 
 /// The ports the handler uses.
@@ -146,7 +148,7 @@ pub fn token_seed(req: &PrepareRequest) -> String {
     )
 }
 
-fn item_key(item: &common::Item) -> String {
+fn item_key(item: &boa_core::Item) -> String {
     if item.is_empty() {
         return "-".into();
     }
@@ -329,5 +331,7 @@ pub async fn lambda_handler(
     cfg: &StackConfig,
     p: &Pipeline,
 ) -> Result<PrepareRecord, lambda_runtime::Diagnostic> {
-    handle(ev.payload, ports, cfg, p).await.map_err(Into::into)
+    handle(ev.payload, ports, cfg, p)
+        .await
+        .map_err(boa_aws::lambda::diagnostic)
 }

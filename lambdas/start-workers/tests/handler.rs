@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use common::fakes::{FakeFleet, FakeObjects, RecordingSleeper};
-use common::launch::{StackConfig, backoff_ceiling};
-use common::ports::{Fleet, InstanceState, Objects, PortError, Purchase, tags};
-use common::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
-use common::{BuildInput, Mode, Pipeline};
+use boa_aws::fakes::{FakeFleet, FakeObjects, RecordingSleeper};
+use boa_aws::ports::{Fleet, InstanceState, Objects, PortError, Purchase, tags};
+use boa_core::retry::Backoff;
+use boa_core::stack::StackConfig;
+use boa_core::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
+use boa_core::{BuildInput, Mode, Pipeline};
 use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
 use serde_json::{Value, json};
 use start_workers::{Ports, handle, lambda_handler};
@@ -377,7 +378,7 @@ async fn the_launch_request_carries_tags_userdata_and_the_worker_settings() {
 }
 
 #[tokio::test]
-async fn throttling_is_retried_with_bounded_full_jitter_then_succeeds() {
+async fn throttling_is_retried_with_bounded_jitter_then_succeeds() {
     let rig = Rig::new();
     rig.fleet.fail_next([
         PortError::Throttled("RequestLimitExceeded".into()),
@@ -396,7 +397,8 @@ async fn throttling_is_retried_with_bounded_full_jitter_then_succeeds() {
     let slept = rig.sleeper.slept();
     assert_eq!(slept.len(), 3);
     for (i, d) in slept.iter().enumerate() {
-        assert!(*d <= backoff_ceiling(i as u32), "sleep {i} = {d:?}");
+        let ceiling = Backoff::LAUNCH.ceiling(i as u32);
+        assert!(*d <= ceiling && *d >= ceiling / 2, "sleep {i} = {d:?}");
     }
     // Same type and market on every try: throttling is not a capacity problem.
     assert!(
@@ -425,7 +427,7 @@ async fn throttled_on_every_try_gives_up_after_six_and_waits() {
     assert!(r.reason.contains("throttled"), "{}", r.reason);
     assert_eq!(rig.fleet.launch_calls().len(), 6);
     assert_eq!(rig.sleeper.slept().len(), 5);
-    assert_eq!(backoff_ceiling(10), std::time::Duration::from_secs(5));
+    assert_eq!(Backoff::LAUNCH.tries, 6);
 }
 
 #[tokio::test]

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boa_aws::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, tags};
+use boa_core::worker_env::vars;
 use chrono::Utc;
-use common::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, tags};
-use common::worker_env::vars;
 use serde::Serialize;
 
 use super::faults::{Dice, Faults};
@@ -106,7 +106,7 @@ pub fn parse_user_data(user_data: &str) -> Vec<(String, String)> {
 }
 
 fn unquote(v: &str) -> String {
-    // Inverse of common::worker_env::shell_quote: '…' with ' written as '\''.
+    // Inverse of boa_core::worker_env::shell_quote: '…' with ' written as '\''.
     let inner = v
         .strip_prefix('\'')
         .and_then(|s| s.strip_suffix('\''))
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn user_data_exports_round_trip() {
-        let env = common::worker_env::WorkerEnv::from_lookup(|k| {
+        let env = boa_core::worker_env::WorkerEnv::from_lookup(|k| {
             Some(
                 match k {
                     vars::STEP_ENV => "{\"A\":\"it's\"}",
@@ -586,9 +586,10 @@ mod tests {
             )
         })
         .unwrap();
-        let ud = common::worker_env::user_data(&env, "s3://b/worker");
+        let ud = boa_core::worker_env::user_data(&env, "s3://b/worker");
         let parsed: BTreeMap<String, String> = parse_user_data(&ud).into_iter().collect();
-        let back = common::worker_env::WorkerEnv::from_lookup(|k| parsed.get(k).cloned()).unwrap();
+        let back =
+            boa_core::worker_env::WorkerEnv::from_lookup(|k| parsed.get(k).cloned()).unwrap();
         assert_eq!(back, env);
         assert_eq!(scale_secs("600", 100.0), "6");
     }

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boa_aws::backoff::Sleeper;
+use boa_aws::ports::{ExecutionSummary, Executions, HistoryEvent, PortError};
+use boa_core::stack::StackConfig;
+use boa_core::worker_env::{Shutdown, vars};
+use boa_core::{BuildInput, Mode, NamedError, Pipeline};
 use chrono::Utc;
-use common::launch::{Sleeper, StackConfig};
-use common::ports::{ExecutionSummary, Executions, HistoryEvent, PortError};
-use common::worker_env::{Shutdown, vars};
-use common::{BuildInput, Mode, NamedError, Pipeline};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use statemachine_gen::Arns;
@@ -114,7 +115,7 @@ struct LocalLambdas {
 
 fn decode<T: DeserializeOwned>(function: &str, payload: Value) -> Result<T, TaskFailure> {
     serde_json::from_value(payload).map_err(|e| TaskFailure {
-        error: common::ErrorName::InputInvalid.as_str().into(),
+        error: boa_core::ErrorName::InputInvalid.as_str().into(),
         cause: format!("{function}: the event does not fit its type: {e}"),
     })
 }
@@ -402,7 +403,7 @@ impl LocalStack {
             .iter()
             .filter(|s| input.steps.contains(&s.name))
         {
-            let env = common::launch::worker_env(&self.cfg, &self.pipeline, s);
+            let env = boa_core::stack::worker_env(&self.cfg, &self.pipeline, s);
             let mut vars: Vec<(String, String)> = env
                 .to_vars()
                 .into_iter()

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use common::ports::{ObjectInfo, Objects, PortError};
+use boa_aws::ports::{ObjectInfo, Objects, PortError};
 
 pub struct LocalObjects {
     pub root: PathBuf,

@@ -14,7 +14,7 @@ pub struct RunRecord {
     pub status: String,
     pub error: Option<String>,
     pub cause: Option<String>,
-    pub normalized: Option<common::NormalizedResults>,
+    pub normalized: Option<boa_core::NormalizedResults>,
     #[serde(with = "counts")]
     pub counts: crate::Counts,
     #[serde(skip_deserializing)]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Pipeline;
+use boa_core::Pipeline;
 use serde_json::{Map, Value};
 use statemachine_gen::Arns;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::input::{BuildInput, Item};
+use crate::names::task as names;
 
 /// What `Prepare<Step>` is invoked with (built by the state machine's Parameters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,13 +121,16 @@ pub fn log_stream(instance_id: &str) -> String {
 /// (e.g. `BOA_VERSION=4.28.2`, `BOA_DISTRO=ubuntu-22.04-jammy`).
 pub fn task_env(input: &ActivityInput) -> Vec<(String, String)> {
     let mut v = vec![
-        ("BOA_STEP".to_string(), input.step.clone()),
-        ("BOA_MODE".to_string(), input.mode.as_str().to_string()),
-        ("BOA_ATTEMPT".to_string(), (input.attempt + 1).to_string()),
-        ("BOA_EXECUTION".to_string(), input.execution.clone()),
+        (names::STEP.to_string(), input.step.clone()),
+        (names::MODE.to_string(), input.mode.as_str().to_string()),
+        (names::ATTEMPT.to_string(), (input.attempt + 1).to_string()),
+        (names::EXECUTION.to_string(), input.execution.clone()),
     ];
     for (k, val) in &input.item {
-        v.push((format!("BOA_{}", k.to_uppercase()), val.clone()));
+        v.push((
+            format!("{}{}", names::AXIS_PREFIX, k.to_uppercase()),
+            val.clone(),
+        ));
     }
     v
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::launch::Sleeper;
+use crate::backoff::Sleeper;
 use crate::ports::{
     Activities, ActivityTask, ExecutionSummary, Executions, Fleet, HistoryEvent, Instance,
     InstanceState, LaunchSpec, ObjectInfo, Objects, PortError, Purchase,

@@ -96,8 +96,8 @@ pub mod states {
 
 /// An error with a stable name and a human-readable message: what a Lambda handler returns.
 ///
-/// Its `Diagnostic` conversion makes the name the Lambda `errorType`, which is what Step Functions
-/// matches `ErrorEquals` against.
+/// `boa_aws::lambda::diagnostic` makes the name the Lambda `errorType`, which is what Step
+/// Functions matches `ErrorEquals` against.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name}: {message}")]
 pub struct NamedError {
@@ -117,15 +117,6 @@ impl NamedError {
     }
 }
 
-impl From<NamedError> for lambda_runtime::Diagnostic {
-    fn from(e: NamedError) -> Self {
-        lambda_runtime::Diagnostic {
-            error_type: e.name.as_str().to_string(),
-            error_message: e.message,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,13 +129,6 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", e.as_str()));
         }
         assert_eq!(ErrorName::parse("Worker.Scriptfailed"), None);
-    }
-
-    #[test]
-    fn diagnostic_carries_the_stable_name() {
-        let d: lambda_runtime::Diagnostic = NamedError::input("unknown token 'foo'").into();
-        assert_eq!(d.error_type, "Input.Invalid");
-        assert_eq!(d.error_message, "unknown token 'foo'");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::SdkConfig;
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::config::timeout::TimeoutConfig;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent as SfnEvent};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -14,14 +16,15 @@ use crate::ports::{
     Activities, ActivityTask, ExecutionSummary, Executions, HistoryEvent, PortError,
 };
 
-/// GetActivityTask long-polls for up to 60 s: the client waits longer than that.
+/// GetActivityTask long-polls for up to 60 s: the poll client waits longer than that.
 pub const GET_TASK_TIMEOUT: Duration = Duration::from_secs(70);
+/// Operation timeout of every activity call but `GetActivityTask`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Maps any Step Functions error to a [`PortError`]: the one place its error codes are read.
-pub fn map_error<E, R>(e: SdkError<E, R>) -> PortError
+pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match common_kind(&e) {
         Err(pe) => pe,
@@ -40,9 +43,49 @@ where
 #[derive(Debug, Clone)]
 pub struct SfnExecutions(pub Client);
 
-/// Step Functions activities (the worker's view).
+impl SfnExecutions {
+    /// With the SDK's standard retry (see the module's table).
+    pub fn new(shared: &SdkConfig) -> SfnExecutions {
+        SfnExecutions(Client::new(shared))
+    }
+}
+
+/// Step Functions activities (the worker's view). Two clients share one configuration: the poll
+/// client's operation timeout bounds a hung `GetActivityTask` (AWS holds a poll for up to 60 s,
+/// so it must be ≥ 65 s on AWS), the other bounds heartbeats and results. The SDK's retries are
+/// off: the worker retries with `Backoff::WORKER`.
 #[derive(Debug, Clone)]
-pub struct SfnActivities(pub Client);
+pub struct SfnActivities {
+    poll: Client,
+    call: Client,
+}
+
+impl SfnActivities {
+    /// The clients over `shared`, pointed at `endpoint_url` when given (local mode, tests).
+    pub fn new(
+        shared: &SdkConfig,
+        endpoint_url: Option<&str>,
+        poll_timeout: Duration,
+    ) -> SfnActivities {
+        let shared = super::without_sdk_retries(shared);
+        let build = |timeout: Duration| {
+            let mut b = aws_sdk_sfn::config::Builder::from(&shared).timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_timeout(timeout)
+                    .build(),
+            );
+            if let Some(u) = endpoint_url {
+                b = b.endpoint_url(u);
+            }
+            Client::from_conf(b.build())
+        };
+        SfnActivities {
+            poll: build(poll_timeout),
+            call: build(CALL_TIMEOUT),
+        }
+    }
+}
 
 /// Reduces an AWS history event to what we read.
 pub fn convert_event(e: &SfnEvent) -> HistoryEvent {
@@ -140,20 +183,10 @@ impl Activities for SfnActivities {
         worker_name: &str,
     ) -> Result<Option<ActivityTask>, PortError> {
         let out = self
-            .0
+            .poll
             .get_activity_task()
             .activity_arn(activity_arn)
             .worker_name(worker_name)
-            .customize()
-            .config_override(
-                aws_sdk_sfn::config::Builder::default().timeout_config(
-                    TimeoutConfig::builder()
-                        .operation_timeout(GET_TASK_TIMEOUT)
-                        .operation_attempt_timeout(GET_TASK_TIMEOUT)
-                        .read_timeout(GET_TASK_TIMEOUT)
-                        .build(),
-                ),
-            )
             .send()
             .await
             .map_err(map_error)?;
@@ -167,7 +200,7 @@ impl Activities for SfnActivities {
     }
 
     async fn heartbeat(&self, token: &str) -> Result<(), PortError> {
-        self.0
+        self.call
             .send_task_heartbeat()
             .task_token(token)
             .send()
@@ -177,7 +210,7 @@ impl Activities for SfnActivities {
     }
 
     async fn succeed(&self, token: &str, output: &str) -> Result<(), PortError> {
-        self.0
+        self.call
             .send_task_success()
             .task_token(token)
             .output(output)
@@ -188,7 +221,7 @@ impl Activities for SfnActivities {
     }
 
     async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), PortError> {
-        self.0
+        self.call
             .send_task_failure()
             .task_token(token)
             .error(error)

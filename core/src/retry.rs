@@ -1,7 +1,7 @@
-//! The one retry-policy constructor.
-//!
-//! The generator writes these retriers into every Task (and every per-task Parallel) of the state
-//! machine, and the local engine interprets them; nothing else invents retry numbers.
+//! Retry policy, in one place: the retriers the generator writes into every Task (and every
+//! per-task Parallel) of the state machine (the local engine interprets them), and the one
+//! backoff the AWS calls of the Lambdas and the worker wait with ([`Backoff`]). Nothing else
+//! invents retry numbers.
 
 use std::time::Duration;
 
@@ -163,6 +163,46 @@ pub fn worst_case_attempts(rs: &[Retrier]) -> u32 {
     1 + rs.iter().map(|r| r.max_attempts).sum::<u32>()
 }
 
+/// Capped exponential backoff of our own AWS calls (the ones whose SDK client has its retries
+/// off: see `boa_aws`'s crate docs for who retries what).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Tries in all, the first included (1 = no retry).
+    pub tries: u32,
+    /// The first ceiling; doubles per retry.
+    pub base: Duration,
+    /// The largest ceiling.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// start-workers and the health check against EC2: a Lambda has minutes, and a capacity
+    /// error moves on to the next type rather than waiting.
+    pub const LAUNCH: Backoff = Backoff {
+        tries: 6,
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(5),
+    };
+    /// The worker against Step Functions, EC2 tags and CloudWatch Logs: it has all the time of
+    /// its lease and must not lose a result to a brief outage.
+    pub const WORKER: Backoff = Backoff {
+        tries: 8,
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(20),
+    };
+
+    /// The ceiling before retry `n` (0-based): `min(cap, base·2ⁿ)`.
+    pub fn ceiling(&self, n: u32) -> Duration {
+        self.base.saturating_mul(1u32 << n.min(30)).min(self.cap)
+    }
+
+    /// The wait before retry `n`: uniform in `[ceiling/2, ceiling]`. Jitter spreads the callers
+    /// of one throttled API apart; the half floor keeps a retry from firing back to back.
+    pub fn delay(&self, n: u32) -> Duration {
+        self.ceiling(n).mul_f64(0.5 + 0.5 * rand::random::<f64>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +279,18 @@ mod tests {
             v,
             serde_json::json!({"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 5, "BackoffRate": 2.0})
         );
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_bounded_jitter() {
+        let b = Backoff::LAUNCH;
+        assert_eq!(b.ceiling(0), Duration::from_millis(200));
+        assert_eq!(b.ceiling(3), Duration::from_millis(1600));
+        assert_eq!(b.ceiling(5), b.cap);
+        assert_eq!(Backoff::WORKER.ceiling(40), Backoff::WORKER.cap);
+        for n in 0..10 {
+            let d = b.delay(n);
+            assert!(d <= b.ceiling(n) && d >= b.ceiling(n) / 2, "{n}: {d:?}");
+        }
     }
 }

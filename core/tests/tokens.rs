@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use common::errors::ErrorName;
-use common::input::MAX_INPUT_BYTES;
-use common::{BuildInput, Mode, Pipeline};
+use boa_core::errors::ErrorName;
+use boa_core::input::MAX_INPUT_BYTES;
+use boa_core::{BuildInput, Mode, Pipeline};
 use serde_json::json;
 
 fn example() -> Pipeline {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.toml");
     Pipeline::load(&p).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -16,7 +16,7 @@ fn day() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2025, 3, 4).unwrap()
 }
 
-fn tokens(p: &Pipeline, t: &str) -> Result<BuildInput, common::NamedError> {
+fn tokens(p: &Pipeline, t: &str) -> Result<BuildInput, boa_core::NamedError> {
     let t: Vec<&str> = t.split_whitespace().collect();
     BuildInput::from_tokens(p, &t, day())
 }

@@ -1,10 +1,10 @@
 use std::path::Path;
 
-use common::Pipeline;
-use common::pipeline::{AxisValues, Needs};
+use boa_core::Pipeline;
+use boa_core::pipeline::{AxisValues, Needs};
 
 fn example() -> Pipeline {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipeline.toml");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.toml");
     Pipeline::load(&p).unwrap_or_else(|e| panic!("{e}"))
 }
 

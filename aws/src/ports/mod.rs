@@ -1,6 +1,6 @@
 //! Ports: the small traits through which handlers, the worker and the health check use AWS.
 //!
-//! Each has an adapter over the real `aws-sdk-*` client (see [`crate::aws`]), fakes in tests,
+//! Each has an adapter over the real `aws-sdk-*` client (see [`crate::adapters`]), fakes in tests,
 //! and local implementations in the embedded engine.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::errors::{ErrorName, NamedError};
+use boa_core::errors::{ErrorName, NamedError};
 
 /// Errors any port can return. Adapters map AWS errors to these in one place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -238,21 +238,14 @@ pub trait Objects: Send + Sync {
 // ---------------------------------------------------------------------------------------------
 // Tags
 
-/// The tag names build-on-aws puts on instances.
-pub mod tags {
-    /// The stack name; every instance of the stack has it (the IAM conditions use it).
-    pub const STACK: &str = "build-on-aws:stack";
-    /// The activity (= step) name the worker serves.
-    pub const ACTIVITY: &str = "build-on-aws:activity";
-    /// The execution ARN the worker was launched for.
-    pub const EXECUTION: &str = "build-on-aws:execution";
-    /// The state that launched it.
-    pub const STATE: &str = "build-on-aws:state";
-    /// `busy` or `idle`, kept by the worker.
-    pub const WORK: &str = "build-on-aws:work";
-    /// RFC 3339 time until which the worker counts as alive; refreshed by the worker.
-    pub const LEASE: &str = "build-on-aws:lease";
-    /// The lock an `exclusive` step's worker holds: `<activity>/<generation>`.
-    pub const LOCK: &str = "build-on-aws:lock";
-    pub const NAME: &str = "Name";
+pub use boa_core::names::tags;
+
+/// Where a worker's log goes: a local file, or a CloudWatch Logs stream
+/// ([`crate::adapters::CloudWatchLogs`]).
+#[async_trait]
+pub trait LogSink: Send + Sync {
+    /// Records one line (without its newline). Never blocks on the network.
+    fn line(&self, at: DateTime<Utc>, text: &str);
+    /// Pushes every buffered line out.
+    async fn flush(&self);
 }

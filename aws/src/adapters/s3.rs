@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -12,10 +13,9 @@ use super::common_kind;
 use crate::ports::{ObjectInfo, Objects, PortError};
 
 /// Maps any S3 error to a [`PortError`]: the one place S3 error codes are read.
-pub fn map_error<E, R>(e: SdkError<E, R>) -> PortError
+pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match common_kind(&e) {
         Err(pe) => pe,
@@ -31,6 +31,13 @@ where
 /// S3 as [`Objects`].
 #[derive(Debug, Clone)]
 pub struct S3Objects(pub Client);
+
+impl S3Objects {
+    /// With the SDK's standard retry (see the module's table).
+    pub fn new(shared: &aws_config::SdkConfig) -> S3Objects {
+        S3Objects(Client::new(shared))
+    }
+}
 
 #[async_trait]
 impl Objects for S3Objects {

@@ -10,6 +10,7 @@ use aws_sdk_ec2::types::{
     InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, MarketType, ResourceType,
     ShutdownBehavior, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification, VolumeType,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
@@ -32,10 +33,9 @@ const NO_CAPACITY: &[&str] = &[
 ];
 
 /// Maps any EC2 error to a [`PortError`]: the one place EC2 error codes are read.
-pub fn map_error<E, R>(e: SdkError<E, R>) -> PortError
+pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match common_kind(&e) {
         Err(pe) => pe,
@@ -52,6 +52,13 @@ where
 /// EC2 as a [`Fleet`].
 #[derive(Debug, Clone)]
 pub struct Ec2Fleet(pub Client);
+
+impl Ec2Fleet {
+    /// With the SDK's retries off: callers retry with a `Backoff` (see the module's table).
+    pub fn new(shared: &aws_config::SdkConfig) -> Ec2Fleet {
+        Ec2Fleet(Client::new(&super::without_sdk_retries(shared)))
+    }
+}
 
 fn state(s: Option<&InstanceStateName>) -> InstanceState {
     match s {

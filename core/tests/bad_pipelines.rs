@@ -1,7 +1,7 @@
 //! Bad `pipeline.toml` files: each problem is reported with what is wrong, how to fix it, and
 //! the line it is on; several problems are reported at once.
 
-use common::Pipeline;
+use boa_core::Pipeline;
 
 const AXES: &str = r#"name = "t"
 
@@ -23,7 +23,7 @@ fn line_of(src: &str, needle: &str) -> usize {
 }
 
 /// Parses `src`, which must fail; returns the whole message.
-fn problems(src: &str) -> (String, Vec<common::pipeline::Problem>) {
+fn problems(src: &str) -> (String, Vec<boa_core::pipeline::Problem>) {
     match Pipeline::parse(src) {
         Ok(_) => panic!("accepted a bad pipeline:\n{src}"),
         Err(e) => (e.to_string(), e.problems),

@@ -7,47 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Environment variable names.
-pub mod vars {
-    /// ARN of the activity to poll. Required.
-    pub const ACTIVITY_ARN: &str = "BOA_ACTIVITY_ARN";
-    /// AWS region. Required.
-    pub const REGION: &str = "BOA_REGION";
-    /// Step Functions endpoint override (local mode, tests).
-    pub const ENDPOINT_URL: &str = "BOA_ENDPOINT_URL";
-    /// Instance id override (local mode); otherwise read from IMDSv2.
-    pub const INSTANCE_ID: &str = "BOA_INSTANCE_ID";
-    /// The step this worker runs.
-    pub const STEP: &str = "BOA_STEP";
-    /// Where the step's scripts are: a local folder, or `s3://bucket/prefix` fetched at start.
-    pub const SCRIPTS: &str = "BOA_SCRIPTS";
-    /// Script paths relative to BOA_SCRIPTS.
-    pub const SCRIPT: &str = "BOA_SCRIPT";
-    pub const INIT_SCRIPT: &str = "BOA_INIT_SCRIPT";
-    pub const AFTER_SCRIPT: &str = "BOA_AFTER_SCRIPT";
-    pub const CLEANUP_SCRIPT: &str = "BOA_CLEANUP_SCRIPT";
-    /// The step's `env`, as a JSON object of strings.
-    pub const STEP_ENV: &str = "BOA_STEP_ENV";
-    /// Seconds idle before shutting down.
-    pub const IDLE_TIMEOUT_S: &str = "BOA_IDLE_TIMEOUT_S";
-    /// Tasks before shutting down; 0 = unlimited.
-    pub const MAX_TASKS: &str = "BOA_MAX_TASKS";
-    /// Seconds between heartbeats (the step's heartbeat / 3).
-    pub const HEARTBEAT_S: &str = "BOA_HEARTBEAT_S";
-    /// Local log folder (local mode); the log file is `<dir>/w_<instance id>.log`.
-    pub const LOG_DIR: &str = "BOA_LOG_DIR";
-    /// CloudWatch Logs group (AWS).
-    pub const LOG_GROUP: &str = "BOA_LOG_GROUP";
-    /// Working directories are created below it.
-    pub const WORK_DIR: &str = "BOA_WORK_DIR";
-    /// `poweroff` (EC2) or `exit` (local process).
-    pub const SHUTDOWN: &str = "BOA_SHUTDOWN";
-    /// Seconds added to the lease beyond what the worker itself waits (idle timeout, or two
-    /// heartbeat periods while busy): covers a long poll and tagging delays. Default 120.
-    pub const LEASE_MARGIN_S: &str = "BOA_LEASE_MARGIN_S";
-    /// Stack name, for the lease/work tags.
-    pub const STACK: &str = "BOA_STACK";
-}
+/// Environment variable names (defined in [`crate::names::worker`]).
+pub use crate::names::worker as vars;
 
 /// Default of [`vars::LEASE_MARGIN_S`].
 pub const DEFAULT_LEASE_MARGIN: Duration = Duration::from_secs(120);
