@@ -1,18 +1,16 @@
 //! The agent loop over fake ports and real shell scripts.
 
-mod support;
-
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{group_alive, input, read_pid, script};
 use async_trait::async_trait;
 use boa_aws::ports::{Activities, ActivityTask, PortError};
 use boa_core::retry::Backoff;
 use boa_core::task::{WorkerFailureCause, WorkerOutput};
 use chrono::{DateTime, Utc};
-use support::{group_alive, input, read_pid, script};
 use worker::agent::{Agent, AgentConfig, Ending, interrupt_channel};
 use worker::log::LogSink;
 use worker::tags::Tagger;

@@ -1,11 +1,9 @@
 //! The static report: numbers that follow the counting convention, grow as the input grows, and
 //! say EXCEEDS when a run would break a Step Functions quota.
 
-mod support;
-
+use crate::support::*;
 use boa_core::{BuildInput, Pipeline};
 use statemachine_gen::{Report, report};
-use support::*;
 
 fn day() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2025, 3, 4).unwrap()

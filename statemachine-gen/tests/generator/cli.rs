@@ -1,7 +1,5 @@
 //! The `statemachine-gen` binary.
 
-mod support;
-
 use std::process::Command;
 
 fn bin() -> Command {
@@ -9,7 +7,7 @@ fn bin() -> Command {
 }
 
 fn example_path() -> String {
-    support::workspace()
+    crate::support::workspace()
         .join("pipeline.toml")
         .display()
         .to_string()

@@ -1,19 +1,17 @@
 //! The real `worker` binary, with its real `aws-sdk-sfn` client, against a fake Step Functions
 //! endpoint (awsJson1_0 over HTTP on 127.0.0.1).
 
-mod support;
-
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{group_alive, input, read_pid, script};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use boa_core::task::{WorkerFailureCause, WorkerOutput};
 use serde_json::{Value, json};
-use support::{group_alive, input, read_pid, script};
 
 /// A token that must never show up in a log.
 const TOKEN: &str = "AAAAKgAAAAIAAAAAAAAAAsecret-task-token-ZmFrZXRva2Vu";

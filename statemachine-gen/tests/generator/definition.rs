@@ -1,16 +1,14 @@
 //! The generated definition: snapshots, the outside validator, and the contract properties.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use boa_core::input::MachineInput;
 use boa_core::task::{ActivityInput, PrepareRequest};
 use boa_core::{BuildInput, Pipeline};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use statemachine_gen::{Arns, Target, generate, mermaid};
-use support::*;
 
 #[test]
 fn snapshot_of_the_example_definition() {

@@ -1,0 +1,9 @@
+//! The integration tests of `tests`, in one binary (one link of the dependency tree, not one per file).
+
+mod cli_aws_mode;
+mod local_chaos;
+mod local_e2e;
+mod moto_ec2;
+mod moto_s3;
+mod moto_sfn;
+mod report_vs_engine;
