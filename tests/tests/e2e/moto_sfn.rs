@@ -3,7 +3,7 @@
 //!
 //! moto does not run state machines: an execution stays RUNNING and its history is a canned
 //! sample; GetActivityTask is not implemented; SendTask* are accepted without effect. What moto
-//! cannot show is covered by the fakes (see lambdas/common/src/aws/README-coverage.md).
+//! cannot show is covered by the fakes (see aws/src/adapters/README-coverage.md).
 
 use boa_aws::adapters::{SfnActivities, SfnExecutions};
 use boa_aws::ports::{Activities, Executions, PortError};
