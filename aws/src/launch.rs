@@ -325,6 +325,7 @@ pub async fn ensure_workers(
                 .clone()
                 .unwrap_or_else(|| step.worker.ami.clone()),
             disk_gb: step.worker.disk_gb,
+            imds_hop_limit: step.worker.imds_hop_limit,
             instance_profile: instance_profile.clone(),
             // Spread requests over the subnets: a different one per type/market tried.
             subnet: (!subnets.is_empty()).then(|| subnets[n % subnets.len()].clone()),

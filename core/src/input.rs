@@ -96,6 +96,12 @@ impl BuildInput {
             if t.is_empty() {
                 continue;
             }
+            if !t.is_ascii() {
+                bad.push(format!(
+                    "'{t}' has characters outside ASCII: versions, axis values and step names are plain ASCII (e.g. 4.28.2, not the same digits in another script)"
+                ));
+                continue;
+            }
             if let Some((_, m)) = Mode::FLAGS.iter().find(|(f, _)| *f == t) {
                 if let Some((prev, pt)) = &mode
                     && prev != m
@@ -116,7 +122,7 @@ impl BuildInput {
             let axis = p.axes.iter().find(|a| match &a.values {
                 AxisValues::List(v) => v.iter().any(|x| x == t),
                 AxisValues::Pattern { regex, nightly } => {
-                    regex.is_match(t) || (*nightly && is_nightly(t))
+                    t.is_ascii() && (regex.is_match(t) || (*nightly && is_nightly(t)))
                 }
             });
             if let Some(a) = axis {
@@ -203,7 +209,7 @@ impl BuildInput {
                         let ok = match &a.values {
                             AxisValues::List(v) => v.contains(x),
                             AxisValues::Pattern { regex, nightly } => {
-                                regex.is_match(x) || (*nightly && is_nightly(x))
+                                x.is_ascii() && (regex.is_match(x) || (*nightly && is_nightly(x)))
                             }
                         };
                         if !ok {

@@ -164,6 +164,15 @@ pub struct WorkerConfig {
     pub max_workers: u32,
     /// 0 = unlimited.
     pub max_tasks_per_worker: u32,
+    /// The instance metadata service's PUT response hop limit. 1 (the default) keeps the
+    /// instance's credentials, and so the step's role, away from containers on the worker; 2 lets
+    /// a container build reach them, at that cost.
+    #[serde(default = "one_hop")]
+    pub imds_hop_limit: u32,
+}
+
+fn one_hop() -> u32 {
+    1
 }
 
 /// Default `boot_timeout`: an EC2 instance that has not registered in 10 minutes is dead.
@@ -207,6 +216,7 @@ impl Default for WorkerConfig {
             launch_deadline: DEFAULT_LAUNCH_DEADLINE,
             max_workers: 10,
             max_tasks_per_worker: 0,
+            imds_hop_limit: 1,
         }
     }
 }
@@ -372,6 +382,7 @@ struct RawWorker {
     launch_deadline: Option<String>,
     max_workers: Option<u32>,
     max_tasks_per_worker: Option<u32>,
+    imds_hop_limit: Option<u32>,
 }
 
 const TOP_KEYS: &[&str] = &["name", "axis", "defaults", "step"];
@@ -417,6 +428,7 @@ const WORKER_KEYS: &[&str] = &[
     "launch_deadline",
     "max_workers",
     "max_tasks_per_worker",
+    "imds_hop_limit",
 ];
 
 /// Default step timeout and heartbeat.
@@ -767,6 +779,14 @@ fn step_name(raw: &RawPipeline, i: usize) -> String {
         .map_or_else(|| format!("#{}", i + 1), |s| s.name.clone())
 }
 
+/// A script path stays inside the pipeline's folder: relative, no `..`, no empty segment.
+fn script_path_ok(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && p.split('/').all(|seg| !seg.is_empty() && seg != "..")
+}
+
 fn ident_ok(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(ch) if ch.is_ascii_lowercase())
@@ -780,16 +800,71 @@ fn step_name_ok(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_alphanumeric())
 }
 
+/// Bounds of a duration setting, with the reason a user reads when a value is outside them.
+struct Bounds {
+    min: Duration,
+    max: Duration,
+    why: &'static str,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Step timeout: a Step Functions standard execution lasts at most a year.
+const TIMEOUT_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(60),
+    max: Duration::from_secs(365 * 24 * 3600),
+    why: "a task gets at least a minute and at most a year (the longest a Step Functions execution runs)",
+};
+/// Heartbeat: the worker beats every third of it, and a beat must get through a slow network.
+const HEARTBEAT_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(30),
+    max: Duration::from_secs(365 * 24 * 3600),
+    why: "the worker heartbeats every third of it, so under 30 s one slow request fails a healthy task",
+};
+const IDLE_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(30),
+    max: DAY,
+    why: "an idle worker waits at least one long poll and at most a day (it costs money while idle)",
+};
+const BOOT_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(60),
+    max: DAY,
+    why: "an EC2 instance needs a minute to boot; after a day it is dead, not slow",
+};
+const DEADLINE_BOUNDS: Bounds = Bounds {
+    min: Duration::ZERO,
+    max: DAY,
+    why: "launches are retried for at most a day before the task fails as Ec2.NoCapacity",
+};
+/// Most retries a step may ask for (each waits up to 300 s and may pay a whole build).
+pub const MAX_RETRIES: u32 = 20;
+/// Largest root volume: EC2's gp3 limit, 16 TiB.
+pub const MAX_DISK_GB: u32 = 16_384;
+
 fn check_duration(
     ck: &mut Checker<'_>,
     value: Option<&String>,
     default: Duration,
+    bounds: &Bounds,
     path: Vec<Seg>,
     at: &str,
 ) -> Duration {
     match value {
         None => default,
         Some(v) => match duration::parse(v) {
+            Ok(d) if d < bounds.min || d > bounds.max => {
+                ck.add(
+                    path,
+                    at,
+                    format!(
+                        "'{v}' is out of range: use {} to {} ({})",
+                        duration::format(bounds.min),
+                        duration::format(bounds.max),
+                        bounds.why
+                    ),
+                );
+                default
+            }
             Ok(d) => d,
             Err(e) => {
                 ck.add(path, at, e);
@@ -855,6 +930,14 @@ fn resolve_worker(
                 format!("{at}.disk_gb"),
                 format!("{v} GB is too small for a root volume; use at least 8"),
             );
+        } else if v > MAX_DISK_GB {
+            ck.add(
+                sub("disk_gb"),
+                format!("{at}.disk_gb"),
+                format!(
+                    "{v} GB is more than EC2 allows for a gp3 volume; use at most {MAX_DISK_GB}"
+                ),
+            );
         }
         w.disk_gb = v;
     }
@@ -871,6 +954,7 @@ fn resolve_worker(
         ck,
         raw.idle_timeout.as_ref(),
         w.idle_timeout,
+        &IDLE_BOUNDS,
         sub("idle_timeout"),
         &format!("{at}.idle_timeout"),
     );
@@ -878,6 +962,7 @@ fn resolve_worker(
         ck,
         raw.boot_timeout.as_ref(),
         w.boot_timeout,
+        &BOOT_BOUNDS,
         sub("boot_timeout"),
         &format!("{at}.boot_timeout"),
     );
@@ -885,6 +970,7 @@ fn resolve_worker(
         ck,
         raw.launch_deadline.as_ref(),
         w.launch_deadline,
+        &DEADLINE_BOUNDS,
         sub("launch_deadline"),
         &format!("{at}.launch_deadline"),
     );
@@ -897,6 +983,16 @@ fn resolve_worker(
             );
         }
         w.max_workers = v;
+    }
+    if let Some(v) = raw.imds_hop_limit {
+        if !(1..=2).contains(&v) {
+            ck.add(
+                sub("imds_hop_limit"),
+                format!("{at}.imds_hop_limit"),
+                format!("imds_hop_limit = {v}: use 1 (the default: only the worker reaches the instance's credentials) or 2 (containers on the worker reach them too, and so the step's role)"),
+            );
+        }
+        w.imds_hop_limit = v;
     }
     if let Some(v) = raw.max_tasks_per_worker {
         w.max_tasks_per_worker = v;
@@ -969,11 +1065,15 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
                     if !seen.insert(x) {
                         ck.add(ap("values"), &at, format!("value '{x}' is listed twice"));
                     }
-                    if x.is_empty() || x.starts_with('-') || x.contains(char::is_whitespace) {
+                    if x.is_empty()
+                        || x.starts_with('-')
+                        || x.contains(char::is_whitespace)
+                        || !x.is_ascii()
+                    {
                         ck.add(
                             ap("values"),
                             &at,
-                            format!("value '{x}' cannot be typed as a token (no spaces, not starting with '-')"),
+                            format!("value '{x}' cannot be typed as a token (plain ASCII, no spaces, not starting with '-')"),
                         );
                     }
                 }
@@ -1230,10 +1330,32 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             );
             String::new()
         });
+        for (k, v) in [
+            ("script", Some(&script)),
+            ("init_script", s.init_script.as_ref()),
+            ("after_script", s.after_script.as_ref()),
+            ("cleanup_script", s.cleanup_script.as_ref()),
+        ] {
+            if let Some(v) = v.filter(|v| !script_path_ok(v)) {
+                ck.add(
+                    sp(k),
+                    &at,
+                    format!("'{v}' must be a relative path inside the pipeline's folder (no leading '/', no '..'), e.g. scripts/build.sh: the scripts are shipped with the pipeline and run on every worker"),
+                );
+            }
+        }
+        if let Some(r) = s.retries.filter(|r| *r > MAX_RETRIES) {
+            ck.add(
+                sp("retries"),
+                &at,
+                format!("{r} retries is too many; use 0 to {MAX_RETRIES} (each retry may run the whole build again)"),
+            );
+        }
         let timeout = check_duration(
             ck,
             s.timeout.as_ref(),
             DEFAULT_TIMEOUT,
+            &TIMEOUT_BOUNDS,
             sp("timeout"),
             &format!("{at}.timeout"),
         );
@@ -1241,6 +1363,7 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             ck,
             s.heartbeat.as_ref(),
             DEFAULT_HEARTBEAT.min(timeout),
+            &HEARTBEAT_BOUNDS,
             sp("heartbeat"),
             &format!("{at}.heartbeat"),
         );
@@ -1260,6 +1383,11 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             let tpl = Template { raw: t.clone() };
             if !t.starts_with("s3://") || tpl.render_s3(&BTreeMap::new()).is_none() {
                 ck.add(sp("done_when"), &at, format!("'{t}' is not an S3 object template; write s3://bucket/key, e.g. s3://releases/{{version}}/hhvm-{{version}}.tar.gz"));
+            } else if t["s3://".len()..]
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            {
+                ck.add(sp("done_when"), &at, format!("'{t}' has an empty, '.' or '..' path segment; write the object's key as it is, e.g. s3://releases/{{version}}/hhvm-{{version}}.tar.gz"));
             }
             for ph in tpl.placeholders() {
                 if !for_each.contains(&ph) {

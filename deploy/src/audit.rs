@@ -79,6 +79,15 @@ fn has_condition(cond: Option<&Value>, key: &str, expect: impl Fn(&Value) -> boo
     })
 }
 
+/// The value of `key` under a condition operator whose name starts with `op`.
+fn condition_value<'v>(cond: Option<&'v Value>, op: &str, key: &str) -> Option<&'v Value> {
+    cond.and_then(Value::as_object).and_then(|ops| {
+        ops.iter()
+            .filter(|(o, _)| o.starts_with(op))
+            .find_map(|(_, kv)| kv.get(key))
+    })
+}
+
 fn is_stack_name(v: &Value) -> bool {
     v == &serde_json::json!({ "Ref": "AWS::StackName" })
 }
@@ -86,7 +95,9 @@ fn is_stack_name(v: &Value) -> bool {
 /// Every least-privilege rule a statement breaks, each naming the statement:
 /// no wildcard actions; `"Resource": "*"` only for [`ALLOWED_WILDCARD_ACTIONS`];
 /// `ec2:TerminateInstances` / `ec2:CreateTags` only on instances tagged with this stack (or tagged
-/// with it in the same RunInstances call); `iam:PassRole` only on named roles and only to EC2.
+/// with it in the same RunInstances call); `iam:PassRole` only on named roles and only to EC2;
+/// `ec2:RunInstances` on instances only with IMDSv2 required and a hop limit of at most 2, and on
+/// volumes only encrypted ones.
 pub fn iam_problems(t: &Value) -> Vec<String> {
     let stack_tag_keys = [
         format!("ec2:ResourceTag/{}", tags::STACK),
@@ -128,6 +139,44 @@ pub fn iam_problems(t: &Value) -> Vec<String> {
                     "{}: {a} without a condition that the instance carries {}={{stack}}",
                     s.at,
                     tags::STACK
+                ));
+            }
+        }
+        if s.actions.iter().any(|x| x == "ec2:RunInstances") {
+            let on = |kind: &str| {
+                s.resources.iter().any(|r| {
+                    r.as_str() == Some("*") || r.to_string().contains(&format!(":{kind}/"))
+                })
+            };
+            if on("instance") {
+                if condition_value(s.condition, "StringEquals", "ec2:MetadataHttpTokens")
+                    != Some(&Value::from("required"))
+                {
+                    out.push(format!(
+                        "{}: ec2:RunInstances on instances without ec2:MetadataHttpTokens = required (IMDSv2)",
+                        s.at
+                    ));
+                }
+                let hop = condition_value(
+                    s.condition,
+                    "NumericLessThanEquals",
+                    "ec2:MetadataHttpPutResponseHopLimit",
+                )
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+                if !hop.is_some_and(|h| h <= 2) {
+                    out.push(format!(
+                        "{}: ec2:RunInstances on instances without ec2:MetadataHttpPutResponseHopLimit <= 2",
+                        s.at
+                    ));
+                }
+            }
+            if on("volume")
+                && condition_value(s.condition, "Bool", "ec2:Encrypted")
+                    .is_none_or(|v| v != "true" && v != &Value::Bool(true))
+            {
+                out.push(format!(
+                    "{}: ec2:RunInstances on volumes without ec2:Encrypted = true",
+                    s.at
                 ));
             }
         }

@@ -23,6 +23,7 @@ use statemachine_gen::{Arns, LAMBDAS, Target};
 ///   deliver execution logs to CloudWatch Logs; AWS documents these with `"Resource": "*"`
 ///   ("IAM policies for logging to CloudWatch Logs", Step Functions developer guide).
 pub const ALLOWED_WILDCARD_ACTIONS: &[&str] = &[
+    "ec2:DescribeImages",
     "ec2:DescribeInstances",
     "logs:CreateLogDelivery",
     "logs:DeleteLogDelivery",
@@ -378,12 +379,32 @@ fn launch_statements(p: &Pipeline, groups: &[WorkerGroup<'_>]) -> Vec<Value> {
         .collect();
     ssm.sort();
     ssm.dedup();
+    // Nothing can launch a weaker instance with this role than start-workers does: IMDSv2 only,
+    // the pipeline's largest hop limit, encrypted volumes.
+    let max_hop = p
+        .steps
+        .iter()
+        .map(|s| s.worker.imds_hop_limit)
+        .max()
+        .unwrap_or(1);
     let mut out = vec![
         stmt(
             "LaunchTaggedInstances",
             &["ec2:RunInstances"],
             vec![ec2_arn("instance")],
-            stack_request_tag.clone(),
+            json!({
+                "StringEquals": {
+                    format!("aws:RequestTag/{}", tags::STACK): r#ref("AWS::StackName"),
+                    "ec2:MetadataHttpTokens": "required",
+                },
+                "NumericLessThanEquals": { "ec2:MetadataHttpPutResponseHopLimit": max_hop },
+            }),
+        ),
+        stmt(
+            "LaunchEncryptedVolumes",
+            &["ec2:RunInstances"],
+            vec![ec2_arn("volume")],
+            json!({ "Bool": { "ec2:Encrypted": "true" } }),
         ),
         stmt(
             "LaunchWithResources",
@@ -394,7 +415,6 @@ fn launch_statements(p: &Pipeline, groups: &[WorkerGroup<'_>]) -> Vec<Value> {
                 ec2_arn("subnet"),
                 ec2_arn("security-group"),
                 ec2_arn("network-interface"),
-                ec2_arn("volume"),
                 ec2_arn("spot-instances-request"),
             ],
             Value::Null,
@@ -415,8 +435,9 @@ fn launch_statements(p: &Pipeline, groups: &[WorkerGroup<'_>]) -> Vec<Value> {
             }),
         ),
         stmt(
+            // DescribeImages: the AMI's root device, which the encrypted root volume replaces.
             "DescribeInstances",
-            &["ec2:DescribeInstances"],
+            &["ec2:DescribeInstances", "ec2:DescribeImages"],
             vec![json!("*")],
             Value::Null,
         ),

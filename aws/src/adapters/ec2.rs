@@ -1,6 +1,7 @@
 //! [`Fleet`] over `aws_sdk_ec2::Client`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::Client;
@@ -16,9 +17,6 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{common_kind, to_chrono};
 use crate::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, Purchase};
-
-/// The root device of the worker AMI (Amazon Linux 2023 and most Linux AMIs).
-pub const ROOT_DEVICE: &str = "/dev/xvda";
 
 /// EC2 error codes that mean "no capacity for this type/market: try the next".
 const NO_CAPACITY: &[&str] = &[
@@ -49,14 +47,56 @@ where
     }
 }
 
-/// EC2 as a [`Fleet`].
+/// EC2 as a [`Fleet`]. It remembers each AMI's root device name (one DescribeImages per AMI
+/// per process), so the encrypted root volume of `disk_gb` replaces the AMI's own root device
+/// whatever it is called (`/dev/xvda`, `/dev/sda1`…), instead of adding an unencrypted one.
 #[derive(Debug, Clone)]
-pub struct Ec2Fleet(pub Client);
+pub struct Ec2Fleet {
+    client: Client,
+    root_devices: Arc<Mutex<HashMap<String, String>>>,
+}
 
 impl Ec2Fleet {
     /// With the SDK's retries off: callers retry with a `Backoff` (see the module's table).
     pub fn new(shared: &aws_config::SdkConfig) -> Ec2Fleet {
-        Ec2Fleet(Client::new(&super::without_sdk_retries(shared)))
+        Ec2Fleet::from_client(Client::new(&super::without_sdk_retries(shared)))
+    }
+
+    /// Over a client built elsewhere (tests).
+    pub fn from_client(client: Client) -> Ec2Fleet {
+        Ec2Fleet {
+            client,
+            root_devices: Arc::default(),
+        }
+    }
+
+    /// The root device name of `ami`, from DescribeImages (cached).
+    async fn root_device(&self, ami: &str) -> Result<String, PortError> {
+        if let Some(d) = self.root_devices.lock().expect("cache lock").get(ami) {
+            return Ok(d.clone());
+        }
+        let out = self
+            .client
+            .describe_images()
+            .image_ids(ami)
+            .send()
+            .await
+            .map_err(map_error)?;
+        let device = out
+            .images()
+            .first()
+            .and_then(|i| i.root_device_name())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                PortError::Other(format!(
+                    "InvalidAMIID.NotFound: the AMI {ami} does not exist or is not visible to this account (set the step's worker.ami or the stack's WorkerAmi)"
+                ))
+            })?;
+        self.root_devices
+            .lock()
+            .expect("cache lock")
+            .insert(ami.to_string(), device.clone());
+        Ok(device)
     }
 }
 
@@ -96,8 +136,9 @@ impl Fleet for Ec2Fleet {
                 .set_tags(Some(tags.clone()))
                 .build()
         };
+        let root_device = self.root_device(&spec.ami).await?;
         let mut req = self
-            .0
+            .client
             .run_instances()
             .image_id(&spec.ami)
             .instance_type(InstanceType::from(spec.instance_type.as_str()))
@@ -112,12 +153,12 @@ impl Fleet for Ec2Fleet {
                 InstanceMetadataOptionsRequest::builder()
                     .http_tokens(HttpTokensState::Required)
                     .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                    .http_put_response_hop_limit(2)
+                    .http_put_response_hop_limit(spec.imds_hop_limit as i32)
                     .build(),
             )
             .block_device_mappings(
                 BlockDeviceMapping::builder()
-                    .device_name(ROOT_DEVICE)
+                    .device_name(&root_device)
                     .ebs(
                         EbsBlockDevice::builder()
                             .volume_size(spec.disk_gb as i32)
@@ -178,7 +219,7 @@ impl Fleet for Ec2Fleet {
                 .build(),
         );
         let mut pages = self
-            .0
+            .client
             .describe_instances()
             .set_filters(Some(filters))
             .into_paginator()
@@ -214,7 +255,7 @@ impl Fleet for Ec2Fleet {
         instance_id: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<(), PortError> {
-        self.0
+        self.client
             .create_tags()
             .resources(instance_id)
             .set_tags(Some(
@@ -232,7 +273,7 @@ impl Fleet for Ec2Fleet {
         if instance_ids.is_empty() {
             return Ok(());
         }
-        self.0
+        self.client
             .terminate_instances()
             .set_instance_ids(Some(instance_ids.to_vec()))
             .send()

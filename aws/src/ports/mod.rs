@@ -92,6 +92,8 @@ pub struct LaunchSpec {
     pub client_token: String,
     pub ami: String,
     pub disk_gb: u32,
+    /// IMDSv2 PUT response hop limit (1: containers on the instance cannot reach IMDS).
+    pub imds_hop_limit: u32,
     /// Instance profile name; empty = none.
     pub instance_profile: String,
     pub subnet: Option<String>,

@@ -128,6 +128,61 @@ fn cases() -> Vec<Case> {
             says: &["no step", "[[step]]"],
             line_at: "",
         },
+        Case {
+            what: "heartbeat too short for the worker's beat",
+            src: step("heartbeat = \"1ms\" # hb\n"),
+            says: &["'1ms' is out of range", "30s", "heartbeat"],
+            line_at: "# hb",
+        },
+        Case {
+            what: "timeout past a year",
+            src: step("timeout = \"400d\" # long\n"),
+            says: &["'400d' is out of range", "a year"],
+            line_at: "# long",
+        },
+        Case {
+            what: "absurd retries",
+            src: step("retries = 1000 # many\n"),
+            says: &["1000 retries is too many", "0 to 20"],
+            line_at: "",
+        },
+        Case {
+            what: "disk larger than EC2 allows",
+            src: step("[step.worker]\ndisk_gb = 100000 # big\n"),
+            says: &["100000 GB", "at most 16384"],
+            line_at: "# big",
+        },
+        Case {
+            what: "boot timeout shorter than a boot",
+            src: step("[step.worker]\nboot_timeout = \"5s\" # boot\n"),
+            says: &["'5s' is out of range", "boot"],
+            line_at: "# boot",
+        },
+        Case {
+            what: "script outside the pipeline's folder",
+            src: format!("{AXES}\n[[step]]\nname = \"Build\"\nscript = \"../../etc/evil.sh\"\nafter_script = \"/usr/bin/x\"\n"),
+            says: &["'../../etc/evil.sh' must be a relative path inside the pipeline's folder"],
+            line_at: "",
+        },
+        Case {
+            what: "absolute after_script",
+            src: step("after_script = \"/usr/bin/x\"\n"),
+            says: &["'/usr/bin/x' must be a relative path"],
+            line_at: "",
+        },
+        Case {
+            what: "done_when key that walks up",
+            src: step("done_when = [\"s3://b/{version}/../x\"]\n"),
+            says: &["'..' path segment"],
+            line_at: "",
+        },
+        Case {
+            what: "non-ASCII axis value",
+            src: AXES.replace("\"debian-12\"", "\"debian-١٢\"")
+                + "\n[[step]]\nname = \"Build\"\nscript = \"b.sh\"\n",
+            says: &["'debian-١٢' cannot be typed", "plain ASCII"],
+            line_at: "",
+        },
     ]
 }
 

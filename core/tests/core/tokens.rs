@@ -208,3 +208,17 @@ fn requested_tasks_count_steps_times_items() {
     assert_eq!(one[0].1["distro"], "ubuntu-24.04-noble");
     assert!(!one[1].1.contains_key("distro"));
 }
+
+#[test]
+fn digits_of_other_scripts_are_not_versions() {
+    let p = example();
+    // Arabic-Indic digits match `\d` in a Unicode regex; they must not pass as a version (nor
+    // slip past a version override matched by an ASCII pattern).
+    let e = err(&p, "٤.٢٨.٢ debian-12-bookworm");
+    assert!(e.contains("'٤.٢٨.٢' has characters outside ASCII"), "{e}");
+    let j = serde_json::json!({"versions": ["٤.٢٨.٢"]});
+    let e = BuildInput::from_json(&p, &j, day())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("٤.٢٨.٢") && e.contains("is not valid"), "{e}");
+}

@@ -359,8 +359,16 @@ fn iam_checker_flags_wildcards_untagged_terminate_and_open_pass_role() {
     policies.push(json!({"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": "*"}));
     policies.push(json!({"Effect": "Allow", "Action": "ec2:TerminateInstances", "Resource": "*"}));
     policies.push(json!({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}));
+    // A launch permission that would let anything start an instance with IMDSv1 or a reachable
+    // hop limit, or with an unencrypted volume.
+    policies.push(json!({"Effect": "Allow", "Action": "ec2:RunInstances",
+        "Resource": ["arn:aws:ec2:us-east-1:1:instance/*", "arn:aws:ec2:us-east-1:1:volume/*"],
+        "Condition": {"NumericLessThanEquals": {"ec2:MetadataHttpPutResponseHopLimit": 5}}}));
     let problems = iam_problems(&t).join("\n");
     for expect in [
+        "ec2:RunInstances on instances without ec2:MetadataHttpTokens = required",
+        "ec2:RunInstances on instances without ec2:MetadataHttpPutResponseHopLimit <= 2",
+        "ec2:RunInstances on volumes without ec2:Encrypted = true",
         "'s3:*' is a wildcard",
         "[\"sqs:SendMessage\"]",
         "ec2:TerminateInstances without a condition",

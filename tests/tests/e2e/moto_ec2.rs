@@ -8,8 +8,22 @@ use boa_aws::ports::{Fleet, LaunchSpec, PortError, Purchase, tags};
 use e2e_tests::moto::{Moto, sdk_config_for};
 
 async fn some_ami(ec2: &aws_sdk_ec2::Client) -> String {
+    ami_and_root(ec2).await.0
+}
+
+/// An AMI whose root device is not `/dev/xvda` (moto ships several with `/dev/sda1`), so a
+/// hard-coded device name would show, and its root device name.
+async fn ami_and_root(ec2: &aws_sdk_ec2::Client) -> (String, String) {
     let imgs = ec2.describe_images().send().await.unwrap();
-    imgs.images()[0].image_id().unwrap().to_string()
+    let i = imgs
+        .images()
+        .iter()
+        .find(|i| i.root_device_name().is_some_and(|d| d != "/dev/xvda"))
+        .expect("an AMI with another root device");
+    (
+        i.image_id().unwrap().to_string(),
+        i.root_device_name().unwrap().to_string(),
+    )
 }
 
 fn spec(ami: &str, activity: &str, token: &str, count: u32) -> LaunchSpec {
@@ -26,6 +40,7 @@ fn spec(ami: &str, activity: &str, token: &str, count: u32) -> LaunchSpec {
         client_token: token.into(),
         ami: ami.into(),
         disk_gb: 64,
+        imds_hop_limit: 1,
         instance_profile: String::new(),
         subnet: None,
         security_groups: vec![],
@@ -38,8 +53,8 @@ fn spec(ami: &str, activity: &str, token: &str, count: u32) -> LaunchSpec {
 async fn launch_sets_tags_userdata_imdsv2_shutdown_and_an_encrypted_gp3_root() {
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
-    let fleet = Ec2Fleet(ec2.clone());
-    let ami = some_ami(&ec2).await;
+    let fleet = Ec2Fleet::from_client(ec2.clone());
+    let (ami, root) = ami_and_root(&ec2).await;
     let s = spec(&ami, "build-on-aws-demo-Build", "boa-token-1", 2);
     let ids = fleet.launch(&s).await.unwrap();
     assert_eq!(ids.len(), 2);
@@ -70,8 +85,25 @@ async fn launch_sets_tags_userdata_imdsv2_shutdown_and_an_encrypted_gp3_root() {
             i.metadata_options().unwrap().http_tokens(),
             Some(&HttpTokensState::Required)
         );
+        assert_eq!(
+            i.metadata_options().unwrap().http_put_response_hop_limit(),
+            Some(1),
+            "containers on the worker must not reach its credentials"
+        );
         assert_eq!(i.client_token(), Some("boa-token-1"));
-        // The root volume: encrypted gp3 of the asked size.
+        // The root volume: encrypted gp3 of the asked size, on the AMI's own root device (not
+        // an extra unencrypted root beside it).
+        assert_eq!(i.root_device_name(), Some(root.as_str()));
+        assert_eq!(
+            i.block_device_mappings().len(),
+            1,
+            "{:?}",
+            i.block_device_mappings()
+        );
+        assert_eq!(
+            i.block_device_mappings()[0].device_name(),
+            Some(root.as_str())
+        );
         let vol_id = i.block_device_mappings()[0]
             .ebs()
             .unwrap()
@@ -115,7 +147,7 @@ async fn launch_sets_tags_userdata_imdsv2_shutdown_and_an_encrypted_gp3_root() {
 async fn a_spot_launch_asks_for_a_one_time_spot_instance() {
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
-    let fleet = Ec2Fleet(ec2.clone());
+    let fleet = Ec2Fleet::from_client(ec2.clone());
     let ami = some_ami(&ec2).await;
     let mut s = spec(&ami, "build-on-aws-demo-Build", "boa-spot", 1);
     s.purchase = Purchase::Spot;
@@ -134,7 +166,7 @@ async fn a_spot_launch_asks_for_a_one_time_spot_instance() {
 async fn instances_filter_by_tags_see_new_tags_and_drop_terminated_ones() {
     let moto = Moto::start();
     let ec2 = moto.ec2().await;
-    let fleet = Ec2Fleet(ec2.clone());
+    let fleet = Ec2Fleet::from_client(ec2.clone());
     let ami = some_ami(&ec2).await;
     let a = fleet
         .launch(&spec(&ami, "build-on-aws-demo-Build", "t-a", 2))
@@ -210,7 +242,7 @@ async fn instances_filter_by_tags_see_new_tags_and_drop_terminated_ones() {
 #[tokio::test]
 async fn errors_map_to_port_errors() {
     let moto = Moto::start();
-    let fleet = Ec2Fleet(moto.ec2().await);
+    let fleet = Ec2Fleet::from_client(moto.ec2().await);
     match fleet.terminate(&["i-0000000000000dead".to_string()]).await {
         Err(PortError::NotFound(m)) => assert!(m.contains("InvalidInstanceID.NotFound"), "{m}"),
         other => panic!("expected NotFound, got {other:?}"),
@@ -221,11 +253,31 @@ async fn errors_map_to_port_errors() {
         .local_addr()
         .unwrap()
         .port();
-    let dead = Ec2Fleet(aws_sdk_ec2::Client::new(
+    let dead = Ec2Fleet::from_client(aws_sdk_ec2::Client::new(
         &sdk_config_for(&format!("http://127.0.0.1:{port}")).await,
     ));
     match dead.instances(&[]).await {
         Err(e @ PortError::Transient(_)) => assert!(e.is_retryable()),
         other => panic!("expected Transient, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_unknown_ami_is_refused_before_any_launch_naming_it() {
+    let moto = Moto::start();
+    let ec2 = moto.ec2().await;
+    let fleet = Ec2Fleet::from_client(ec2.clone());
+    let e = fleet
+        .launch(&spec(
+            "ami-0123456789abcdef0",
+            "build-on-aws-demo-Build",
+            "t-x",
+            1,
+        ))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e:?}");
+    assert!(e.to_string().contains("ami-0123456789abcdef0"), "{e}");
+    let d = ec2.describe_instances().send().await.unwrap();
+    assert!(d.reservations().is_empty(), "nothing was launched");
 }
