@@ -7,7 +7,7 @@ use std::time::Duration;
 use boa_aws::ports::Executions;
 
 use crate::progress::{Progress, normalized_from_history};
-use crate::{Cli, EXIT_BAD_INPUT, EXIT_FAILED, load_input, table};
+use crate::{Cli, CliError, Outcome, load_input, table};
 
 /// The Step Functions console page of an execution.
 pub fn console_url(execution_arn: &str) -> String {
@@ -22,48 +22,48 @@ async fn client() -> aws_sdk_sfn::Client {
     aws_sdk_sfn::Client::new(&cfg)
 }
 
-pub async fn run(cli: &Cli) -> u8 {
-    let tokens = cli.mode_tokens();
-    let (p, input) = match load_input(&cli.pipeline, &tokens) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("build-on-aws: {e}");
-            return EXIT_BAD_INPUT;
-        }
+/// A hint for errors that are not the service's answer (credentials, region, network).
+fn sdk_error<E, R>(what: String, e: &aws_sdk_sfn::error::SdkError<E, R>) -> CliError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let hint = if matches!(e, aws_sdk_sfn::error::SdkError::ServiceError(_)) {
+        ""
+    } else {
+        " (AWS credentials and region come from the usual chain: environment, profile, SSO, instance role; or run locally with --local)"
     };
-    let Some(sm) = &cli.state_machine_arn else {
-        eprintln!(
-            "build-on-aws: AWS mode needs the state machine ARN: pass --state-machine-arn or set BOA_STATE_MACHINE_ARN (deploy prints it), or use --local"
-        );
-        return EXIT_BAD_INPUT;
+    CliError::Failed(format!(
+        "{what}: {}{hint}",
+        aws_sdk_sfn::error::DisplayErrorContext(e)
+    ))
+}
+
+pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
+    let (p, input) = load_input(&cli.common.pipeline, &cli.tokens, cli.run.mode())?;
+    let Some(sm) = &cli.aws.state_machine_arn else {
+        return Err(CliError::BadInput(
+            "AWS mode needs the state machine ARN: pass --state-machine-arn or set BOA_STATE_MACHINE_ARN (deploy prints it), or use --local".into(),
+        ));
     };
     let name = crate::execution_name(&input.tokens(&p), chrono::Local::now());
     let sfn = client().await;
-    let started = match sfn
+    let started = sfn
         .start_execution()
         .state_machine_arn(sm)
         .name(&name)
         .input(input.execution_input(&p).to_string())
         .send()
         .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!(
-                "build-on-aws: cannot start an execution of {sm}: {}",
-                aws_sdk_sfn::error::DisplayErrorContext(&e)
-            );
-            return EXIT_FAILED;
-        }
-    };
+        .map_err(|e| sdk_error(format!("cannot start an execution of {sm}"), &e))?;
     let arn = started.execution_arn().to_string();
     println!("execution: {arn}");
     println!("console:   {}", console_url(&arn));
-    if !cli.wait {
-        return 0;
+    if !cli.run.wait {
+        return Ok(Outcome::Started);
     }
     let total = input.requested_tasks(&p).map(|t| t.len()).unwrap_or(0);
-    follow(&sfn, &arn, total, cli.json, &p).await
+    follow(&sfn, &arn, total, cli.common.json, &p).await
 }
 
 async fn follow(
@@ -72,7 +72,7 @@ async fn follow(
     total: usize,
     json: bool,
     p: &boa_core::Pipeline,
-) -> u8 {
+) -> Result<Outcome, CliError> {
     let ex = boa_aws::adapters::SfnExecutions(sfn.clone());
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -104,7 +104,7 @@ fn finish(
     status: &str,
     json: bool,
     p: &boa_core::Pipeline,
-) -> u8 {
+) -> Result<Outcome, CliError> {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
     match normalized_from_history(history) {
         Some(r) => {
@@ -114,9 +114,9 @@ fn finish(
                 print!("{}", table::render(&r, &order));
             }
             if r.summary.failed > 0 || status != "SUCCEEDED" {
-                EXIT_FAILED
+                Ok(Outcome::Failed)
             } else {
-                0
+                Ok(Outcome::Succeeded)
             }
         }
         None => {
@@ -132,31 +132,25 @@ fn finish(
                     )
                 })
                 .unwrap_or_default();
-            eprintln!("build-on-aws: the execution ended {status} without results {why}");
-            EXIT_FAILED
+            Err(CliError::Failed(format!(
+                "the execution ended {status} without results {why}"
+            )))
         }
     }
 }
 
-pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
-    let p = match boa_core::Pipeline::load(pipeline) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("build-on-aws: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
+pub async fn status(arn: &str, json: bool, pipeline: &Path) -> Result<Outcome, CliError> {
+    let p = boa_core::Pipeline::load(pipeline).map_err(|e| CliError::BadInput(e.to_string()))?;
     let sfn = client().await;
-    let status = match sfn.describe_execution().execution_arn(arn).send().await {
-        Ok(d) => d.status().as_str().to_string(),
-        Err(e) => {
-            eprintln!(
-                "build-on-aws: cannot read {arn}: {}",
-                aws_sdk_sfn::error::DisplayErrorContext(&e)
-            );
-            return EXIT_FAILED;
-        }
-    };
+    let status = sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .map_err(|e| sdk_error(format!("cannot read {arn}"), &e))?
+        .status()
+        .as_str()
+        .to_string();
     let ex = boa_aws::adapters::SfnExecutions(sfn);
     if status == "RUNNING" {
         let progress = ex
@@ -170,19 +164,16 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> u8 {
                 )
             })
             .unwrap_or_default();
-        eprintln!(
-            "build-on-aws: {arn} is still running ({progress}); ask again when it has ended, or watch it at {}",
+        return Err(CliError::Failed(format!(
+            "{arn} is still running ({progress}); ask again when it has ended, or watch it at {}",
             console_url(arn)
-        );
-        return EXIT_FAILED;
+        )));
     }
-    match ex.history(arn).await {
-        Ok(h) => finish(&h, &status, json, &p),
-        Err(e) => {
-            eprintln!("build-on-aws: cannot read the history of {arn}: {e}");
-            EXIT_FAILED
-        }
-    }
+    let h = ex
+        .history(arn)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot read the history of {arn}: {e}")))?;
+    finish(&h, &status, json, &p)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use local::stack::{LocalOptions, LocalStack, RunRecord};
 
 use crate::progress::{Progress, normalized_from_history};
-use crate::{Cli, EXIT_BAD_INPUT, EXIT_FAILED, load_input, table};
+use crate::{Cli, CliError, Outcome, load_input, table};
 
 fn worker_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("BOA_WORKER_BIN") {
@@ -24,84 +24,52 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-pub async fn run(cli: &Cli) -> u8 {
-    let tokens = cli.mode_tokens();
-    let (p, input) = match load_input(&cli.pipeline, &tokens) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("build-on-aws: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    for (flag, rate) in [
-        ("--kill-workers", cli.kill_workers),
-        ("--throttle-launches", cli.throttle_launches),
-        ("--refuse-launches", cli.refuse_launches),
-        ("--fail-lambdas", cli.fail_lambdas),
-        ("--bad-launches", cli.bad_launches),
-        ("--dead-boots", cli.dead_boots),
-    ] {
-        if !(0.0..=1.0).contains(&rate) {
-            eprintln!("build-on-aws: {flag} {rate} is not a fraction; give a number from 0 to 1");
-            return EXIT_BAD_INPUT;
-        }
-    }
-    if !(cli.time_scale.is_finite() && cli.time_scale > 0.0) {
-        eprintln!(
-            "build-on-aws: --time-scale {} must be a positive number (1 = real time)",
-            cli.time_scale
-        );
-        return EXIT_BAD_INPUT;
-    }
+pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
+    let (p, input) = load_input(&cli.common.pipeline, &cli.tokens, cli.run.mode())?;
     let worker = worker_bin();
     if !worker.is_file() {
-        eprintln!(
-            "build-on-aws: the worker binary is not at {}: build it with `cargo build -p worker` or set BOA_WORKER_BIN (bin/build-on-aws does both)",
+        return Err(CliError::Failed(format!(
+            "the worker binary is not at {}: build it with `cargo build -p worker` or set BOA_WORKER_BIN (bin/build-on-aws does both)",
             worker.display()
-        );
-        return EXIT_FAILED;
+        )));
     }
-    let run_dir = absolute(&cli.run_dir);
+    let (local_args, faults) = (&cli.local, &cli.faults);
+    let run_dir = absolute(&cli.common.run_dir);
     let opts = LocalOptions {
-        pipeline_path: absolute(&cli.pipeline),
+        pipeline_path: absolute(&cli.common.pipeline),
         worker_bin: worker,
         run_dir: run_dir.clone(),
-        time_scale: cli.time_scale,
-        boot_time: Duration::from_secs_f64(cli.boot_time.max(0.0)),
+        time_scale: local_args.time_scale,
+        boot_time: Duration::from_secs_f64(local_args.boot_time),
         faults: local::stack::Faults {
-            kill_worker: cli.kill_workers,
-            throttle_launch: cli.throttle_launches,
-            no_capacity: cli.refuse_launches,
-            fail_lambda: cli.fail_lambdas,
-            bad_launch: cli.bad_launches,
-            dead_boot: cli.dead_boots,
+            kill_worker: faults.kill_workers,
+            throttle_launch: faults.throttle_launches,
+            no_capacity: faults.refuse_launches,
+            fail_lambda: faults.fail_lambdas,
+            bad_launch: faults.bad_launches,
+            dead_boot: faults.dead_boots,
             dead_boot_first: 0,
-            seed: cli.seed,
+            seed: local_args.seed,
         },
-        seed: cli.seed,
-        extra_env: cli.env.clone(),
+        seed: local_args.seed,
+        extra_env: local_args.env.clone(),
         parallel_parameters_once: false,
     };
-    let stack = match LocalStack::start(opts).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("build-on-aws: cannot start the local stack: {e}");
-            return EXIT_FAILED;
-        }
-    };
+    let stack = LocalStack::start(opts)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot start the local stack: {e}")))?;
     let total = input.requested_tasks(&p).map(|t| t.len()).unwrap_or(0);
     let name = crate::execution_name(&input.tokens(&p), chrono::Local::now());
     eprintln!(
         "build-on-aws: local run {name}: {total} tasks; time ×{}; logs in {}",
-        cli.time_scale,
+        local_args.time_scale,
         run_dir.join("logs").display()
     );
     let handle = match stack.run(&input, &name) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("build-on-aws: cannot start the run: {e}");
             stack.shutdown().await;
-            return EXIT_FAILED;
+            return Err(CliError::Failed(format!("cannot start the run: {e}")));
         }
     };
     let arn = handle.arn().to_string();
@@ -154,10 +122,10 @@ pub async fn run(cli: &Cli) -> u8 {
     if let Err(e) = record.save(&run_dir) {
         eprintln!("build-on-aws: could not save the run record: {e}");
     }
-    report(&record, cli.json, &p)
+    report(&record, cli.common.json, &p)
 }
 
-fn report(record: &RunRecord, json: bool, p: &boa_core::Pipeline) -> u8 {
+fn report(record: &RunRecord, json: bool, p: &boa_core::Pipeline) -> Result<Outcome, CliError> {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
     match &record.normalized {
         Some(r) => {
@@ -171,37 +139,28 @@ fn report(record: &RunRecord, json: bool, p: &boa_core::Pipeline) -> u8 {
                 );
             }
             if r.summary.failed > 0 || record.status != "SUCCEEDED" {
-                EXIT_FAILED
+                Ok(Outcome::Failed)
             } else {
-                0
+                Ok(Outcome::Succeeded)
             }
         }
-        None => {
-            eprintln!(
-                "build-on-aws: run {} ended {} without results: {} {}",
-                record.name,
-                record.status,
-                record.error.clone().unwrap_or_default(),
-                record.cause.clone().unwrap_or_default()
-            );
-            EXIT_FAILED
-        }
+        None => Err(CliError::Failed(format!(
+            "run {} ended {} without results: {} {}",
+            record.name,
+            record.status,
+            record.error.clone().unwrap_or_default(),
+            record.cause.clone().unwrap_or_default()
+        ))),
     }
 }
 
-pub fn status(run_dir: &Path, name: Option<&str>, json: bool, pipeline: &Path) -> u8 {
-    let p = match boa_core::Pipeline::load(pipeline) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("build-on-aws: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    match RunRecord::load(run_dir, name) {
-        Ok(r) => report(&r, json, &p),
-        Err(e) => {
-            eprintln!("build-on-aws: {e}");
-            EXIT_BAD_INPUT
-        }
-    }
+pub fn status(
+    run_dir: &Path,
+    name: Option<&str>,
+    json: bool,
+    pipeline: &Path,
+) -> Result<Outcome, CliError> {
+    let p = boa_core::Pipeline::load(pipeline).map_err(|e| CliError::BadInput(e.to_string()))?;
+    let record = RunRecord::load(run_dir, name).map_err(|e| CliError::BadInput(e.to_string()))?;
+    report(&record, json, &p)
 }

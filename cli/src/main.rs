@@ -1,184 +1,69 @@
 //! `build-on-aws`: start a run of the release pipeline (on AWS, or locally), follow it, print
-//! every task's result, and exit 0 when nothing failed, 1 when a task failed, 2 for bad input.
+//! every task's result, and exit 0 when nothing failed, 1 when a task or the run failed, 2 for bad
+//! input. `run` says what happened; `main` alone turns that into an exit code.
 
+mod args;
 mod aws_mode;
 mod local_mode;
 mod progress;
 mod table;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use boa_core::{BuildInput, Pipeline};
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use boa_core::{BuildInput, Mode, Pipeline};
+use clap::{CommandFactory, FromArgMatches};
 
-/// Start and follow a build-on-aws run.
-///
-/// TOKENS name what to build, in any order: versions, distros (or the values of your pipeline's
-/// axes) and step names. Nothing named means: every step, every default value, and today's
-/// nightly version when the pipeline allows it.
-///
-/// Without AWS credentials and a state machine (BOA_STATE_MACHINE_ARN), the run is local: the
-/// generated state machine runs in an embedded engine and workers are local processes.
-#[derive(Debug, Parser)]
-#[command(name = "build-on-aws", version, args_conflicts_with_subcommands = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
+pub use args::{Cli, Cmd, Where};
 
-    /// Versions, distros and step names, in any order.
-    tokens: Vec<String>,
-
-    /// Run locally (embedded engine, local worker processes), even with AWS credentials.
-    #[arg(long, conflicts_with = "aws")]
-    local: bool,
-
-    /// Run on AWS, even if no credentials are visible (they may come from the instance).
-    #[arg(long)]
-    aws: bool,
-
-    /// Follow the run until it ends and exit 0/1 (local runs always do).
-    #[arg(long)]
-    wait: bool,
-
-    /// Print the normalized results as JSON instead of the table.
-    #[arg(long)]
-    json: bool,
-
-    /// Launch no instances and ignore done_when: tasks wait for workers you start yourself.
-    #[arg(long, group = "mode")]
-    fake_ec2: bool,
-
-    /// Launch nothing and mark every task skipped: a dry run of the state machine.
-    #[arg(long, group = "mode")]
-    skip_ec2: bool,
-
-    /// Run the scripts in test mode (BOA_MODE=test).
-    #[arg(long, group = "mode")]
-    test: bool,
-
-    /// The pipeline file.
-    #[arg(long, env = "BOA_PIPELINE", default_value = "pipeline.toml")]
-    pipeline: PathBuf,
-
-    /// ARN of the deployed state machine (AWS mode).
-    #[arg(long, env = "BOA_STATE_MACHINE_ARN")]
-    state_machine_arn: Option<String>,
-
-    /// Local mode: divide every wait (retries, boot, idle, health-check period) by this.
-    #[arg(
-        long,
-        env = "BOA_TIME_SCALE",
-        default_value_t = 100.0,
-        help_heading = "Local mode"
-    )]
-    time_scale: f64,
-
-    /// Local mode: simulated worker boot time in seconds (before the time scale).
-    #[arg(long, default_value_t = 30.0, help_heading = "Local mode")]
-    boot_time: f64,
-
-    /// Local mode: where logs, worker folders, run records and done-check objects live.
-    #[arg(
-        long,
-        env = "BOA_RUN_DIR",
-        default_value = ".build-on-aws",
-        help_heading = "Local mode"
-    )]
-    run_dir: PathBuf,
-
-    /// Local mode: set KEY=VALUE in every worker's (and so every script's) environment; repeatable.
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env, help_heading = "Local mode")]
-    env: Vec<(String, String)>,
-
-    /// Local mode: seed for retry jitter and injected faults.
-    #[arg(long, default_value_t = 1, help_heading = "Local mode")]
-    seed: u64,
-
-    /// Local mode: fraction (0-1) of tasks whose worker is killed mid-task.
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        help_heading = "Fault injection (local mode)"
-    )]
-    kill_workers: f64,
-
-    /// Local mode: fraction of launches refused with RequestLimitExceeded.
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        help_heading = "Fault injection (local mode)"
-    )]
-    throttle_launches: f64,
-
-    /// Local mode: fraction of launches refused with InsufficientInstanceCapacity.
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        help_heading = "Fault injection (local mode)"
-    )]
-    refuse_launches: f64,
-
-    /// Local mode: fraction of launches refused for good (InvalidAMIID.NotFound, as a bad AMI).
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        help_heading = "Fault injection (local mode)"
-    )]
-    bad_launches: f64,
-
-    /// Local mode: fraction of instances that boot without a worker (replaced after the step's
-    /// boot_timeout).
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        help_heading = "Fault injection (local mode)"
-    )]
-    dead_boots: f64,
-
-    /// Local mode: fraction of Lambda invocations that fail.
-    #[arg(
-        long,
-        default_value_t = 0.0,
-        help_heading = "Fault injection (local mode)"
-    )]
-    fail_lambdas: f64,
+/// How a command ended, when it ran to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every task succeeded or was skipped (or a dry run printed its input).
+    Succeeded,
+    /// An AWS execution was started and not followed (no --wait).
+    Started,
+    /// The run ended with a failed task, or the execution failed; the results say which.
+    Failed,
 }
 
-#[derive(Debug, Subcommand)]
-enum Cmd {
-    /// Print the results of a finished (or failed) execution: an execution ARN (AWS), a local run
-    /// name, or nothing for the latest local run.
-    Status {
-        execution: Option<String>,
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-        /// The pipeline file.
-        #[arg(long, env = "BOA_PIPELINE", default_value = "pipeline.toml")]
-        pipeline: PathBuf,
-        /// Where local run records live.
-        #[arg(long, env = "BOA_RUN_DIR", default_value = ".build-on-aws")]
-        run_dir: PathBuf,
-    },
+/// Why a command could not do its work; the message names the bad value and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// Bad tokens, pipeline file, option or configuration: nothing was started.
+    BadInput(String),
+    /// The run could not be started, followed or read.
+    Failed(String),
 }
 
-fn parse_env(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v))
-            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-        {
-            Ok((k.to_string(), v.to_string()))
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::BadInput(m) | CliError::Failed(m) => f.write_str(m),
         }
-        _ => Err(format!(
-            "'{s}' is not KEY=VALUE (e.g. --env BOA_EXAMPLE_SLEEP=1)"
-        )),
     }
 }
 
-/// Exit codes.
+/// Exit codes: 0 nothing failed, 1 a task or the run failed, 2 bad input or usage.
+pub const EXIT_SUCCEEDED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// The one place a result becomes an exit code (and an error a message).
+fn exit_code(result: Result<Outcome, CliError>) -> u8 {
+    match result {
+        Ok(Outcome::Succeeded | Outcome::Started) => EXIT_SUCCEEDED,
+        Ok(Outcome::Failed) => EXIT_FAILED,
+        Err(e) => {
+            eprintln!("build-on-aws: {e}");
+            match e {
+                CliError::BadInput(_) => EXIT_BAD_INPUT,
+                CliError::Failed(_) => EXIT_FAILED,
+            }
+        }
+    }
+}
 
 fn pipeline_help(path: &Path) -> String {
     let mut s = String::new();
@@ -194,11 +79,12 @@ fn pipeline_help(path: &Path) -> String {
         )),
     }
     s.push_str(
-        "\nExamples:\n  build-on-aws --local 4.28.2 ubuntu-22.04-jammy debian-12-bookworm\n  build-on-aws --local MakeSourceTarball --skip-ec2\n  build-on-aws --wait 4.28.2                 # on AWS, follow until done\n  build-on-aws status                        # results of the latest local run\n\nExit codes: 0 nothing failed, 1 a task failed, 2 bad input or configuration.",
+        "\nExamples:\n  build-on-aws --local 4.28.2 ubuntu-22.04-jammy debian-12-bookworm\n  build-on-aws --local MakeSourceTarball --skip-ec2\n  build-on-aws --dry-run --mode test 4.28.2   # print the input, start nothing\n  build-on-aws --wait 4.28.2                 # on AWS (state machine ARN set), follow until done\n  build-on-aws status                        # results of the latest local run\n\nExit codes: 0 nothing failed, 1 a task failed, 2 bad input or configuration.",
     );
     s
 }
 
+/// The pipeline named on the command line, read before parsing so `--help` can list its steps.
 fn pipeline_arg(args: &[String]) -> PathBuf {
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -213,48 +99,113 @@ fn pipeline_arg(args: &[String]) -> PathBuf {
     std::env::var_os("BOA_PIPELINE").map_or_else(|| PathBuf::from("pipeline.toml"), PathBuf::from)
 }
 
-impl Cli {
-    fn mode_tokens(&self) -> Vec<String> {
-        let mut t = self.tokens.clone();
-        for (on, flag) in [
-            (self.fake_ec2, "--fake-ec2"),
-            (self.skip_ec2, "--skip-ec2"),
-            (self.test, "--test"),
-        ] {
-            if on {
-                t.push(flag.to_string());
-            }
-        }
-        t
+/// A subcommand takes the global options (`--pipeline`, `--json`, `--run-dir`) wherever they are
+/// given; a run's own options next to it would be ignored, so they are a usage error.
+fn only_shared_options_with_a_subcommand(
+    cmd: &clap::Command,
+    m: &clap::ArgMatches,
+) -> Result<(), clap::Error> {
+    let Some((sub, _)) = m.subcommand() else {
+        return Ok(());
+    };
+    let given: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_global_set())
+        .filter(|a| {
+            m.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|a| {
+            a.get_long()
+                .map_or_else(|| a.get_id().to_string(), |l| format!("--{l}"))
+        })
+        .collect();
+    if given.is_empty() {
+        return Ok(());
     }
+    Err(cmd.clone().error(
+        clap::error::ErrorKind::ArgumentConflict,
+        format!(
+            "{} starts a run and cannot be used with `{sub}`; `{sub}` takes --pipeline, --json and --run-dir",
+            given.join(", ")
+        ),
+    ))
 }
 
-/// Loads the pipeline and validates the tokens; errors are printed and mean exit 2.
-pub fn load_input(pipeline: &Path, tokens: &[String]) -> Result<(Pipeline, BuildInput), String> {
-    let p = Pipeline::load(pipeline).map_err(|e| e.to_string())?;
+/// Loads the pipeline and validates the tokens, with the command line's mode (if any) in place of
+/// a mode token; a mode token that says otherwise is a conflict.
+pub fn load_input(
+    pipeline: &Path,
+    tokens: &[String],
+    mode: Option<Mode>,
+) -> Result<(Pipeline, BuildInput), CliError> {
+    let p = Pipeline::load(pipeline).map_err(|e| CliError::BadInput(e.to_string()))?;
     let today = chrono::Local::now().date_naive();
-    let input = BuildInput::from_tokens(&p, tokens, today).map_err(|e| e.message)?;
+    let mut input =
+        BuildInput::from_tokens(&p, tokens, today).map_err(|e| CliError::BadInput(e.message))?;
+    if let Some(m) = mode {
+        let other = tokens
+            .iter()
+            .map(|t| t.trim())
+            .find(|t| Mode::FLAGS.iter().any(|(flag, fm)| flag == t && *fm != m));
+        if let Some(t) = other {
+            return Err(CliError::BadInput(format!(
+                "--mode {} conflicts with the token '{t}': give one mode",
+                m.as_str()
+            )));
+        }
+        input.mode = m;
+    }
     Ok((p, input))
 }
 
-fn aws_configured() -> bool {
-    let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    if env("AWS_ACCESS_KEY_ID") || env("AWS_PROFILE") || env("AWS_WEB_IDENTITY_TOKEN_FILE") {
-        return true;
+/// Runs the command the arguments name.
+pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+    if let Some(Cmd::Status { execution }) = &cli.cmd {
+        let c = &cli.common;
+        return match execution.as_deref() {
+            Some(e) if e.starts_with("arn:") => aws_mode::status(e, c.json, &c.pipeline).await,
+            other => local_mode::status(&c.run_dir, other, c.json, &c.pipeline),
+        };
     }
-    std::env::var_os("HOME").is_some_and(|h| {
-        let aws = Path::new(&h).join(".aws");
-        aws.join("credentials").is_file() || aws.join("config").is_file()
-    })
+    if cli.run.dry_run {
+        let (p, input) = load_input(&cli.common.pipeline, &cli.tokens, cli.run.mode())?;
+        let json = serde_json::to_string_pretty(&input.execution_input(&p))
+            .map_err(|e| CliError::Failed(format!("cannot print the input: {e}")))?;
+        println!("{json}");
+        return Ok(Outcome::Succeeded);
+    }
+    let aws = match cli.run.place {
+        Where::Local => false,
+        Where::Aws => true,
+        Where::Auto => cli.aws.state_machine_arn.is_some(),
+    };
+    if aws {
+        aws_mode::run(&cli).await
+    } else {
+        if cli.run.place == Where::Auto {
+            eprintln!(
+                "build-on-aws: no AWS state machine configured (--state-machine-arn or BOA_STATE_MACHINE_ARN): running locally. Use --aws to force AWS mode."
+            );
+        }
+        local_mode::run(&cli).await
+    }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let help = pipeline_help(&pipeline_arg(&args));
-    let matches = Cli::command().after_long_help(help).get_matches_from(&args);
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cmd = Cli::command().after_long_help(help);
+    let cli = cmd
+        .try_get_matches_from_mut(&args)
+        .and_then(|m| only_shared_options_with_a_subcommand(&cmd, &m).map(|()| m))
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match cli {
         Ok(c) => c,
-        Err(e) => e.exit(),
+        Err(e) => {
+            // Usage errors (exit 2, naming the argument) and --help/--version (exit 0).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_BAD_INPUT));
+        }
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -263,34 +214,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("build-on-aws: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+    let result = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(CliError::Failed(format!(
+            "cannot start the async runtime: {e}"
+        ))),
     };
-    let code = rt.block_on(async move {
-        if let Some(Cmd::Status { execution, json, pipeline, run_dir }) = &cli.cmd {
-            return match execution.as_deref() {
-                Some(e) if e.starts_with("arn:") => aws_mode::status(e, *json, pipeline).await,
-                other => local_mode::status(run_dir, other, *json, pipeline),
-            };
-        }
-        let aws = !cli.local && (cli.aws || (cli.state_machine_arn.is_some() && aws_configured()));
-        if !cli.local && !aws {
-            eprintln!(
-                "build-on-aws: no AWS state machine configured (BOA_STATE_MACHINE_ARN) or no AWS credentials: running locally. Use --aws to force AWS mode."
-            );
-        }
-        let local = !aws;
-        if local {
-            local_mode::run(&cli).await
-        } else {
-            aws_mode::run(&cli).await
-        }
-    });
-    ExitCode::from(code)
+    ExitCode::from(exit_code(result))
 }
 
 /// A readable, unique execution name: tokens + user + time + a short random suffix, at most 80
@@ -351,6 +281,31 @@ mod tests {
         assert_ne!(a, b, "random suffix");
         let long: Vec<String> = (0..40).map(|i| format!("token{i}")).collect();
         assert!(execution_name(&long, now).len() <= 80);
+    }
+
+    #[test]
+    fn the_mode_option_replaces_a_mode_token_and_conflicts_with_another() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.toml");
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (_, by_token) = load_input(&p, &t(&["4.28.2", "--test"]), None).unwrap();
+        let (_, by_option) = load_input(&p, &t(&["4.28.2"]), Some(Mode::Test)).unwrap();
+        let (_, both) = load_input(&p, &t(&["4.28.2", "--test"]), Some(Mode::Test)).unwrap();
+        assert_eq!(by_token, by_option);
+        assert_eq!(both, by_option);
+        let e = load_input(&p, &t(&["4.28.2", "--fake-ec2"]), Some(Mode::Normal)).unwrap_err();
+        assert!(
+            matches!(&e, CliError::BadInput(m) if m.contains("--mode normal") && m.contains("--fake-ec2")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn outcomes_and_errors_map_to_the_documented_exit_codes() {
+        assert_eq!(exit_code(Ok(Outcome::Succeeded)), 0);
+        assert_eq!(exit_code(Ok(Outcome::Started)), 0);
+        assert_eq!(exit_code(Ok(Outcome::Failed)), 1);
+        assert_eq!(exit_code(Err(CliError::Failed("x".into()))), 1);
+        assert_eq!(exit_code(Err(CliError::BadInput("x".into()))), 2);
     }
 
     #[test]

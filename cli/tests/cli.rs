@@ -16,6 +16,7 @@ fn run(args: &[&str]) -> Output {
         .env("BOA_PIPELINE", example())
         .env("BOA_RUN_DIR", dir.path())
         .env_remove("BOA_STATE_MACHINE_ARN")
+        .env_remove("BOA_TIME_SCALE")
         .output()
         .unwrap()
 }
@@ -40,6 +41,140 @@ fn help_teaches_the_pipelines_steps_axes_and_examples() {
     ] {
         assert!(help.contains(s), "{s} missing from --help:\n{help}");
     }
+}
+
+#[test]
+fn help_lists_the_option_groups_and_how_the_place_is_chosen() {
+    let help = text(&run(&["--help"]).stdout);
+    for s in [
+        "--where <WHERE>",
+        "--mode <MODE>",
+        "fake-ec2:",
+        "Same as --mode test",
+        "Same as --where local",
+        "AWS mode:",
+        "--state-machine-arn",
+        "Local mode:",
+        "--time-scale",
+        "Fault injection (local mode):",
+        "--kill-workers",
+        "on AWS when a state machine ARN is configured",
+        "BOA_STATE_MACHINE_ARN",
+        "Exit codes",
+    ] {
+        assert!(help.contains(s), "{s} missing from --help:\n{help}");
+    }
+    let short = text(&run(&["-h"]).stdout);
+    for s in ["AWS mode:", "Local mode:", "Fault injection (local mode):"] {
+        assert!(short.contains(s), "{s} missing from -h:\n{short}");
+    }
+}
+
+#[test]
+fn mode_test_and_the_test_flag_make_the_same_input() {
+    let long = run(&[
+        "--dry-run",
+        "--mode",
+        "test",
+        "4.28.2",
+        "ubuntu-22.04-jammy",
+    ]);
+    let flag = run(&["--dry-run", "--test", "4.28.2", "ubuntu-22.04-jammy"]);
+    let token = run(&["--dry-run", "4.28.2", "ubuntu-22.04-jammy", "--", "--test"]);
+    assert_eq!(long.status.code(), Some(0), "{long:?}");
+    let input: serde_json::Value = serde_json::from_slice(&long.stdout).unwrap();
+    assert_eq!(input["mode"], "test", "{input}");
+    assert_eq!(input["versions"], serde_json::json!(["4.28.2"]), "{input}");
+    assert_eq!(text(&flag.stdout), text(&long.stdout), "{flag:?}");
+    assert_eq!(text(&token.stdout), text(&long.stdout), "{token:?}");
+    for (flag, mode) in [("--fake-ec2", "fake-ec2"), ("--skip-ec2", "skip-ec2")] {
+        let a = run(&["--dry-run", flag, "4.28.2"]);
+        let b = run(&["--dry-run", "--mode", mode, "4.28.2"]);
+        assert_eq!(a.status.code(), Some(0), "{a:?}");
+        assert_eq!(text(&a.stdout), text(&b.stdout), "{flag}");
+    }
+    let normal = run(&["--dry-run", "4.28.2"]);
+    let input: serde_json::Value = serde_json::from_slice(&normal.stdout).unwrap();
+    assert_eq!(input["mode"], "normal", "{input}");
+}
+
+#[test]
+fn two_modes_exit_2_naming_both() {
+    for (args, a, b) in [
+        (
+            &["--test", "--fake-ec2", "4.28.2"][..],
+            "--test",
+            "--fake-ec2",
+        ),
+        (&["--mode", "test", "--skip-ec2"], "--mode", "--skip-ec2"),
+        (
+            &["--dry-run", "--mode", "test", "--", "--fake-ec2"],
+            "--mode test",
+            "--fake-ec2",
+        ),
+        (&["--local", "--aws"], "--local", "--aws"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(a) && err.contains(b), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_time_scale_exits_2_naming_the_value() {
+    for bad in ["0", "-1", "NaN", "inf", "fast"] {
+        let out = run(&["--local", "4.28.2", "--time-scale", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("'{bad}'")) && err.contains("--time-scale"),
+            "{bad}: {err}"
+        );
+        assert!(
+            err.contains("positive number") || err.contains("not a number"),
+            "{err}"
+        );
+    }
+    let out = run(&["--local", "4.28.2", "--boot-time", "-5"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(text(&out.stderr).contains("'-5'"), "{out:?}");
+}
+
+#[test]
+fn status_takes_the_global_options_on_either_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("elsewhere");
+    let runs = runs.to_str().unwrap();
+    let p = example();
+    let p = p.to_str().unwrap();
+    for args in [
+        &["status", "--json", "--pipeline", p, "--run-dir", runs][..],
+        &["--json", "--pipeline", p, "--run-dir", runs, "status"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains(&format!("no local runs in {runs}")),
+            "{args:?} reads the given run folder: {out:?}"
+        );
+    }
+    let out = run(&["--local", "status"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--local starts a run and cannot be used with `status`"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn aws_mode_without_a_state_machine_exits_2_with_the_fix() {
+    let out = run(&["--aws", "4.28.2"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("BOA_STATE_MACHINE_ARN"),
+        "{out:?}"
+    );
 }
 
 #[test]
