@@ -163,7 +163,7 @@ pub fn iam_problems(t: &Value) -> Vec<String> {
                     "ec2:MetadataHttpPutResponseHopLimit",
                 )
                 .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
-                if !hop.is_some_and(|h| h <= 2) {
+                if hop.is_none_or(|h| h > 2) {
                     out.push(format!(
                         "{}: ec2:RunInstances on instances without ec2:MetadataHttpPutResponseHopLimit <= 2",
                         s.at

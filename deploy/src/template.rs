@@ -360,9 +360,6 @@ fn lambda_log_statement(lambda: &str) -> Value {
 
 /// What start-workers and the health check need to launch workers.
 fn launch_statements(p: &Pipeline, groups: &[WorkerGroup<'_>]) -> Vec<Value> {
-    let stack_request_tag = json!({
-        "StringEquals": { format!("aws:RequestTag/{}", tags::STACK): r#ref("AWS::StackName") }
-    });
     let mut ssm: Vec<String> = p
         .steps
         .iter()
