@@ -3,7 +3,7 @@
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
-use super::paths;
+use super::jsonpath;
 use crate::error::StatesError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +88,7 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, String> {
         .get("Variable")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{at}: missing string field Variable"))?;
-    paths::validate_path(variable).map_err(|e| format!("{at}.Variable: {e}"))?;
+    jsonpath::validate_path(variable).map_err(|e| format!("{at}.Variable: {e}"))?;
     let mut found = None;
     for (k, val) in obj {
         if matches!(k.as_str(), "Variable" | "Next" | "Comment") {
@@ -113,7 +113,7 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, String> {
             let p = val
                 .as_str()
                 .ok_or_else(|| format!("{at}.{k}: must be a path string"))?;
-            paths::validate_path(p).map_err(|e| format!("{at}.{k}: {e}"))?;
+            jsonpath::validate_path(p).map_err(|e| format!("{at}.{k}: {e}"))?;
             Operand::Path(p.to_string())
         } else {
             let ok = if STRING_OPS.contains(&base) {
@@ -209,10 +209,10 @@ pub fn evaluate(rule: &Rule, input: &Value, ctx: &Value) -> Result<bool, StatesE
             op,
             operand,
         } => {
-            let value = paths::query_opt(variable, input, ctx)?;
+            let value = jsonpath::query_opt(variable, input, ctx)?;
             let expected = match operand {
                 Operand::Literal(v) => v.clone(),
-                Operand::Path(p) => paths::query(p, input, ctx)?,
+                Operand::Path(p) => jsonpath::query(p, input, ctx)?,
             };
             if op == "IsPresent" {
                 return Ok(value.is_some() == expected.as_bool().unwrap_or(false));
