@@ -21,7 +21,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use crate::asl::choice;
-use crate::asl::jsonpath;
 use crate::asl::parse::{Kind, Seconds, State, StateMachine, Text, WaitFor};
 use crate::asl::paths::{self, IoPath};
 use crate::asl::retry::{RetryState, SplitMix64, find_catcher};
@@ -261,7 +260,7 @@ impl Run {
                     }
                     WaitFor::Timestamp(t) => self.until(t.with_timezone(&Utc)),
                     WaitFor::TimestampPath(p) => {
-                        let v = jsonpath::query(p, &eff, &ctx)?;
+                        let v = p.query(&eff, &ctx)?;
                         let t = v
                             .as_str()
                             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
@@ -713,7 +712,7 @@ impl Run {
     ) -> Result<Value, StatesError> {
         let items = match items_path {
             IoPath::Default | IoPath::Null => eff.clone(),
-            IoPath::Path(p) => jsonpath::query(p, &eff, ctx)?,
+            IoPath::Path(p) => p.query(&eff, ctx)?,
         };
         let Value::Array(items) = items else {
             return Err(StatesError::runtime(format!(
@@ -805,7 +804,7 @@ fn resolve_seconds(s: &Seconds, eff: &Value, ctx: &Value, field: &str) -> Result
     match s {
         Seconds::Fixed(n) => Ok(*n),
         Seconds::Path(p) => {
-            let v = jsonpath::query(p, eff, ctx)?;
+            let v = p.query(eff, ctx)?;
             v.as_u64().ok_or_else(|| {
                 StatesError::runtime(format!(
                     "{field} {p} must select a non-negative integer, got {v}"

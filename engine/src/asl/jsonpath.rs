@@ -92,38 +92,6 @@ fn get_segments<'a>(value: &'a Value, segments: &[Segment]) -> Option<&'a Value>
     Some(cur)
 }
 
-/// Evaluates a path that starts with `$` (against `input`) or `$$` (against the context object).
-/// A reference path must select exactly one value; any other JSONPath returns the array of its
-/// matches (AWS behaviour). A missing value is `Ok(None)`.
-pub fn query_opt(path: &str, input: &Value, context: &Value) -> Result<Option<Value>, StatesError> {
-    let (path, doc) = match path.strip_prefix("$$") {
-        Some(rest) => (format!("${rest}"), context),
-        None => (path.to_string(), input),
-    };
-    if !path.starts_with('$') {
-        return Err(StatesError::runtime(format!(
-            "invalid JSONPath {path:?}: must start with '$'"
-        )));
-    }
-    if let Some(segs) = reference_segments(&path) {
-        return Ok(get_segments(doc, &segs).cloned());
-    }
-    let jp = JsonPath::parse(&path)
-        .map_err(|e| StatesError::runtime(format!("invalid JSONPath {path:?}: {e}")))?;
-    let nodes: Vec<Value> = jp.query(doc).all().into_iter().cloned().collect();
-    Ok(Some(Value::Array(nodes)))
-}
-
-/// Like [`query_opt`] but a missing value is a `States.Runtime` error naming the path.
-pub fn query(path: &str, input: &Value, context: &Value) -> Result<Value, StatesError> {
-    query_opt(path, input, context)?.ok_or_else(|| not_found(path))
-}
-
-/// Checks at parse time that a path is usable.
-pub fn validate_path(path: &str) -> Result<(), String> {
-    Path::parse(path).map(|_| ())
-}
-
 /// Checks at parse time that a path is a reference path (ResultPath).
 pub fn validate_reference_path(path: &str) -> Result<(), String> {
     reference_segments(path)
@@ -147,7 +115,7 @@ enum PathKind {
 }
 
 impl Path {
-    /// Compiles a path; the error is the one [`validate_path`] gives.
+    /// Compiles a path; the error names the path and what is wrong with it.
     pub fn parse(path: &str) -> Result<Path, String> {
         let (p, context) = match path.strip_prefix("$$") {
             Some(rest) => (format!("${rest}"), true),
@@ -174,7 +142,17 @@ impl Path {
         &self.text
     }
 
-    /// Like [`query_opt`], without parsing again (a compiled path cannot be invalid).
+    /// The steps of a reference path on the state input (`None` for any other path).
+    pub fn segments(&self) -> Option<&[Segment]> {
+        match &self.kind {
+            PathKind::Reference(segs) if !self.context => Some(segs),
+            _ => None,
+        }
+    }
+
+    /// Evaluates the path against `input` (`$`) or the context object (`$$`). A reference path
+    /// selects exactly one value; any other JSONPath returns the array of its matches (AWS
+    /// behaviour). A missing value is `None`.
     pub fn query_opt(&self, input: &Value, context: &Value) -> Option<Value> {
         let doc = if self.context { context } else { input };
         match &self.kind {
@@ -185,7 +163,7 @@ impl Path {
         }
     }
 
-    /// Like [`query`]: a missing value is a `States.Runtime` error naming the path.
+    /// Like [`Path::query_opt`], but a missing value is a `States.Runtime` error naming the path.
     pub fn query(&self, input: &Value, context: &Value) -> Result<Value, StatesError> {
         self.query_opt(input, context)
             .ok_or_else(|| not_found(&self.text))
@@ -226,6 +204,10 @@ mod tests {
         assert_eq!(reference_segments("$.a[0:2]"), None);
     }
 
+    fn query(path: &str, doc: &Value, ctx: &Value) -> Result<Value, StatesError> {
+        Path::parse(path).unwrap().query(doc, ctx)
+    }
+
     #[test]
     fn query_definite_and_indefinite() {
         let doc = json!({"a": [{"x": 1}, {"x": 2}], "b": {"c": "d"}});
@@ -239,21 +221,15 @@ mod tests {
     }
 
     #[test]
-    fn compiled_paths_answer_like_text_paths() {
-        let doc = json!({"a": [{"x": 1}, {"x": 2}], "b": {"c": "d"}});
-        let ctx = json!({"Execution": {"Name": "e1"}});
-        for p in ["$.b.c", "$.a[*].x", "$$.Execution.Name", "$", "$.nope"] {
-            let c = Path::parse(p).unwrap();
-            assert_eq!(c.as_str(), p);
-            assert_eq!(c.query_opt(&doc, &ctx), query_opt(p, &doc, &ctx).unwrap());
-        }
-        assert_eq!(
-            Path::parse("$.nope")
-                .unwrap()
-                .query(&doc, &ctx)
-                .unwrap_err(),
-            query("$.nope", &doc, &ctx).unwrap_err()
-        );
+    fn compiled_paths_keep_their_text_and_kind() {
+        let p = Path::parse("$.a['b c'][2]").unwrap();
+        assert_eq!(p.as_str(), "$.a['b c'][2]");
+        assert_eq!(p.to_string(), "$.a['b c'][2]");
+        assert_eq!(p.segments().map(<[Segment]>::len), Some(3));
+        assert_eq!(Path::parse("$$.Execution.Name").unwrap().segments(), None);
+        assert_eq!(Path::parse("$.a[*]").unwrap().segments(), None);
+        let doc = json!({"a": 1});
+        assert_eq!(Path::parse("$.nope").unwrap().query_opt(&doc, &doc), None);
         assert!(Path::parse("a.b").is_err());
         assert!(Path::parse("$.a[?(").is_err());
     }

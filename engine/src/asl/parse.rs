@@ -7,7 +7,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
 use super::choice::{self, Rule};
-use super::jsonpath;
+use super::jsonpath::{self, Path};
 use super::paths::IoPath;
 use super::retry::{Catcher, Jitter, Retrier};
 use super::template::{self, Expression, Template};
@@ -41,14 +41,14 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seconds {
     Fixed(u64),
-    Path(String),
+    Path(Path),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitFor {
     Seconds(Seconds),
     Timestamp(DateTime<FixedOffset>),
-    TimestampPath(String),
+    TimestampPath(Path),
 }
 
 /// Fail's Error/Cause: literal, path, or intrinsic function.
@@ -268,25 +268,22 @@ fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionEr
             Some(_) => Err(e(format!("field {f} must be a string"))),
         }
     };
-    let path_field = |f: &str| -> Result<Option<String>, DefinitionError> {
-        let p = str_field(f)?;
-        if let Some(p) = &p {
-            jsonpath::validate_path(p).map_err(|m| e(format!("field {f}: {m}")))?;
-        }
-        Ok(p)
+    let path_field = |f: &str| -> Result<Option<Path>, DefinitionError> {
+        str_field(f)?
+            .map(|p| Path::parse(&p).map_err(|m| e(format!("field {f}: {m}"))))
+            .transpose()
     };
     let io_path = |f: &str, reference: bool| -> Result<IoPath, DefinitionError> {
         match obj.get(f) {
             None => Ok(IoPath::Default),
             Some(Value::Null) => Ok(IoPath::Null),
             Some(Value::String(p)) => {
-                let check = if reference {
+                if reference {
                     jsonpath::validate_reference_path(p)
-                } else {
-                    jsonpath::validate_path(p)
-                };
-                check.map_err(|m| e(format!("field {f}: {m}")))?;
-                Ok(IoPath::Path(p.clone()))
+                        .map_err(|m| e(format!("field {f}: {m}")))?;
+                }
+                let p = Path::parse(p).map_err(|m| e(format!("field {f}: {m}")))?;
+                Ok(IoPath::Path(p))
             }
             Some(_) => Err(e(format!("field {f} must be a string or null"))),
         }
@@ -571,7 +568,7 @@ fn parse_catcher(v: &Value, at: &str, last: bool) -> Result<Catcher, String> {
         Some(Value::Null) => IoPath::Null,
         Some(Value::String(p)) => {
             jsonpath::validate_reference_path(p).map_err(|m| format!("{at}.ResultPath: {m}"))?;
-            IoPath::Path(p.clone())
+            IoPath::Path(Path::parse(p).map_err(|m| format!("{at}.ResultPath: {m}"))?)
         }
         Some(_) => return Err(format!("{at}.ResultPath: must be a string or null")),
     };

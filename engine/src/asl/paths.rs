@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::jsonpath::{Segment, query, reference_segments};
+use super::jsonpath::{Path, Segment};
 use crate::error::StatesError;
 
 /// An optional path field that distinguishes "absent" (default `$`) from JSON `null`.
@@ -11,7 +11,7 @@ pub enum IoPath {
     #[default]
     Default,
     Null,
-    Path(String),
+    Path(Path),
 }
 
 /// InputPath / OutputPath: `null` gives `{}`, default is the whole value.
@@ -23,8 +23,8 @@ pub fn apply_filter_path(
     match path {
         IoPath::Default => Ok(value),
         IoPath::Null => Ok(Value::Object(Map::new())),
-        IoPath::Path(p) if p == "$" => Ok(value),
-        IoPath::Path(p) => query(p, &value, context),
+        IoPath::Path(p) if p.as_str() == "$" => Ok(value),
+        IoPath::Path(p) => p.query(&value, context),
     }
 }
 
@@ -34,12 +34,14 @@ pub fn apply_filter_path(
 /// Chosen where AWS is unclear: writing through a non-object intermediate value (e.g. a string)
 /// or an array index past the end is a `States.Runtime` error.
 pub fn apply_result_path(path: &IoPath, input: Value, result: Value) -> Result<Value, StatesError> {
-    let p = match path {
+    let path = match path {
         IoPath::Default => return Ok(result),
         IoPath::Null => return Ok(input),
         IoPath::Path(p) => p,
     };
-    let segs = reference_segments(p)
+    let p = path.as_str();
+    let segs = path
+        .segments()
         .ok_or_else(|| StatesError::runtime(format!("ResultPath {p:?} is not a reference path")))?;
     if segs.is_empty() {
         return Ok(result);
@@ -103,8 +105,12 @@ mod tests {
     #[test]
     fn result_path_creates_nested_and_null_discards() {
         let input = json!({"a": 1});
-        let out =
-            apply_result_path(&IoPath::Path("$.x.y.z".into()), input.clone(), json!(5)).unwrap();
+        let out = apply_result_path(
+            &IoPath::Path(Path::parse("$.x.y.z").unwrap()),
+            input.clone(),
+            json!(5),
+        )
+        .unwrap();
         assert_eq!(out, json!({"a": 1, "x": {"y": {"z": 5}}}));
         assert_eq!(
             apply_result_path(&IoPath::Null, input.clone(), json!(5)).unwrap(),
@@ -114,10 +120,15 @@ mod tests {
             apply_result_path(&IoPath::Default, input.clone(), json!(5)).unwrap(),
             json!(5)
         );
-        let err = apply_result_path(&IoPath::Path("$.a.b".into()), input, json!(5)).unwrap_err();
+        let err = apply_result_path(
+            &IoPath::Path(Path::parse("$.a.b").unwrap()),
+            input,
+            json!(5),
+        )
+        .unwrap_err();
         assert_eq!(err.error, "States.Runtime");
         let arr = apply_result_path(
-            &IoPath::Path("$.l[1]".into()),
+            &IoPath::Path(Path::parse("$.l[1]").unwrap()),
             json!({"l": [0, 0]}),
             json!(7),
         )
