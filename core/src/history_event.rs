@@ -221,16 +221,6 @@ impl EventType {
             .unwrap_or_else(|| EventType::Other(s.to_string()))
     }
 
-    /// `<Type>StateEntered` of a state type (`"Task"`, `"Pass"`, …).
-    pub fn state_entered(state_type: &str) -> EventType {
-        EventType::parse(&format!("{state_type}StateEntered"))
-    }
-
-    /// `<Type>StateExited` of a state type. (A Fail state has no exit event.)
-    pub fn state_exited(state_type: &str) -> EventType {
-        EventType::parse(&format!("{state_type}StateExited"))
-    }
-
     /// Any `*StateEntered`.
     pub fn is_state_entered(&self) -> bool {
         self.as_str().ends_with("StateEntered")
@@ -290,11 +280,8 @@ mod tests {
             EventType::parse("SomethingNew"),
             EventType::Other("SomethingNew".into())
         );
-        assert_eq!(
-            EventType::state_entered("Task"),
-            EventType::TaskStateEntered
-        );
-        assert_eq!(EventType::state_exited("Map"), EventType::MapStateExited);
+        assert_eq!(EventType::TaskStateEntered, "TaskStateEntered");
+        assert_eq!(EventType::MapStateExited.to_string(), "MapStateExited");
         assert!(EventType::WaitStateEntered.is_state_entered());
     }
 }

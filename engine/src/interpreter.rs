@@ -204,14 +204,14 @@ impl Run {
         raw: Value,
         prev: &mut i64,
     ) -> Result<(Value, Option<String>), StatesError> {
-        let ty = state.kind.type_name();
+        let (entered_event, exited_event) = state_events(&state.kind);
         let name = state.name.as_str();
         // Counted: one transition per state entered (retries are added below).
         self.exec.history.add_transition();
         let entered = now_iso();
         self.record(
             prev,
-            EventType::state_entered(ty),
+            entered_event,
             json!({"name": name, "input": raw.to_string()}),
         )?;
         self.check_payload(&raw, "input", name)?;
@@ -306,10 +306,10 @@ impl Run {
             }
         };
         self.check_payload(&output, "output", name)?;
-        if !matches!(state.kind, Kind::Fail { .. }) {
+        if let Some(exited_event) = exited_event {
             self.record(
                 prev,
-                EventType::state_exited(ty),
+                exited_event,
                 json!({"name": name, "output": output.to_string()}),
             )?;
         }
@@ -328,7 +328,9 @@ impl Run {
         entered: &str,
         prev: &mut i64,
     ) -> Result<(Value, Option<String>), StatesError> {
-        let ty = state.kind.type_name();
+        let exited_event = state_events(&state.kind)
+            .1
+            .unwrap_or_else(|| unreachable!("only Task, Parallel and Map are retried"));
         let mut retry = RetryState::new(&state.retry);
         loop {
             let ctx = self.context(&state.name, entered, retry.retry_count);
@@ -336,7 +338,7 @@ impl Run {
                 Ok(out) => {
                     self.record(
                         prev,
-                        EventType::state_exited(ty),
+                        exited_event.clone(),
                         json!({"name": state.name, "output": out.to_string()}),
                     )?;
                     return Ok((out, state.next.clone()));
@@ -359,7 +361,7 @@ impl Run {
                 self.check_payload(&out, "output", &state.name)?;
                 self.record(
                     prev,
-                    EventType::state_exited(ty),
+                    exited_event.clone(),
                     json!({"name": state.name, "output": out.to_string()}),
                 )?;
                 return Ok((out, Some(c.next.clone())));
@@ -789,6 +791,22 @@ impl Run {
             }
         }
     }
+}
+
+/// A state's `<Type>StateEntered` and `<Type>StateExited` events (a Fail state has no exit).
+fn state_events(kind: &Kind) -> (EventType, Option<EventType>) {
+    use EventType as E;
+    let (entered, exited) = match kind {
+        Kind::Task { .. } => (E::TaskStateEntered, E::TaskStateExited),
+        Kind::Pass { .. } => (E::PassStateEntered, E::PassStateExited),
+        Kind::Choice { .. } => (E::ChoiceStateEntered, E::ChoiceStateExited),
+        Kind::Wait(_) => (E::WaitStateEntered, E::WaitStateExited),
+        Kind::Succeed => (E::SucceedStateEntered, E::SucceedStateExited),
+        Kind::Fail { .. } => return (E::FailStateEntered, None),
+        Kind::Parallel { .. } => (E::ParallelStateEntered, E::ParallelStateExited),
+        Kind::Map { .. } => (E::MapStateEntered, E::MapStateExited),
+    };
+    (entered, Some(exited))
 }
 
 /// `FunctionName` may be a name, a partial ARN `name:alias`, or a full ARN.
