@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boa_core::history_event::EventType;
 use chrono::{DateTime, Utc};
 
 use crate::backoff::Sleeper;
@@ -295,11 +296,11 @@ impl Executions for FakeExecutions {
 }
 
 /// A history event with only its type and links set.
-pub fn event(id: i64, previous_event_id: i64, kind: &str) -> HistoryEvent {
+pub fn event(id: i64, previous_event_id: i64, kind: EventType) -> HistoryEvent {
     HistoryEvent {
         id,
         previous_event_id,
-        kind: kind.to_string(),
+        kind,
         timestamp: None,
         resource: None,
         state_name: None,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
+use boa_core::history_event::EventType;
 use boa_core::{Item, Pipeline};
 use serde::Serialize;
 
@@ -74,7 +75,10 @@ pub struct CapturedEvents {
 
 fn capture(p: &Pipeline, h: &[boa_aws::ports::HistoryEvent]) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
-    for e in h.iter().filter(|e| e.kind == "LambdaFunctionScheduled") {
+    for e in h
+        .iter()
+        .filter(|e| e.kind == EventType::LambdaFunctionScheduled)
+    {
         let (Some(res), Some(payload)) = (&e.resource, &e.payload) else {
             continue;
         };
@@ -161,7 +165,7 @@ pub async fn run(ctx: &Ctx) -> Result<(Cost, CapturedEvents)> {
             state_transitions: ex.counts.state_transitions,
             history_events: ex.counts.history_events,
             lambda_invocations: run.lambdas.values().sum(),
-            activity_tasks: ex.events("ActivityScheduled") as u64,
+            activity_tasks: ex.events(EventType::ActivityScheduled) as u64,
         };
         let rep = statemachine_gen::report::report(&p, &input);
         let report = Counts {
@@ -198,7 +202,8 @@ pub async fn run(ctx: &Ctx) -> Result<(Cost, CapturedEvents)> {
             }
         }
         // The report's happy path assumes no retries: say so when the run had some.
-        let retried = ex.events("LambdaFunctionFailed") + ex.events("ActivityFailed");
+        let retried =
+            ex.events(EventType::LambdaFunctionFailed) + ex.events(EventType::ActivityFailed);
         if retried > 0 {
             differences.push(format!(
                 "the run had {retried} failed Lambda/activity attempts (retried), so it was not the happy path"

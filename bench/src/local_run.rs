@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use boa_aws::ports::HistoryEvent;
+use boa_core::history_event::EventType;
 use boa_core::{BuildInput, NormalizedResults};
 use local::stack::{FleetCounters, LocalOptions, LocalStack};
 
@@ -71,14 +72,14 @@ pub struct Execution {
     pub error: Option<String>,
     /// From `run` to the end of `wait`.
     pub wall_s: f64,
-    pub counts: local::Counts,
+    pub counts: engine::Counts,
     pub history: Vec<HistoryEvent>,
     pub normalized: Option<NormalizedResults>,
 }
 
 impl Execution {
     /// History events of one kind.
-    pub fn events(&self, kind: &str) -> usize {
+    pub fn events(&self, kind: EventType) -> usize {
         self.history.iter().filter(|e| e.kind == kind).count()
     }
 }
@@ -108,7 +109,8 @@ pub fn normalized_from_history(h: &[HistoryEvent]) -> Option<NormalizedResults> 
     h.iter()
         .rev()
         .filter(|e| {
-            e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults")
+            e.kind == EventType::TaskStateExited
+                && e.state_name.as_deref() == Some("NormalizeResults")
         })
         .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
 }
@@ -182,7 +184,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
                     status: "TIMED OUT (bench limit)".into(),
                     error: Some(format!("did not end within {limit:?}")),
                     wall_s,
-                    counts: local::Counts::default(),
+                    counts: engine::Counts::default(),
                     normalized: None,
                     history,
                 },

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use boa_core::Pipeline;
+use boa_core::history_event::EventType;
 use serde::{Deserialize, Serialize};
 
 use crate::local_run::{self, RunSpec};
@@ -106,7 +107,7 @@ pub async fn child(
         activity_failures: run
             .executions
             .iter()
-            .map(|e| e.events("ActivityFailed") + e.events("ActivityTimedOut"))
+            .map(|e| e.events(EventType::ActivityFailed) + e.events(EventType::ActivityTimedOut))
             .sum(),
         health_reaped: run.health_reaped,
     })

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use boa_aws::ports::Executions;
+use boa_core::history_event::EventType;
 
 use crate::progress::{Progress, normalized_from_history};
 use crate::{Cli, CliError, Outcome, load_input, table};
@@ -123,7 +124,7 @@ fn finish(
             let why = history
                 .iter()
                 .rev()
-                .find(|e| e.kind == "ExecutionFailed")
+                .find(|e| e.kind == EventType::ExecutionFailed)
                 .map(|e| {
                     format!(
                         "{}: {}",

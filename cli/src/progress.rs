@@ -1,6 +1,7 @@
 //! Progress of a run, read from its execution history (the same for local and AWS runs).
 
 use boa_aws::ports::HistoryEvent;
+use boa_core::history_event::EventType;
 
 /// Counts shown while a run is followed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,17 +19,17 @@ impl Progress {
         let mut started = 0usize;
         let mut ended = 0usize;
         for e in events {
-            match e.kind.as_str() {
-                "ActivityStarted" => started += 1,
-                "ActivitySucceeded" => {
+            match &e.kind {
+                EventType::ActivityStarted => started += 1,
+                EventType::ActivitySucceeded => {
                     ended += 1;
                     p.succeeded += 1
                 }
-                "ActivityFailed" | "ActivityTimedOut" => {
+                EventType::ActivityFailed | EventType::ActivityTimedOut => {
                     ended += 1;
                     p.failed_attempts += 1
                 }
-                "TaskStateExited"
+                EventType::TaskStateExited
                     if e.state_name
                         .as_deref()
                         .is_some_and(|n| n.starts_with("Prepare")) =>
@@ -70,7 +71,8 @@ pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<boa_core::Norm
         .iter()
         .rev()
         .filter(|e| {
-            e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults")
+            e.kind == EventType::TaskStateExited
+                && e.state_name.as_deref() == Some("NormalizeResults")
         })
         .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
 }
@@ -79,11 +81,11 @@ pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<boa_core::Norm
 mod tests {
     use super::*;
 
-    fn ev(kind: &str, name: Option<&str>, payload: Option<&str>) -> HistoryEvent {
+    fn ev(kind: EventType, name: Option<&str>, payload: Option<&str>) -> HistoryEvent {
         HistoryEvent {
             id: 0,
             previous_event_id: 0,
-            kind: kind.into(),
+            kind,
             timestamp: None,
             resource: None,
             state_name: name.map(str::to_string),
@@ -96,18 +98,18 @@ mod tests {
     #[test]
     fn counts_running_succeeded_skipped_and_failed_attempts() {
         let h = vec![
-            ev("ActivityStarted", None, None),
-            ev("ActivityStarted", None, None),
-            ev("ActivityStarted", None, None),
-            ev("ActivitySucceeded", None, None),
-            ev("ActivityTimedOut", None, None),
+            ev(EventType::ActivityStarted, None, None),
+            ev(EventType::ActivityStarted, None, None),
+            ev(EventType::ActivityStarted, None, None),
+            ev(EventType::ActivitySucceeded, None, None),
+            ev(EventType::ActivityTimedOut, None, None),
             ev(
-                "TaskStateExited",
+                EventType::TaskStateExited,
                 Some("PrepareA"),
                 Some(r#"{"prepare":{"status":"skipped"}}"#),
             ),
             ev(
-                "TaskStateExited",
+                EventType::TaskStateExited,
                 Some("PrepareB"),
                 Some(r#"{"prepare":{"status":"pending"}}"#),
             ),
@@ -130,11 +132,11 @@ mod tests {
         let r = boa_core::NormalizedResults::new(vec![]);
         let h = vec![
             ev(
-                "TaskStateExited",
+                EventType::TaskStateExited,
                 Some("NormalizeResults"),
                 Some(&serde_json::to_string(&r).unwrap()),
             ),
-            ev("ExecutionFailed", None, None),
+            ev(EventType::ExecutionFailed, None, None),
         ];
         assert_eq!(normalized_from_history(&h), Some(r));
         assert_eq!(normalized_from_history(&h[1..]), None);

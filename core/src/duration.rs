@@ -24,9 +24,34 @@ pub fn whole_seconds(d: Duration) -> u64 {
     s.max(1)
 }
 
+/// A duration in a run's time: `d` divided by `time_scale` (local mode runs every wait and lifecycle
+/// constant `time_scale` times faster). A scale that is not a positive number counts as 1 (real
+/// time). The one place the time scale is applied.
+pub fn scaled(d: Duration, time_scale: f64) -> Duration {
+    let scale = if time_scale.is_finite() && time_scale > 0.0 {
+        time_scale
+    } else {
+        1.0
+    };
+    Duration::from_secs_f64(d.as_secs_f64() / scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_divides_by_a_positive_scale() {
+        assert_eq!(
+            scaled(Duration::from_secs(60), 100.0),
+            Duration::from_millis(600)
+        );
+        assert_eq!(scaled(Duration::from_secs(2), 0.0), Duration::from_secs(2));
+        assert_eq!(
+            scaled(Duration::from_secs(2), f64::NAN),
+            Duration::from_secs(2)
+        );
+    }
 
     #[test]
     fn parses_common_forms() {

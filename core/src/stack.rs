@@ -166,7 +166,7 @@ impl StackConfig {
 
     /// A pipeline duration in this stack's time (divided by the time scale).
     pub fn scaled(&self, d: Duration) -> Duration {
-        Duration::from_secs_f64(d.as_secs_f64() / self.time_scale)
+        crate::duration::scaled(d, self.time_scale)
     }
 
     /// The ARN of a step's activity.

@@ -11,6 +11,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use boa_core::history_event::EventType;
+
 use super::{common_kind, to_chrono};
 use crate::ports::{
     Activities, ActivityTask, ExecutionSummary, Executions, HistoryEvent, PortError,
@@ -92,7 +94,7 @@ pub fn convert_event(e: &SfnEvent) -> HistoryEvent {
     let mut out = HistoryEvent {
         id: e.id(),
         previous_event_id: e.previous_event_id(),
-        kind: e.r#type().as_str().to_string(),
+        kind: EventType::parse(e.r#type().as_str()),
         timestamp: to_chrono(e.timestamp()),
         resource: None,
         state_name: None,

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use boa_core::errors::{ErrorName, NamedError};
+use boa_core::history_event::EventType;
 
 /// Errors any port can return. Adapters map AWS errors to these in one place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,13 +157,13 @@ pub struct ExecutionSummary {
     pub start: Option<DateTime<Utc>>,
 }
 
-/// A history event, reduced to what we read. `kind` is AWS's event type name
-/// (e.g. `ActivityScheduled`, `ActivityStarted`, `ActivityTimedOut`).
+/// A history event, reduced to what we read. `kind` is AWS's event type (serialized as its name,
+/// e.g. `"ActivityScheduled"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEvent {
     pub id: i64,
     pub previous_event_id: i64,
-    pub kind: String,
+    pub kind: EventType,
     pub timestamp: Option<DateTime<Utc>>,
     /// For `ActivityScheduled`: the activity ARN.
     pub resource: Option<String>,

@@ -9,6 +9,7 @@ use boa_aws::launch::{LaunchContext, count_workers, ensure_workers, is_dead_boot
 use boa_aws::ports::{
     Executions, Fleet, HistoryEvent, Instance, InstanceState, Objects, PortError, tags,
 };
+use boa_core::history_event::EventType;
 use boa_core::pipeline::DEFAULT_BOOT_TIMEOUT;
 use boa_core::stack::{StackConfig, WorkerCounts, step_of_activity};
 use boa_core::{NamedError, Pipeline};
@@ -41,19 +42,19 @@ pub struct PendingTask {
     pub resource: String,
 }
 
-const CLOSERS: [&str; 5] = [
-    "ActivityStarted",
-    "ActivitySucceeded",
-    "ActivityFailed",
-    "ActivityTimedOut",
-    "ActivityScheduleFailed",
+const CLOSERS: [EventType; 5] = [
+    EventType::ActivityStarted,
+    EventType::ActivitySucceeded,
+    EventType::ActivityFailed,
+    EventType::ActivityTimedOut,
+    EventType::ActivityScheduleFailed,
 ];
 
 /// The state an event belongs to: the nearest `*StateEntered` up its `previous_event_id` chain.
 fn state_of(by_id: &BTreeMap<i64, &HistoryEvent>, mut id: i64) -> Option<String> {
     for _ in 0..64 {
         let e = by_id.get(&id)?;
-        if e.kind.ends_with("StateEntered") {
+        if e.kind.is_state_entered() {
             return e.state_name.clone();
         }
         id = e.previous_event_id;
@@ -71,11 +72,11 @@ pub fn pending_tasks(execution: &str, history: &[HistoryEvent]) -> Vec<PendingTa
     let by_id: BTreeMap<i64, &HistoryEvent> = events.iter().map(|e| (e.id, *e)).collect();
     let mut open: BTreeMap<i64, &HistoryEvent> = BTreeMap::new();
     for e in &events {
-        if e.kind == "ActivityScheduled" {
+        if e.kind == EventType::ActivityScheduled {
             open.insert(e.id, e);
             continue;
         }
-        if !CLOSERS.contains(&e.kind.as_str()) {
+        if !CLOSERS.contains(&e.kind) {
             continue;
         }
         // Walk back through ActivityStarted to the schedule.
@@ -83,11 +84,11 @@ pub fn pending_tasks(execution: &str, history: &[HistoryEvent]) -> Vec<PendingTa
         let mut linked = None;
         for _ in 0..4 {
             match by_id.get(&id) {
-                Some(p) if p.kind == "ActivityScheduled" => {
+                Some(p) if p.kind == EventType::ActivityScheduled => {
                     linked = Some(p.id);
                     break;
                 }
-                Some(p) if p.kind == "ActivityStarted" => id = p.previous_event_id,
+                Some(p) if p.kind == EventType::ActivityStarted => id = p.previous_event_id,
                 _ => break,
             }
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 use boa_aws::fakes::{FakeExecutions, FakeFleet, FakeObjects, RecordingSleeper, event};
 use boa_aws::ports::{HistoryEvent, InstanceState, PortError, Purchase, tags};
 use boa_core::Pipeline;
+use boa_core::history_event::EventType;
 use boa_core::stack::StackConfig;
 use chrono::{DateTime, TimeZone, Utc};
 use health_check::{handle, pending_tasks};
@@ -35,13 +36,13 @@ fn arn(step: &str) -> String {
 }
 
 fn entered(id: i64, prev: i64, state: &str) -> HistoryEvent {
-    let mut e = event(id, prev, "TaskStateEntered");
+    let mut e = event(id, prev, EventType::TaskStateEntered);
     e.state_name = Some(state.into());
     e
 }
 
 fn scheduled(id: i64, prev: i64, step: &str) -> HistoryEvent {
-    let mut e = event(id, prev, "ActivityScheduled");
+    let mut e = event(id, prev, EventType::ActivityScheduled);
     e.resource = Some(arn(step));
     e
 }
@@ -51,21 +52,21 @@ fn pending_means_scheduled_and_not_started_finished_or_timed_out() {
     // AWS-shaped chains: Scheduled ← Started ← Succeeded, a timeout straight after scheduling,
     // and two schedules still open.
     let h = vec![
-        event(1, 0, "ExecutionStarted"),
+        event(1, 0, EventType::ExecutionStarted),
         entered(2, 1, "MakeBinaryPackage"),
         scheduled(3, 2, "MakeBinaryPackage"),
         entered(4, 1, "MakeBinaryPackage"),
         scheduled(5, 4, "MakeBinaryPackage"),
-        event(6, 3, "ActivityStarted"),
-        event(7, 6, "ActivitySucceeded"),
+        event(6, 3, EventType::ActivityStarted),
+        event(7, 6, EventType::ActivitySucceeded),
         entered(8, 1, "MakeBinaryPackage"),
         scheduled(9, 8, "MakeBinaryPackage"),
-        event(10, 9, "ActivityTimedOut"),
+        event(10, 9, EventType::ActivityTimedOut),
         entered(11, 1, "PublishBinaryPackages"),
         scheduled(12, 11, "PublishBinaryPackages"),
         entered(13, 1, "MakeSourceTarball"),
         scheduled(14, 13, "MakeSourceTarball"),
-        event(15, 14, "ActivityScheduleFailed"),
+        event(15, 14, EventType::ActivityScheduleFailed),
     ];
     let p: Vec<(i64, String)> = pending_tasks(E1, &h)
         .into_iter()
@@ -88,7 +89,7 @@ fn an_unlinked_start_closes_the_latest_open_schedule_of_its_state() {
         entered(3, 0, "B"),
         scheduled(4, 3, "MakeBinaryPackage"),
         // Linked to B's state entry, not to its schedule.
-        event(5, 3, "ActivityStarted"),
+        event(5, 3, EventType::ActivityStarted),
     ];
     let p: Vec<i64> = pending_tasks(E1, &h).iter().map(|t| t.event_id).collect();
     assert_eq!(p, [2]);

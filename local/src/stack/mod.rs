@@ -29,7 +29,7 @@ pub use fleet::{FleetCounters, LocalFleet, LocalFleetConfig};
 pub use objects::LocalObjects;
 pub use record::RunRecord;
 
-use crate::{Engine, EngineConfig, ExecutionHandle, ExecutionStatus, LambdaInvoker, TaskFailure};
+use engine::{Engine, EngineConfig, ExecutionHandle, ExecutionStatus, LambdaInvoker, TaskFailure};
 
 /// The account and region local ARNs are written with.
 pub const LOCAL_REGION: &str = "us-east-1";
@@ -86,7 +86,7 @@ impl LocalOptions {
     }
 
     fn scaled(&self, d: Duration) -> Duration {
-        Duration::from_secs_f64(d.as_secs_f64() / self.time_scale)
+        boa_core::duration::scaled(d, self.time_scale)
     }
 }
 
@@ -96,7 +96,7 @@ struct ScaledSleeper(f64);
 #[async_trait]
 impl Sleeper for ScaledSleeper {
     async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(Duration::from_secs_f64(d.as_secs_f64() / self.0)).await;
+        tokio::time::sleep(boa_core::duration::scaled(d, self.0)).await;
     }
 }
 
@@ -188,7 +188,7 @@ impl LambdaInvoker for LocalLambdas {
 struct EngineExecutions(Engine);
 
 /// An engine history event in the shape the AWS adapter produces.
-pub fn to_port_event(e: &crate::HistoryEvent) -> HistoryEvent {
+pub fn to_port_event(e: &engine::HistoryEvent) -> HistoryEvent {
     let s = |k: &str| e.details.get(k).and_then(Value::as_str).map(str::to_string);
     HistoryEvent {
         id: e.id,

@@ -16,7 +16,7 @@ pub struct RunRecord {
     pub cause: Option<String>,
     pub normalized: Option<boa_core::NormalizedResults>,
     #[serde(with = "counts")]
-    pub counts: crate::Counts,
+    pub counts: engine::Counts,
     #[serde(skip_deserializing)]
     pub fleet: FleetCounters,
 }
@@ -29,7 +29,7 @@ mod counts {
         history_events: u64,
         max_payload_bytes: usize,
     }
-    pub fn serialize<S: Serializer>(c: &crate::Counts, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(c: &engine::Counts, s: S) -> Result<S::Ok, S::Error> {
         C {
             state_transitions: c.state_transitions,
             history_events: c.history_events,
@@ -37,9 +37,9 @@ mod counts {
         }
         .serialize(s)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<crate::Counts, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<engine::Counts, D::Error> {
         let c = C::deserialize(d)?;
-        Ok(crate::Counts {
+        Ok(engine::Counts {
             state_transitions: c.state_transitions,
             history_events: c.history_events,
             max_payload_bytes: c.max_payload_bytes,

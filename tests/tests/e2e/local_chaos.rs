@@ -6,10 +6,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use boa_core::history_event::EventType;
 use boa_core::results::Status;
 use boa_core::{BuildInput, NormalizedResults, Pipeline};
 use e2e_tests::local_cli::{group_alive, root, worker_bin};
-use local::ExecutionStatus;
+use engine::ExecutionStatus;
 use local::stack::{Faults, INJECTED_FAILURES, LocalOptions, LocalStack};
 
 fn normalized(stack: &LocalStack, arn: &str) -> NormalizedResults {
@@ -18,7 +19,8 @@ fn normalized(stack: &LocalStack, arn: &str) -> NormalizedResults {
         .iter()
         .rev()
         .find(|e| {
-            e.kind == "TaskStateExited" && e.state_name.as_deref() == Some("NormalizeResults")
+            e.kind == EventType::TaskStateExited
+                && e.state_name.as_deref() == Some("NormalizeResults")
         })
         .and_then(|e| serde_json::from_str(e.payload.as_deref()?).ok())
         .expect("NormalizeResults ran and its output is in the history")
@@ -232,7 +234,7 @@ impl Life {
         &self,
         versions: &[&str],
         name: &str,
-    ) -> (local::ExecutionResult, NormalizedResults) {
+    ) -> (engine::ExecutionResult, NormalizedResults) {
         let handle = self.start(versions, name);
         let arn = handle.arn().to_string();
         let result = tokio::time::timeout(Duration::from_secs(90), handle.wait())
@@ -241,7 +243,7 @@ impl Life {
         (result, normalized(&self.stack, &arn))
     }
 
-    fn start(&self, versions: &[&str], name: &str) -> local::ExecutionHandle {
+    fn start(&self, versions: &[&str], name: &str) -> engine::ExecutionHandle {
         let input =
             BuildInput::from_tokens(&self.pipeline, versions, chrono::Local::now().date_naive())
                 .unwrap();

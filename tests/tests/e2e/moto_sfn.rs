@@ -7,6 +7,7 @@
 
 use boa_aws::adapters::{SfnActivities, SfnExecutions};
 use boa_aws::ports::{Activities, Executions, PortError};
+use boa_core::history_event::EventType;
 use e2e_tests::moto::{ACCOUNT, Moto};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/build-on-aws-states";
@@ -72,11 +73,11 @@ async fn running_executions_are_listed_and_their_history_read() {
 
     let h = ex.history(&started[1]).await.unwrap();
     assert!(!h.is_empty());
-    assert_eq!(h[0].kind, "ExecutionStarted");
+    assert_eq!(h[0].kind, EventType::ExecutionStarted);
     assert!(h.windows(2).all(|w| w[0].id < w[1].id));
     let entered = h
         .iter()
-        .find(|e| e.kind.ends_with("StateEntered"))
+        .find(|e| e.kind.is_state_entered())
         .expect("moto's sample history has a state entered");
     assert!(entered.state_name.is_some(), "{entered:?}");
 }

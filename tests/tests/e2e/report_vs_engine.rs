@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use boa_core::history_event::EventType;
 use boa_core::{BuildInput, Pipeline};
 use e2e_tests::local_cli::{root, worker_bin};
-use local::ExecutionStatus;
+use engine::ExecutionStatus;
 use local::stack::{LocalOptions, LocalStack};
 
 async fn happy_run(tokens: &[&str]) {
@@ -27,7 +28,7 @@ async fn happy_run(tokens: &[&str]) {
     let activities = stack
         .history(&arn)
         .iter()
-        .filter(|e| e.kind == "ActivityScheduled")
+        .filter(|e| e.kind == EventType::ActivityScheduled)
         .count() as u64;
     stack.shutdown().await;
     assert_eq!(result.status, ExecutionStatus::Succeeded, "{result:?}");

@@ -1,13 +1,12 @@
 //! Activity tasks: broker semantics, timeouts and heartbeats, and the HTTP endpoint driven by
 //! the real `aws-sdk-sfn` client.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use aws_sdk_sfn::config::{Credentials, Region};
-use common::*;
-use local::{BrokerError, Engine, ExecutionStatus};
+use boa_core::history_event::EventType;
+use engine::{BrokerError, Engine, ExecutionStatus};
 use serde_json::{Value, json};
 
 fn activity_machine(extra: Value) -> Value {
@@ -59,10 +58,16 @@ async fn unclaimed_task_times_out() {
         "timed-out task withdrawn"
     );
     let h = e.history(&r.execution_arn).unwrap();
-    let sched = h.iter().find(|x| x.kind == "ActivityScheduled").unwrap();
+    let sched = h
+        .iter()
+        .find(|x| x.kind == EventType::ActivityScheduled)
+        .unwrap();
     assert_eq!(sched.details["resource"], json!(activity("build")));
     assert_eq!(sched.details["timeoutInSeconds"], json!(20));
-    let to = h.iter().find(|x| x.kind == "ActivityTimedOut").unwrap();
+    let to = h
+        .iter()
+        .find(|x| x.kind == EventType::ActivityTimedOut)
+        .unwrap();
     assert_eq!(to.previous_event_id, sched.id);
     assert_eq!(to.details["error"], json!("States.Timeout"));
 }
@@ -170,17 +175,17 @@ async fn sdk_round_trip_heartbeat_and_success() {
         Some(json!({"instance_id": "i-0abc", "elapsed_s": 3}))
     );
     let hist = e.history(&r.execution_arn).unwrap();
-    let kinds: Vec<&str> = hist.iter().map(|x| x.kind.as_str()).collect();
+    let kinds: Vec<EventType> = hist.iter().map(|x| x.kind.clone()).collect();
     assert_eq!(
         kinds,
         vec![
-            "ExecutionStarted",
-            "TaskStateEntered",
-            "ActivityScheduled",
-            "ActivityStarted",
-            "ActivitySucceeded",
-            "TaskStateExited",
-            "ExecutionSucceeded"
+            EventType::ExecutionStarted,
+            EventType::TaskStateEntered,
+            EventType::ActivityScheduled,
+            EventType::ActivityStarted,
+            EventType::ActivitySucceeded,
+            EventType::TaskStateExited,
+            EventType::ExecutionSucceeded
         ]
     );
     assert_eq!(hist[3].details["workerName"], json!("i-0abc"));
@@ -236,7 +241,10 @@ async fn sdk_failure_reaches_catch() {
         )
     );
     let hist = e.history(&r.execution_arn).unwrap();
-    let failed = hist.iter().find(|x| x.kind == "ActivityFailed").unwrap();
+    let failed = hist
+        .iter()
+        .find(|x| x.kind == EventType::ActivityFailed)
+        .unwrap();
     assert_eq!(failed.details["error"], json!("Worker.ScriptFailed"));
 }
 

@@ -1,10 +1,9 @@
 //! Conformance tests for state types, input/output processing, the context object, intrinsics,
 //! history and counts.
 
-mod common;
-
-use common::*;
-use local::{EngineConfig, ExecutionStatus};
+use crate::common::*;
+use boa_core::history_event::EventType;
+use engine::{EngineConfig, ExecutionStatus};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -321,15 +320,14 @@ async fn lambda_invoke_integration_wraps_payload() {
         r.output,
         Some(json!({"body": {"fn": "start-workers", "p": {"x": 3}}, "code": 200}))
     );
-    let kinds: Vec<String> = e
+    let kinds: Vec<EventType> = e
         .history(&r.execution_arn)
         .unwrap()
         .into_iter()
         .map(|h| h.kind)
         .collect();
     assert!(
-        kinds.contains(&"TaskScheduled".to_string())
-            && kinds.contains(&"TaskSucceeded".to_string()),
+        kinds.contains(&EventType::TaskScheduled) && kinds.contains(&EventType::TaskSucceeded),
         "{kinds:?}"
     );
 }
@@ -598,26 +596,26 @@ async fn history_sequence_and_counts() {
     let r = run(&e, &def, json!({})).await;
     assert_eq!(r.status, ExecutionStatus::Succeeded);
     let h = e.history(&r.execution_arn).unwrap();
-    let kinds: Vec<&str> = h.iter().map(|x| x.kind.as_str()).collect();
+    let kinds: Vec<EventType> = h.iter().map(|x| x.kind.clone()).collect();
     assert_eq!(
         kinds,
         vec![
-            "ExecutionStarted",
-            "PassStateEntered",
-            "PassStateExited",
-            "TaskStateEntered",
-            "LambdaFunctionScheduled",
-            "LambdaFunctionStarted",
-            "LambdaFunctionFailed",
-            "LambdaFunctionScheduled",
-            "LambdaFunctionStarted",
-            "LambdaFunctionSucceeded",
-            "TaskStateExited",
-            "ChoiceStateEntered",
-            "ChoiceStateExited",
-            "SucceedStateEntered",
-            "SucceedStateExited",
-            "ExecutionSucceeded"
+            EventType::ExecutionStarted,
+            EventType::PassStateEntered,
+            EventType::PassStateExited,
+            EventType::TaskStateEntered,
+            EventType::LambdaFunctionScheduled,
+            EventType::LambdaFunctionStarted,
+            EventType::LambdaFunctionFailed,
+            EventType::LambdaFunctionScheduled,
+            EventType::LambdaFunctionStarted,
+            EventType::LambdaFunctionSucceeded,
+            EventType::TaskStateExited,
+            EventType::ChoiceStateEntered,
+            EventType::ChoiceStateExited,
+            EventType::SucceedStateEntered,
+            EventType::SucceedStateExited,
+            EventType::ExecutionSucceeded
         ]
     );
     for (i, ev) in h.iter().enumerate() {
@@ -637,7 +635,7 @@ async fn history_sequence_and_counts() {
 
 #[tokio::test]
 async fn history_limit_fails_the_execution() {
-    let e = local::Engine::new(
+    let e = engine::Engine::new(
         EngineConfig {
             max_history_events: 40,
             ..EngineConfig::default()
@@ -690,7 +688,7 @@ async fn stop_execution_aborts() {
     assert_eq!(r.error.as_deref(), Some("User.Stop"));
     assert_eq!(
         e.history(&r.execution_arn).unwrap().last().unwrap().kind,
-        "ExecutionAborted"
+        EventType::ExecutionAborted
     );
 }
 

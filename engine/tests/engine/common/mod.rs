@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use local::{Engine, EngineConfig, ExecutionResult, LambdaInvoker, TaskFailure};
+use engine::{Engine, EngineConfig, ExecutionResult, LambdaInvoker, TaskFailure};
 use serde_json::Value;
 use tokio::time::Instant;
 

@@ -3,13 +3,13 @@
 use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
-use super::paths;
+use super::jsonpath::Path;
 use crate::error::StatesError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operand {
     Literal(Value),
-    Path(String),
+    Path(Path),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +19,7 @@ pub enum Rule {
     Not(Box<Rule>),
     /// `op` is the operator name without a `Path` suffix, e.g. `StringEquals`, `IsPresent`.
     Compare {
-        variable: String,
+        variable: Path,
         op: String,
         operand: Operand,
     },
@@ -88,7 +88,7 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, String> {
         .get("Variable")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{at}: missing string field Variable"))?;
-    paths::validate_path(variable).map_err(|e| format!("{at}.Variable: {e}"))?;
+    let variable = Path::parse(variable).map_err(|e| format!("{at}.Variable: {e}"))?;
     let mut found = None;
     for (k, val) in obj {
         if matches!(k.as_str(), "Variable" | "Next" | "Comment") {
@@ -113,8 +113,7 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, String> {
             let p = val
                 .as_str()
                 .ok_or_else(|| format!("{at}.{k}: must be a path string"))?;
-            paths::validate_path(p).map_err(|e| format!("{at}.{k}: {e}"))?;
-            Operand::Path(p.to_string())
+            Operand::Path(Path::parse(p).map_err(|e| format!("{at}.{k}: {e}"))?)
         } else {
             let ok = if STRING_OPS.contains(&base) {
                 val.is_string()
@@ -131,7 +130,7 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, String> {
             Operand::Literal(val.clone())
         };
         found = Some(Rule::Compare {
-            variable: variable.to_string(),
+            variable: variable.clone(),
             op: base.to_string(),
             operand,
         });
@@ -209,10 +208,10 @@ pub fn evaluate(rule: &Rule, input: &Value, ctx: &Value) -> Result<bool, StatesE
             op,
             operand,
         } => {
-            let value = paths::query_opt(variable, input, ctx)?;
+            let value = variable.query_opt(input, ctx);
             let expected = match operand {
                 Operand::Literal(v) => v.clone(),
-                Operand::Path(p) => paths::query(p, input, ctx)?,
+                Operand::Path(p) => p.query(input, ctx)?,
             };
             if op == "IsPresent" {
                 return Ok(value.is_some() == expected.as_bool().unwrap_or(false));

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::paths;
+use super::jsonpath::Path;
 use crate::error::StatesError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +22,7 @@ pub enum Expr {
     Num(serde_json::Number),
     Bool(bool),
     Null,
-    Path(String),
+    Path(Path),
 }
 
 struct Parser<'a> {
@@ -133,8 +133,7 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let path = self.src[start..self.i].trim().to_string();
-                paths::validate_path(&path)?;
-                Ok(Expr::Path(path))
+                Ok(Expr::Path(Path::parse(&path)?))
             }
             Some(b'S') => self.call(),
             Some(_) => {
@@ -181,14 +180,15 @@ pub fn evaluate(src: &str, input: &Value, context: &Value) -> Result<Value, Stat
     eval(&e, input, context)
 }
 
-fn eval(e: &Expr, input: &Value, ctx: &Value) -> Result<Value, StatesError> {
+/// Evaluates a parsed intrinsic call tree against a state's input and context object.
+pub fn eval(e: &Expr, input: &Value, ctx: &Value) -> Result<Value, StatesError> {
     match e {
         Expr::Str(s) => Ok(Value::String(unescape(s))),
         Expr::Num(n) => Ok(Value::Number(n.clone())),
         Expr::Bool(b) => Ok(Value::Bool(*b)),
         Expr::Null => Ok(Value::Null),
-        Expr::Path(p) => paths::query_opt(p, input, ctx)
-            .map_err(|e| StatesError::intrinsic(e.cause))?
+        Expr::Path(p) => p
+            .query_opt(input, ctx)
             .ok_or_else(|| StatesError::intrinsic(format!("path {p} not found in the input"))),
         Expr::Call(name, args) => call(name, args, input, ctx),
     }

@@ -7,8 +7,10 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
 use super::choice::{self, Rule};
-use super::paths::{self, IoPath};
+use super::jsonpath::{self, Path};
+use super::paths::IoPath;
 use super::retry::{Catcher, Jitter, Retrier};
+use super::template::{self, Expression, Template};
 use crate::error::{DefinitionError, names};
 
 /// A state machine or a sub-machine (Parallel branch, Map processor).
@@ -27,8 +29,8 @@ pub struct State {
     pub input_path: IoPath,
     pub output_path: IoPath,
     pub result_path: IoPath,
-    pub parameters: Option<Value>,
-    pub result_selector: Option<Value>,
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
     pub retry: Vec<Retrier>,
     pub catch: Vec<Catcher>,
     /// `Next`; `None` means `End` (or a terminal state type).
@@ -39,21 +41,21 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seconds {
     Fixed(u64),
-    Path(String),
+    Path(Path),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitFor {
     Seconds(Seconds),
     Timestamp(DateTime<FixedOffset>),
-    TimestampPath(String),
+    TimestampPath(Path),
 }
 
 /// Fail's Error/Cause: literal, path, or intrinsic function.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Text {
     Literal(String),
-    Expr(String),
+    Expr(Expression),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,7 +84,7 @@ pub enum Kind {
     Map {
         items_path: IoPath,
         /// ItemSelector, or the legacy Parameters of a Map.
-        item_selector: Option<Value>,
+        item_selector: Option<Template>,
         /// ItemProcessor, or the legacy Iterator.
         processor: Box<StateMachine>,
         /// 0 = unlimited.
@@ -266,37 +268,30 @@ fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionEr
             Some(_) => Err(e(format!("field {f} must be a string"))),
         }
     };
-    let path_field = |f: &str| -> Result<Option<String>, DefinitionError> {
-        let p = str_field(f)?;
-        if let Some(p) = &p {
-            paths::validate_path(p).map_err(|m| e(format!("field {f}: {m}")))?;
-        }
-        Ok(p)
+    let path_field = |f: &str| -> Result<Option<Path>, DefinitionError> {
+        str_field(f)?
+            .map(|p| Path::parse(&p).map_err(|m| e(format!("field {f}: {m}"))))
+            .transpose()
     };
     let io_path = |f: &str, reference: bool| -> Result<IoPath, DefinitionError> {
         match obj.get(f) {
             None => Ok(IoPath::Default),
             Some(Value::Null) => Ok(IoPath::Null),
             Some(Value::String(p)) => {
-                let check = if reference {
-                    paths::validate_reference_path(p)
-                } else {
-                    paths::validate_path(p)
-                };
-                check.map_err(|m| e(format!("field {f}: {m}")))?;
-                Ok(IoPath::Path(p.clone()))
+                if reference {
+                    jsonpath::validate_reference_path(p)
+                        .map_err(|m| e(format!("field {f}: {m}")))?;
+                }
+                let p = Path::parse(p).map_err(|m| e(format!("field {f}: {m}")))?;
+                Ok(IoPath::Path(p))
             }
             Some(_) => Err(e(format!("field {f} must be a string or null"))),
         }
     };
-    let template = |f: &str| -> Result<Option<Value>, DefinitionError> {
-        match obj.get(f) {
-            None => Ok(None),
-            Some(t) => {
-                paths::validate_template(t).map_err(|m| e(format!("field {f}: {m}")))?;
-                Ok(Some(t.clone()))
-            }
-        }
+    let template = |f: &str| -> Result<Option<Template>, DefinitionError> {
+        obj.get(f)
+            .map(|t| Template::compile(t).map_err(|m| e(format!("field {f}: {m}"))))
+            .transpose()
     };
     let seconds = |f: &str| -> Result<Option<Seconds>, DefinitionError> {
         let path = format!("{f}Path");
@@ -384,9 +379,9 @@ fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionEr
                     }
                     (Some(l), None) => Ok(Some(Text::Literal(l))),
                     (None, Some(p)) => {
-                        paths::validate_template(&serde_json::json!({"x.$": p}))
+                        let expr = template::compile_field("x.$", &Value::String(p))
                             .map_err(|m| e(format!("field {path}: {m}")))?;
-                        Ok(Some(Text::Expr(p)))
+                        Ok(Some(Text::Expr(expr)))
                     }
                     (None, None) => Ok(None),
                 }
@@ -572,8 +567,8 @@ fn parse_catcher(v: &Value, at: &str, last: bool) -> Result<Catcher, String> {
         None => IoPath::Default,
         Some(Value::Null) => IoPath::Null,
         Some(Value::String(p)) => {
-            paths::validate_reference_path(p).map_err(|m| format!("{at}.ResultPath: {m}"))?;
-            IoPath::Path(p.clone())
+            jsonpath::validate_reference_path(p).map_err(|m| format!("{at}.ResultPath: {m}"))?;
+            IoPath::Path(Path::parse(p).map_err(|m| format!("{at}.ResultPath: {m}"))?)
         }
         Some(_) => return Err(format!("{at}.ResultPath: must be a string or null")),
     };

@@ -1,12 +1,11 @@
 //! Retry timing and matching, Catch routing, Parallel and Map semantics.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
-use local::ExecutionStatus;
+use crate::common::*;
+use boa_core::history_event::EventType;
+use engine::ExecutionStatus;
 use serde_json::json;
 
 fn gaps(calls: &[Call]) -> Vec<Duration> {
@@ -132,14 +131,14 @@ async fn catch_precedence_and_task_failed() {
     d["States"]["T"]["TimeoutSeconds"] = json!(1);
     let r = run(&e, &d, json!({})).await;
     assert_eq!(r.output, Some(json!("all")));
-    let kinds: Vec<String> = e
+    let kinds: Vec<EventType> = e
         .history(&r.execution_arn)
         .unwrap()
         .into_iter()
         .map(|h| h.kind)
         .collect();
     assert!(
-        kinds.contains(&"LambdaFunctionTimedOut".to_string()),
+        kinds.contains(&EventType::LambdaFunctionTimedOut),
         "{kinds:?}"
     );
 }
@@ -165,14 +164,14 @@ async fn parallel_branch_error_surfaces_and_retry_reruns_the_branch() {
         .filter(|c| c.function == "flaky")
         .count();
     assert_eq!(flaky_calls, 2, "the retry re-ran the branch");
-    let kinds: Vec<String> = e
+    let kinds: Vec<EventType> = e
         .history(&r.execution_arn)
         .unwrap()
         .into_iter()
         .map(|h| h.kind)
         .collect();
-    assert!(kinds.contains(&"ParallelStateFailed".to_string()));
-    assert!(kinds.contains(&"ParallelStateSucceeded".to_string()));
+    assert!(kinds.contains(&EventType::ParallelStateFailed));
+    assert!(kinds.contains(&EventType::ParallelStateSucceeded));
 
     // Without a retrier, the Parallel's Catch sees the branch's own error name.
     let fake = Fake::new(|f, _, _| {
@@ -243,21 +242,21 @@ async fn map_iteration_failure_and_legacy_fields() {
         r.output,
         Some(json!({"Error": "Worker.ScriptFailed", "Cause": "distro bad"}))
     );
-    let kinds: Vec<String> = e
+    let kinds: Vec<EventType> = e
         .history(&r.execution_arn)
         .unwrap()
         .into_iter()
         .map(|h| h.kind)
         .collect();
     for k in [
-        "MapStateEntered",
-        "MapStateStarted",
-        "MapIterationStarted",
-        "MapIterationFailed",
-        "MapStateFailed",
-        "MapStateExited",
+        EventType::MapStateEntered,
+        EventType::MapStateStarted,
+        EventType::MapIterationStarted,
+        EventType::MapIterationFailed,
+        EventType::MapStateFailed,
+        EventType::MapStateExited,
     ] {
-        assert!(kinds.contains(&k.to_string()), "{k} missing from {kinds:?}");
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
     let r = run(&e, &def, json!({"ds": ["a", "b"]})).await;
     assert_eq!(r.output, Some(json!([{"d": "a"}, {"d": "b"}])));

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast, mpsc};
 
+use crate::quotas::{MAX_PAYLOAD_BYTES, valid_name};
+
 /// Errors in the shape of the Step Functions API (`type_name` is the AWS `__type`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerError {
@@ -128,14 +130,6 @@ impl Drop for TokenGuard {
     fn drop(&mut self) {
         self.broker.close(&self.token);
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 80
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl ActivityBroker {
@@ -297,11 +291,10 @@ impl ActivityBroker {
     pub fn send_task_success(&self, token: &str, output: &str) -> Result<(), BrokerError> {
         let v: Value = serde_json::from_str(output)
             .map_err(|e| BrokerError::InvalidOutput(format!("output is not valid JSON: {e}")))?;
-        if output.len() > crate::engine::MAX_PAYLOAD_BYTES {
+        if output.len() > MAX_PAYLOAD_BYTES {
             return Err(BrokerError::InvalidOutput(format!(
-                "output is {} bytes, more than {}",
-                output.len(),
-                crate::engine::MAX_PAYLOAD_BYTES
+                "output is {} bytes, more than {MAX_PAYLOAD_BYTES}",
+                output.len()
             )));
         }
         self.signal(token, TaskSignal::Succeeded(v))?;

@@ -14,6 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use boa_core::history_event::EventType;
 use chrono::{SecondsFormat, Utc};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -23,14 +24,51 @@ use crate::asl::choice;
 use crate::asl::parse::{Kind, Seconds, State, StateMachine, Text, WaitFor};
 use crate::asl::paths::{self, IoPath};
 use crate::asl::retry::{RetryState, SplitMix64, find_catcher};
-use crate::broker::{PendingTask, TaskSignal};
-use crate::engine::{EngineInner, Execution, ExecutionStatus, MAX_PAYLOAD_BYTES};
+use crate::asl::template::Template;
+use crate::broker::{ActivityBroker, PendingTask, TaskSignal};
+use crate::config::{EngineConfig, LambdaInvoker};
 use crate::error::{StatesError, names};
+use crate::execution::{Execution, ExecutionStatus};
+use crate::quotas::MAX_PAYLOAD_BYTES;
 
 const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
 
+/// What every execution of an engine shares: its configuration, the embedder's Lambdas and the
+/// activity broker.
+pub(crate) struct Services {
+    pub(crate) config: EngineConfig,
+    pub(crate) lambdas: Arc<dyn LambdaInvoker>,
+    pub(crate) broker: ActivityBroker,
+}
+
+/// The history events of a Lambda call: `LambdaFunction*` for a function ARN, `Task*` for the
+/// `lambda:invoke` service integration.
+struct LambdaEvents {
+    scheduled: EventType,
+    started: EventType,
+    timed_out: EventType,
+    succeeded: EventType,
+    failed: EventType,
+}
+
+const FUNCTION_EVENTS: LambdaEvents = LambdaEvents {
+    scheduled: EventType::LambdaFunctionScheduled,
+    started: EventType::LambdaFunctionStarted,
+    timed_out: EventType::LambdaFunctionTimedOut,
+    succeeded: EventType::LambdaFunctionSucceeded,
+    failed: EventType::LambdaFunctionFailed,
+};
+
+const INTEGRATION_EVENTS: LambdaEvents = LambdaEvents {
+    scheduled: EventType::TaskScheduled,
+    started: EventType::TaskStarted,
+    timed_out: EventType::TaskTimedOut,
+    succeeded: EventType::TaskSucceeded,
+    failed: EventType::TaskFailed,
+};
+
 pub(crate) struct Run {
-    engine: Arc<EngineInner>,
+    services: Arc<Services>,
     exec: Arc<Execution>,
     sm_name: String,
     rng: Mutex<SplitMix64>,
@@ -49,14 +87,14 @@ fn ctx_with(ctx: &Value, key: &str, v: Value) -> Value {
 }
 
 impl Run {
-    pub(crate) fn new(engine: Arc<EngineInner>, exec: Arc<Execution>, sm_name: String) -> Self {
+    pub(crate) fn new(services: Arc<Services>, exec: Arc<Execution>, sm_name: String) -> Self {
         // FNV-1a of the execution name, so each execution has its own reproducible jitter.
         let h = exec.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
-        let seed = engine.config.seed ^ h;
+        let seed = services.config.seed ^ h;
         Self {
-            engine,
+            services,
             exec,
             sm_name,
             rng: Mutex::new(SplitMix64::new(seed)),
@@ -67,7 +105,7 @@ impl Run {
         let run = self.run_machine(&machine, input, &mut prev);
         let outcome = match machine.timeout_seconds {
             Some(t) => {
-                let d = self.engine.config.scaled(Duration::from_secs(t));
+                let d = self.services.config.scaled(Duration::from_secs(t));
                 match tokio::time::timeout(d, run).await {
                     Ok(r) => r,
                     Err(_) => {
@@ -90,12 +128,12 @@ impl Run {
     }
 
     fn scaled_secs(&self, secs: f64) -> Duration {
-        self.engine
+        self.services
             .config
             .scaled(Duration::from_secs_f64(secs.max(0.0)))
     }
 
-    fn record(&self, prev: &mut i64, kind: &str, details: Value) -> Result<i64, StatesError> {
+    fn record(&self, prev: &mut i64, kind: EventType, details: Value) -> Result<i64, StatesError> {
         self.exec.history.record(prev, kind, details)
     }
 
@@ -121,7 +159,7 @@ impl Run {
                 "Name": self.exec.name,
                 "Input": self.exec.input,
                 "StartTime": self.exec.start.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.engine.config.account_id),
+                "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.services.config.account_id),
             },
             "StateMachine": {"Id": self.exec.state_machine_arn, "Name": self.sm_name},
             "State": {"Name": state, "EnteredTime": entered, "RetryCount": retry_count},
@@ -166,14 +204,14 @@ impl Run {
         raw: Value,
         prev: &mut i64,
     ) -> Result<(Value, Option<String>), StatesError> {
-        let ty = state.kind.type_name();
+        let (entered_event, exited_event) = state_events(&state.kind);
         let name = state.name.as_str();
         // Counted: one transition per state entered (retries are added below).
         self.exec.history.add_transition();
         let entered = now_iso();
         self.record(
             prev,
-            &format!("{ty}StateEntered"),
+            entered_event,
             json!({"name": name, "input": raw.to_string()}),
         )?;
         self.check_payload(&raw, "input", name)?;
@@ -184,7 +222,7 @@ impl Run {
             Kind::Pass { result } => {
                 let eff = paths::apply_filter_path(&state.input_path, raw.clone(), &ctx)?;
                 let eff = match &state.parameters {
-                    Some(t) => paths::eval_template(t, &eff, &ctx)?,
+                    Some(t) => t.evaluate(&eff, &ctx)?,
                     None => eff,
                 };
                 let res = result.clone().unwrap_or(eff);
@@ -222,7 +260,7 @@ impl Run {
                     }
                     WaitFor::Timestamp(t) => self.until(t.with_timezone(&Utc)),
                     WaitFor::TimestampPath(p) => {
-                        let v = paths::query(p, &eff, &ctx)?;
+                        let v = p.query(&eff, &ctx)?;
                         let t = v
                             .as_str()
                             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
@@ -252,12 +290,10 @@ impl Run {
                     Ok(match t {
                         None => String::new(),
                         Some(Text::Literal(s)) => s.clone(),
-                        Some(Text::Expr(e)) => {
-                            match paths::eval_expression(e, &raw, &ctx, field)? {
-                                Value::String(s) => s,
-                                other => other.to_string(),
-                            }
-                        }
+                        Some(Text::Expr(e)) => match e.evaluate(&raw, &ctx, field)? {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        },
                     })
                 };
                 return Err(StatesError::new(
@@ -270,10 +306,10 @@ impl Run {
             }
         };
         self.check_payload(&output, "output", name)?;
-        if !matches!(state.kind, Kind::Fail { .. }) {
+        if let Some(exited_event) = exited_event {
             self.record(
                 prev,
-                &format!("{ty}StateExited"),
+                exited_event,
                 json!({"name": name, "output": output.to_string()}),
             )?;
         }
@@ -292,7 +328,9 @@ impl Run {
         entered: &str,
         prev: &mut i64,
     ) -> Result<(Value, Option<String>), StatesError> {
-        let ty = state.kind.type_name();
+        let exited_event = state_events(&state.kind)
+            .1
+            .unwrap_or_else(|| unreachable!("only Task, Parallel and Map are retried"));
         let mut retry = RetryState::new(&state.retry);
         loop {
             let ctx = self.context(&state.name, entered, retry.retry_count);
@@ -300,7 +338,7 @@ impl Run {
                 Ok(out) => {
                     self.record(
                         prev,
-                        &format!("{ty}StateExited"),
+                        exited_event.clone(),
                         json!({"name": state.name, "output": out.to_string()}),
                     )?;
                     return Ok((out, state.next.clone()));
@@ -315,7 +353,7 @@ impl Run {
                 // Counted: every retry attempt is one more state transition.
                 self.exec.history.add_transition();
                 tracing::debug!(state = %state.name, error = %err.error, retry = retry.retry_count, ?d, "retrying");
-                tokio::time::sleep(self.engine.config.scaled(d)).await;
+                tokio::time::sleep(self.services.config.scaled(d)).await;
                 continue;
             }
             if let Some(c) = find_catcher(&state.catch, &err) {
@@ -323,7 +361,7 @@ impl Run {
                 self.check_payload(&out, "output", &state.name)?;
                 self.record(
                     prev,
-                    &format!("{ty}StateExited"),
+                    exited_event.clone(),
                     json!({"name": state.name, "output": out.to_string()}),
                 )?;
                 return Ok((out, Some(c.next.clone())));
@@ -355,7 +393,7 @@ impl Run {
         let eff = paths::apply_filter_path(&state.input_path, raw.clone(), &ctx)?;
         let eff = match &state.parameters {
             Some(t)
-                if self.engine.config.parallel_parameters_once
+                if self.services.config.parallel_parameters_once
                     && matches!(state.kind, Kind::Parallel { .. }) =>
             {
                 // The first attempt's evaluation, for every retry.
@@ -364,9 +402,9 @@ impl Run {
                     st["RetryCount"] = json!(0);
                     st
                 });
-                paths::eval_template(t, &eff, &first)?
+                t.evaluate(&eff, &first)?
             }
-            Some(t) => paths::eval_template(t, &eff, &ctx)?,
+            Some(t) => t.evaluate(&eff, &ctx)?,
             None => eff,
         };
         self.check_payload(&eff, "input", &state.name)?;
@@ -416,7 +454,7 @@ impl Run {
         };
         self.check_payload(&result, "result", &state.name)?;
         let result = match &state.result_selector {
-            Some(t) => paths::eval_template(t, &result, &ctx)?,
+            Some(t) => t.evaluate(&result, &ctx)?,
             None => result,
         };
         let out = paths::apply_result_path(&state.result_path, raw.clone(), result)?;
@@ -455,13 +493,13 @@ impl Run {
             }
             (parts[6].to_string(), eff)
         };
-        let p = if integration {
-            "Task"
+        let ev = if integration {
+            &INTEGRATION_EVENTS
         } else {
-            "LambdaFunction"
+            &FUNCTION_EVENTS
         };
         let mut details = if integration {
-            json!({"resourceType": "lambda", "resource": "invoke", "region": self.engine.config.region,
+            json!({"resourceType": "lambda", "resource": "invoke", "region": self.services.config.region,
                    "parameters": json!({"FunctionName": function, "Payload": payload}).to_string()})
         } else {
             json!({"resource": resource, "input": payload.to_string()})
@@ -469,9 +507,9 @@ impl Run {
         if let Some(t) = timeout {
             details["timeoutInSeconds"] = json!(t);
         }
-        self.record(prev, &format!("{p}Scheduled"), details)?;
-        self.record(prev, &format!("{p}Started"), json!({}))?;
-        let call = self.engine.lambdas.invoke(&function, payload);
+        self.record(prev, ev.scheduled.clone(), details)?;
+        self.record(prev, ev.started.clone(), json!({}))?;
+        let call = self.services.lambdas.invoke(&function, payload);
         let res = match timeout {
             Some(t) => match tokio::time::timeout(self.scaled_secs(t as f64), call).await {
                 Ok(r) => r,
@@ -481,7 +519,7 @@ impl Run {
                     ));
                     self.record(
                         prev,
-                        &format!("{p}TimedOut"),
+                        ev.timed_out.clone(),
                         json!({"error": e.error, "cause": e.cause}),
                     )?;
                     return Err(e);
@@ -496,17 +534,13 @@ impl Run {
                 } else {
                     v
                 };
-                self.record(
-                    prev,
-                    &format!("{p}Succeeded"),
-                    json!({"output": v.to_string()}),
-                )?;
+                self.record(prev, ev.succeeded.clone(), json!({"output": v.to_string()}))?;
                 Ok(v)
             }
             Err(f) => {
                 self.record(
                     prev,
-                    &format!("{p}Failed"),
+                    ev.failed.clone(),
                     json!({"error": f.error, "cause": f.cause}),
                 )?;
                 Err(StatesError::new(f.error, f.cause))
@@ -536,8 +570,8 @@ impl Run {
         if let Some(h) = heartbeat {
             details["heartbeatInSeconds"] = json!(h);
         }
-        self.record(prev, "ActivityScheduled", details)?;
-        let (_guard, mut rx) = self.engine.broker.publish(
+        self.record(prev, EventType::ActivityScheduled, details)?;
+        let (_guard, mut rx) = self.services.broker.publish(
             token,
             input,
             PendingTask {
@@ -561,7 +595,11 @@ impl Run {
             };
             match sig {
                 Some(Some(TaskSignal::Started { worker_name })) => {
-                    self.record(prev, "ActivityStarted", json!({"workerName": worker_name}))?;
+                    self.record(
+                        prev,
+                        EventType::ActivityStarted,
+                        json!({"workerName": worker_name}),
+                    )?;
                     heartbeat_at =
                         heartbeat.map(|h| tokio::time::Instant::now() + self.scaled_secs(h as f64));
                 }
@@ -572,13 +610,17 @@ impl Run {
                     }
                 }
                 Some(Some(TaskSignal::Succeeded(v))) => {
-                    self.record(prev, "ActivitySucceeded", json!({"output": v.to_string()}))?;
+                    self.record(
+                        prev,
+                        EventType::ActivitySucceeded,
+                        json!({"output": v.to_string()}),
+                    )?;
                     return Ok(v);
                 }
                 Some(Some(TaskSignal::Failed { error, cause })) => {
                     self.record(
                         prev,
-                        "ActivityFailed",
+                        EventType::ActivityFailed,
                         json!({"error": error, "cause": cause}),
                     )?;
                     return Err(StatesError::new(error, cause));
@@ -606,7 +648,7 @@ impl Run {
                     };
                     self.record(
                         prev,
-                        "ActivityTimedOut",
+                        EventType::ActivityTimedOut,
                         json!({"error": e.error, "cause": e.cause}),
                     )?;
                     return Err(e);
@@ -624,7 +666,11 @@ impl Run {
         eff: Value,
         prev: &mut i64,
     ) -> Result<Value, StatesError> {
-        let start = self.record(prev, "ParallelStateStarted", json!({"name": state.name}))?;
+        let start = self.record(
+            prev,
+            EventType::ParallelStateStarted,
+            json!({"name": state.name}),
+        )?;
         let futs = branches.iter().map(|b| {
             let input = eff.clone();
             async move {
@@ -634,13 +680,17 @@ impl Run {
         });
         match futures::future::try_join_all(futs).await {
             Ok(results) => {
-                self.record(prev, "ParallelStateSucceeded", json!({"name": state.name}))?;
+                self.record(
+                    prev,
+                    EventType::ParallelStateSucceeded,
+                    json!({"name": state.name}),
+                )?;
                 Ok(Value::Array(results))
             }
             Err(e) => {
                 self.record(
                     prev,
-                    "ParallelStateFailed",
+                    EventType::ParallelStateFailed,
                     json!({"name": state.name, "error": e.error, "cause": e.cause}),
                 )?;
                 Err(e)
@@ -655,7 +705,7 @@ impl Run {
         &self,
         state: &State,
         items_path: &IoPath,
-        item_selector: Option<&Value>,
+        item_selector: Option<&Template>,
         processor: &StateMachine,
         max_concurrency: u64,
         eff: Value,
@@ -664,7 +714,7 @@ impl Run {
     ) -> Result<Value, StatesError> {
         let items = match items_path {
             IoPath::Default | IoPath::Null => eff.clone(),
-            IoPath::Path(p) => paths::query(p, &eff, ctx)?,
+            IoPath::Path(p) => p.query(&eff, ctx)?,
         };
         let Value::Array(items) = items else {
             return Err(StatesError::runtime(format!(
@@ -675,7 +725,7 @@ impl Run {
         let n = items.len();
         let start = self.record(
             prev,
-            "MapStateStarted",
+            EventType::MapStateStarted,
             json!({"name": state.name, "length": n}),
         )?;
         let limit = if max_concurrency == 0 {
@@ -688,13 +738,13 @@ impl Run {
             let mut p = start;
             self.record(
                 &mut p,
-                "MapIterationStarted",
+                EventType::MapIterationStarted,
                 json!({"name": state.name, "index": i}),
             )?;
             let input = match item_selector {
                 Some(t) => {
                     let c = ctx_with(ctx, "Map", json!({"Item": {"Index": i, "Value": item}}));
-                    paths::eval_template(t, eff, &c)?
+                    t.evaluate(eff, &c)?
                 }
                 None => item,
             };
@@ -702,7 +752,7 @@ impl Run {
                 Ok(v) => {
                     self.record(
                         &mut p,
-                        "MapIterationSucceeded",
+                        EventType::MapIterationSucceeded,
                         json!({"name": state.name, "index": i}),
                     )?;
                     Ok(v)
@@ -711,7 +761,7 @@ impl Run {
                     // Best effort: the history may be full.
                     let _ = self.record(
                         &mut p,
-                        "MapIterationFailed",
+                        EventType::MapIterationFailed,
                         json!({"name": state.name, "index": i, "error": e.error, "cause": e.cause}),
                     );
                     Err(e)
@@ -724,19 +774,39 @@ impl Run {
             .await;
         match res {
             Ok(v) => {
-                self.record(prev, "MapStateSucceeded", json!({"name": state.name}))?;
+                self.record(
+                    prev,
+                    EventType::MapStateSucceeded,
+                    json!({"name": state.name}),
+                )?;
                 Ok(Value::Array(v))
             }
             Err(e) => {
                 self.record(
                     prev,
-                    "MapStateFailed",
+                    EventType::MapStateFailed,
                     json!({"name": state.name, "error": e.error, "cause": e.cause}),
                 )?;
                 Err(e)
             }
         }
     }
+}
+
+/// A state's `<Type>StateEntered` and `<Type>StateExited` events (a Fail state has no exit).
+fn state_events(kind: &Kind) -> (EventType, Option<EventType>) {
+    use EventType as E;
+    let (entered, exited) = match kind {
+        Kind::Task { .. } => (E::TaskStateEntered, E::TaskStateExited),
+        Kind::Pass { .. } => (E::PassStateEntered, E::PassStateExited),
+        Kind::Choice { .. } => (E::ChoiceStateEntered, E::ChoiceStateExited),
+        Kind::Wait(_) => (E::WaitStateEntered, E::WaitStateExited),
+        Kind::Succeed => (E::SucceedStateEntered, E::SucceedStateExited),
+        Kind::Fail { .. } => return (E::FailStateEntered, None),
+        Kind::Parallel { .. } => (E::ParallelStateEntered, E::ParallelStateExited),
+        Kind::Map { .. } => (E::MapStateEntered, E::MapStateExited),
+    };
+    (entered, Some(exited))
 }
 
 /// `FunctionName` may be a name, a partial ARN `name:alias`, or a full ARN.
@@ -752,7 +822,7 @@ fn resolve_seconds(s: &Seconds, eff: &Value, ctx: &Value, field: &str) -> Result
     match s {
         Seconds::Fixed(n) => Ok(*n),
         Seconds::Path(p) => {
-            let v = paths::query(p, eff, ctx)?;
+            let v = p.query(eff, ctx)?;
             v.as_u64().ok_or_else(|| {
                 StatesError::runtime(format!(
                     "{field} {p} must select a non-negative integer, got {v}"

@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use boa_core::history_event::EventType;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -18,8 +19,8 @@ pub struct HistoryEvent {
     /// ActivityScheduled ← ActivityStarted ← ActivitySucceeded/Failed/TimedOut.
     pub previous_event_id: i64,
     pub timestamp: DateTime<Utc>,
-    /// AWS event type name, e.g. `TaskStateEntered`, `ActivityScheduled`.
-    pub kind: String,
+    /// The event type, serialized as its AWS name (`"TaskStateEntered"`, `"ActivityScheduled"`…).
+    pub kind: EventType,
     /// Event details (AWS's `*EventDetails` fields, camelCase): `name`, `input`, `output`,
     /// `error`, `cause`, `resource`, `workerName`, …
     pub details: Value,
@@ -67,7 +68,7 @@ impl History {
     pub(crate) fn record(
         &self,
         prev: &mut i64,
-        kind: &str,
+        kind: EventType,
         details: Value,
     ) -> Result<i64, StatesError> {
         let mut g = self.lock();
@@ -87,7 +88,7 @@ impl History {
     }
 
     /// Appends an event regardless of the limit (terminal execution events).
-    pub(crate) fn record_final(&self, prev: i64, kind: &str, details: Value) -> i64 {
+    pub(crate) fn record_final(&self, prev: i64, kind: EventType, details: Value) -> i64 {
         push(&mut self.lock(), prev, kind, details)
     }
 
@@ -113,13 +114,13 @@ impl History {
     }
 }
 
-fn push(g: &mut Inner, prev: i64, kind: &str, details: Value) -> i64 {
+fn push(g: &mut Inner, prev: i64, kind: EventType, details: Value) -> i64 {
     let id = g.events.len() as i64 + 1;
     g.events.push(HistoryEvent {
         id,
         previous_event_id: prev,
         timestamp: Utc::now(),
-        kind: kind.to_string(),
+        kind,
         details,
     });
     g.counts.history_events = g.events.len() as u64;

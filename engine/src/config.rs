@@ -1,0 +1,86 @@
+//! What an embedder configures: the engine's settings and its Lambda functions.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::quotas::MAX_HISTORY_EVENTS;
+
+/// Engine configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Every wait (Wait states, retry intervals, TimeoutSeconds, HeartbeatSeconds, execution
+    /// TimeoutSeconds) is divided by this. `100.0` turns a 60 s retry into 0.6 s.
+    pub time_scale: f64,
+    /// Seed of the RNG used for retry jitter (combined with the execution name).
+    pub seed: u64,
+    pub region: String,
+    pub account_id: String,
+    /// How long `GetActivityTask` holds a request when no task is pending (real time, not
+    /// scaled). AWS uses 60 s; local runs want about 1 s.
+    pub poll_wait: Duration,
+    /// History event limit (AWS: 25,000).
+    pub max_history_events: usize,
+    /// Evaluate a retried Parallel's Parameters once, on its first attempt, and hand every retry
+    /// that first result (so `$$.State.RetryCount` stays 0 in them), as some Step Functions
+    /// implementations do. Off by default; the tests run the generated machine both ways.
+    pub parallel_parameters_once: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            time_scale: 1.0,
+            seed: 0,
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            poll_wait: Duration::from_secs(60),
+            max_history_events: MAX_HISTORY_EVENTS,
+            parallel_parameters_once: false,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// A duration of `secs` definition seconds, divided by the time scale.
+    pub fn scaled(&self, d: Duration) -> Duration {
+        boa_core::duration::scaled(d, self.time_scale)
+    }
+}
+
+/// A failed Lambda invocation: its error name (`errorType`) and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    pub error: String,
+    pub cause: String,
+}
+
+/// The embedder's Lambda functions.
+#[async_trait::async_trait]
+pub trait LambdaInvoker: Send + Sync {
+    /// `function` is the function NAME (last ARN segment). Err = a Lambda error with its error
+    /// name (error_type) and message.
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskFailure>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_scale_divides_durations() {
+        let c = EngineConfig {
+            time_scale: 100.0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.scaled(Duration::from_secs(60)),
+            Duration::from_millis(600)
+        );
+        let bad = EngineConfig {
+            time_scale: 0.0,
+            ..EngineConfig::default()
+        };
+        assert_eq!(bad.scaled(Duration::from_secs(2)), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,42 @@
+//! `engine`: the embedded Step Functions engine of build-on-aws. It runs Amazon States Language
+//! definitions (JSONPath dialect) in-process, records AWS-shaped history and counts, holds activity
+//! tasks for workers, and serves the activity API on loopback. It uses no AWS SDK and knows nothing
+//! of build-on-aws' stack; the local stack (`local`) embeds it with the project's Lambdas and
+//! worker processes.
+//!
+//! # Layers
+//!
+//! Each module imports only modules of the layers above it in this list (no cycles):
+//!
+//! 1. [`error`], [`quotas`], [`config`]: error types and names, AWS quotas and name rules, the
+//!    engine's configuration and its Lambda port;
+//! 2. [`asl`]: the definition model, compiled once at parse time
+//!    (`jsonpath` → `intrinsics` → `template` → `paths` → `choice`, `retry` → `parse`);
+//! 3. [`history`]: AWS-shaped history events (types from `boa_core::history_event`) and counts;
+//! 4. [`broker`]: activity tasks waiting for workers, answers routed back by task token;
+//! 5. [`endpoint`]: the loopback HTTP server speaking the Step Functions JSON protocol for
+//!    activity workers (`aws-sdk-sfn` with `endpoint_url`); uses only the broker;
+//! 6. [`execution`]: one execution's record, status and result;
+//! 7. `interpreter`: runs one execution state by state (private);
+//! 8. [`engine`]: the embedding API, [`Engine`].
+//!
+//! Every wait is divided by [`EngineConfig::time_scale`].
+
+pub mod asl;
+pub mod broker;
+pub mod config;
+pub mod endpoint;
+pub mod engine;
+pub mod error;
+pub mod execution;
+pub mod history;
+mod interpreter;
+pub mod quotas;
+
+pub use broker::{ActivityBroker, ActivityInfo, BrokerError, ClaimEvent, ClaimedTask, PendingTask};
+pub use config::{EngineConfig, LambdaInvoker, TaskFailure};
+pub use engine::{Engine, ExecutionHandle};
+pub use error::{DefinitionError, EngineError, StatesError};
+pub use execution::{ExecutionResult, ExecutionStatus, ExecutionSummary};
+pub use history::{Counts, HistoryEvent};
+pub use quotas::{MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};
