@@ -49,6 +49,10 @@ Options:
   --profile-dev             Build with the dev profile (no --release): what CI uses to reuse its
                             cached build. Also on when CI=true or BOA_DEPLOY_PROFILE=dev.
                             Real deploys should use release builds (the default otherwise).
+  --prebuilt DIR            Package the Lambda and worker binaries already built in DIR (e.g.
+                            target/debug after `cargo test --workspace`) instead of building them
+                            with cargo-lambda: the tests' dry run, which must not compile the
+                            dependency tree a third time. Only for x86_64 on an x86_64 Linux host.
   -h, --help                This help.
 
 Environment: BOA_DEPLOY_PROFILE=dev|release overrides the profile choice; AWS_PROFILE/AWS_REGION
@@ -59,7 +63,7 @@ EOF
 say() { printf '\033[1mdeploy:\033[0m %s\n' "$*" >&2; }
 die() { printf 'deploy: error: %s\n' "$*" >&2; exit 1; }
 
-dry_run=false yes=false pipeline="$root/pipeline.toml" stack="" region="" bucket="" prefix=""
+prebuilt="" dry_run=false yes=false pipeline="$root/pipeline.toml" stack="" region="" bucket="" prefix=""
 arch=x86_64 worker_arch=x86_64 subnets="" security_groups="" vpc_id="" worker_ami="" retention=30
 profile=release
 if [ "${CI:-}" = "true" ]; then profile=dev; fi
@@ -87,6 +91,7 @@ while [ $# -gt 0 ]; do
     --worker-ami) need_value "$@"; worker_ami="$2"; shift ;;
     --log-retention-days) need_value "$@"; retention="$2"; shift ;;
     --profile-dev) profile=dev ;;
+    --prebuilt) need_value "$@"; prebuilt="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -142,6 +147,39 @@ mapfile -t bundle_entries < <(deploy_bin bundle --out "$dist/pipeline")
 includes=()
 for e in "${bundle_entries[@]}"; do includes+=(--include "$e"); done
 
+if [ -n "$prebuilt" ]; then
+  [ "$arch" = x86_64 ] && [ "$worker_arch" = x86_64 ] && [ "$(uname -m)" = x86_64 ] \
+    || die "--prebuilt packages host binaries: only for x86_64 on an x86_64 host"
+  say "packaging the prebuilt Lambdas and worker from $prebuilt"
+  for b in "${lambdas[@]}" worker; do
+    [ -x "$prebuilt/$b" ] || die "$prebuilt/$b is missing: build it first (cargo test --workspace builds it)"
+  done
+  # The zip cargo-lambda makes: `bootstrap` (mode 0755) and the bundle's files beside it.
+  (cd "$dist/pipeline" && "$tools/python" - "$prebuilt" "$dist/lambda" "${lambdas[@]}" \
+      -- "${bundle_entries[@]}" <<'PY'
+import os, sys, zipfile
+prebuilt, out = sys.argv[1], sys.argv[2]
+rest = sys.argv[3:]
+sep = rest.index("--")
+names, entries = rest[:sep], rest[sep + 1:]
+def add(z, path, arc, mode):
+    info = zipfile.ZipInfo(arc, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = mode << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with open(path, "rb") as f:
+        z.writestr(info, f.read())
+for n in names:
+    with zipfile.ZipFile(os.path.join(out, n + ".zip"), "w") as z:
+        add(z, os.path.join(prebuilt, n), "bootstrap", 0o100755)
+        for e in entries:
+            for dirpath, _, files in os.walk(e) if os.path.isdir(e) else [("", [], [e])]:
+                for f in files:
+                    p = os.path.join(dirpath, f) if dirpath else f
+                    add(z, p, p, 0o100644)
+PY
+  )
+  cp "$prebuilt/worker" "$dist/worker/worker"
+else
 packages=()
 for l in "${lambdas[@]}"; do packages+=(-p "$l"); done
 # One cargo-lambda invocation when the Lambdas and the worker share an architecture: one
@@ -172,6 +210,7 @@ fi
 for l in "${lambdas[@]}"; do
   mv "$dist/cargo-lambda/$l/bootstrap.zip" "$dist/lambda/$l.zip"
 done
+fi
 rm -rf "$dist/cargo-lambda"
 
 say "generating dist/template.json and dist/statemachine.json"

@@ -291,11 +291,7 @@ pub async fn ensure_workers(
     tag_map.insert(tags::EXECUTION.to_string(), ctx.execution.to_string());
     tag_map.insert(tags::STATE.to_string(), ctx.state.to_string());
     tag_map.insert(tags::NAME.to_string(), format!("wa-0-{}", step.name));
-    let instance_profile = if step.worker.instance_profile.is_empty() {
-        cfg.default_instance_profile.clone()
-    } else {
-        step.worker.instance_profile.clone()
-    };
+    let instance_profile = boa_core::stack::instance_profile(cfg, step);
     let subnets = if step.worker.subnets.is_empty() {
         &cfg.default_subnets
     } else {

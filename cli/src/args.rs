@@ -260,8 +260,27 @@ fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Names `--env` must not override: every `BOA_*` name build-on-aws sets for a worker or a task
+/// (a pipeline's `env` may not use `BOA_` at all; here the example's own `BOA_EXAMPLE_*` knobs
+/// stay usable).
+fn reserved_env(k: &str) -> bool {
+    use boa_core::names;
+    let worker = names::worker::ALL;
+    let task = [
+        names::task::STEP,
+        names::task::MODE,
+        names::task::ATTEMPT,
+        names::task::EXECUTION,
+    ];
+    let local = [names::local::TAGS_FILE, names::local::OBJECTS];
+    worker.contains(&k) || task.contains(&k) || local.contains(&k) || k.starts_with("AWS_")
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
+        Some((k, _)) if reserved_env(k) => Err(format!(
+            "'{k}' is set by build-on-aws itself (the worker's configuration or a task's coordinates); pick another name, e.g. EXAMPLE_SLEEP"
+        )),
         Some((k, v))
             if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
         {

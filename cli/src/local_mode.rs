@@ -26,6 +26,21 @@ fn absolute(p: &Path) -> PathBuf {
 
 pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     let (p, input) = load_input(&cli.common.pipeline, &cli.tokens, cli.run.mode())?;
+    // A task's axis values come as BOA_<AXIS>: --env must not replace them.
+    let axis_var = |k: &str| {
+        p.axes.iter().any(|a| {
+            k == format!(
+                "{}{}",
+                boa_core::names::task::AXIS_PREFIX,
+                a.name.to_uppercase()
+            )
+        })
+    };
+    if let Some((k, _)) = cli.local.env.iter().find(|(k, _)| axis_var(k)) {
+        return Err(CliError::BadInput(format!(
+            "--env {k}: '{k}' carries a task's axis value, set by build-on-aws for every task; pick another name"
+        )));
+    }
     let worker = worker_bin();
     if !worker.is_file() {
         return Err(CliError::Failed(format!(

@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use boa_core::input::MAX_INPUT_BYTES;
 use boa_core::{BuildInput, Mode, Pipeline};
 use clap::{CommandFactory, FromArgMatches};
 
@@ -154,6 +155,18 @@ pub fn load_input(
             )));
         }
         input.mode = m;
+    }
+    // What ParseInput would refuse is refused here, before anything starts or is launched.
+    let size = input.execution_input(&p).to_string().len();
+    if size > MAX_INPUT_BYTES {
+        return Err(CliError::BadInput(format!(
+            "the execution input would be {size} bytes; ParseInput accepts at most {MAX_INPUT_BYTES}: split the request into several runs"
+        )));
+    }
+    let report = statemachine_gen::check_quotas(&p, &input)
+        .map_err(|e| CliError::BadInput(e.to_string()))?;
+    for w in &report.exceeds {
+        eprintln!("build-on-aws: warning: {w}");
     }
     Ok((p, input))
 }

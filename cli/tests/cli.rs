@@ -228,3 +228,63 @@ fn status_without_runs_says_how_to_start_one() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_request_past_a_quota_exits_2_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let versions: Vec<String> = (1..=150).map(|i| format!("5.{i}.0")).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_build-on-aws"))
+        .arg("--local")
+        .args(&versions)
+        .env("BOA_PIPELINE", example())
+        .env("BOA_RUN_DIR", dir.path())
+        .env_remove("BOA_STATE_MACHINE_ARN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("EXCEEDS") && err.contains("largest request"),
+        "{err}"
+    );
+    // Nothing ran: no worker log, no run record.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the refused run left {left:?}");
+}
+
+#[test]
+fn an_input_past_the_parse_input_size_cap_exits_2() {
+    // 10,000 distinct versions: over ParseInput's input cap, refused by the CLI first.
+    let versions: Vec<String> = (1..=10_000).map(|i| format!("5.{i}.0")).collect();
+    let mut args = vec!["--local"];
+    args.extend(versions.iter().map(String::as_str));
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bytes") && err.contains("at most 16384"),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_cannot_override_what_build_on_aws_sets_itself() {
+    for (kv, name) in [
+        ("BOA_SHUTDOWN=exit", "BOA_SHUTDOWN"),
+        ("BOA_ACTIVITY_ARN=arn:x", "BOA_ACTIVITY_ARN"),
+        ("BOA_ATTEMPT=9", "BOA_ATTEMPT"),
+        ("AWS_ACCESS_KEY_ID=x", "AWS_ACCESS_KEY_ID"),
+        ("BOA_VERSION=1.2.3", "BOA_VERSION"),
+    ] {
+        let out = run(&["--local", "--env", kv, "4.28.2", "MakeSourceTarball"]);
+        assert_eq!(out.status.code(), Some(2), "{kv}: {out:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(name) && err.contains("pick another name"),
+            "{kv}: {err}"
+        );
+    }
+}

@@ -69,6 +69,29 @@ pub mod worker {
     pub const LEASE_MARGIN_S: &str = "BOA_LEASE_MARGIN_S";
     /// Stack name, for the lease/work tags.
     pub const STACK: &str = "BOA_STACK";
+    /// Every one of them.
+    pub const ALL: &[&str] = &[
+        ACTIVITY_ARN,
+        REGION,
+        ENDPOINT_URL,
+        INSTANCE_ID,
+        STEP,
+        SCRIPTS,
+        SCRIPT,
+        INIT_SCRIPT,
+        AFTER_SCRIPT,
+        CLEANUP_SCRIPT,
+        STEP_ENV,
+        IDLE_TIMEOUT_S,
+        MAX_TASKS,
+        HEARTBEAT_S,
+        LOG_DIR,
+        LOG_GROUP,
+        WORK_DIR,
+        SHUTDOWN,
+        LEASE_MARGIN_S,
+        STACK,
+    ];
 }
 
 /// What a task's script finds in its environment besides the step's `env` (see

@@ -30,7 +30,8 @@ pub struct StackConfig {
     pub worker_binary: String,
     /// `BOA_LOG_GROUP`: CloudWatch Logs group of the workers.
     pub log_group: Option<String>,
-    /// Instance profile used when a step names none (`BOA_WORKER_PROFILE`).
+    /// Instance profile used when a step names none (`BOA_WORKER_PROFILE`); `{step}` in it
+    /// stands for the step's name (the template sets `<stack>-{step}`: a profile per step).
     pub default_instance_profile: String,
     /// Subnets used when a step names none (`BOA_SUBNETS`, comma-separated).
     pub default_subnets: Vec<String>,
@@ -172,6 +173,21 @@ impl StackConfig {
     /// The ARN of a step's activity.
     pub fn activity_arn(&self, p: &Pipeline, step: &str) -> String {
         format!("{}{}", self.activity_arn_prefix, activity_name(p, step))
+    }
+}
+
+/// In `BOA_WORKER_PROFILE`, stands for the step's name: the deploy template gives every step its
+/// own instance profile, `<stack>-<Step>`.
+pub const STEP_PLACEHOLDER: &str = "{step}";
+
+/// The instance profile of a step's workers: its own `instance_profile`, else the stack's
+/// default with [`STEP_PLACEHOLDER`] replaced by the step's name.
+pub fn instance_profile(cfg: &StackConfig, step: &Step) -> String {
+    if step.worker.instance_profile.is_empty() {
+        cfg.default_instance_profile
+            .replace(STEP_PLACEHOLDER, &step.name)
+    } else {
+        step.worker.instance_profile.clone()
     }
 }
 
@@ -333,5 +349,20 @@ market = "spot"
         assert!(
             step_of_activity(&p, "arn:aws:states:us-east-1:1:activity:other-Publish").is_none()
         );
+    }
+
+    #[test]
+    fn each_step_without_a_profile_gets_its_own() {
+        let p = Pipeline::parse(P).unwrap();
+        let mut c = StackConfig::new("s", "us-east-1", "1", "s3://a");
+        c.default_instance_profile = format!("build-on-aws-demo-{STEP_PLACEHOLDER}");
+        let build = p.step("Build").unwrap();
+        assert_eq!(instance_profile(&c, build), "build-on-aws-demo-Build");
+        let mut named = build.clone();
+        named.worker.instance_profile = "publisher".into();
+        assert_eq!(instance_profile(&c, &named), "publisher");
+        // A plain default (no placeholder) still serves every step.
+        c.default_instance_profile = "shared".into();
+        assert_eq!(instance_profile(&c, build), "shared");
     }
 }

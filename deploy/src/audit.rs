@@ -4,11 +4,12 @@
 
 use std::collections::BTreeSet;
 
+use boa_core::Pipeline;
 use boa_core::names::tags;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::template::ALLOWED_WILDCARD_ACTIONS;
+use crate::template::{ALLOWED_WILDCARD_ACTIONS, activity_id};
 
 /// One statement of an inline or managed IAM policy in the template.
 #[derive(Debug, Clone)]
@@ -257,6 +258,79 @@ pub fn substitution_problems(t: &Value) -> Vec<String> {
                     "{id}: substitution {k} is not used by the definition"
                 ));
             }
+        }
+    }
+    out
+}
+
+/// The activities (logical ids) a role's statements allow `states:GetActivityTask` on; `*` for a
+/// wildcard resource.
+pub fn activities_polled_by(t: &Value, role_id: &str) -> BTreeSet<String> {
+    iam_statements(t)
+        .into_iter()
+        .filter(|s| s.at.starts_with(&format!("{role_id}/")))
+        .filter(|s| {
+            s.actions
+                .iter()
+                .any(|a| a == "states:GetActivityTask" || a == "states:*" || a == "*")
+        })
+        .flat_map(|s| s.resources)
+        .map(|r| match r {
+            Value::String(x) => x.clone(),
+            other => other["Ref"].as_str().unwrap_or("?").to_string(),
+        })
+        .collect()
+}
+
+/// The role the workers of `step` run with: the role of the instance profile start-workers
+/// launches them with (the step's own `instance_profile`, or `<stack>-<Step>`).
+pub fn worker_role_of(t: &Value, step: &boa_core::Step) -> Option<String> {
+    let own = serde_json::json!({ "Fn::Sub": format!("${{AWS::StackName}}-{}", step.name) });
+    let want = if step.worker.instance_profile.is_empty() {
+        own
+    } else {
+        Value::from(step.worker.instance_profile.clone())
+    };
+    t["Resources"].as_object()?.values().find_map(|r| {
+        (r["Type"] == "AWS::IAM::InstanceProfile" && r["Properties"]["InstanceProfileName"] == want)
+            .then(|| {
+                r["Properties"]["Roles"][0]["Ref"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .flatten()
+    })
+}
+
+/// Per-step isolation: the workers of every step run with a role that polls (and so receives,
+/// heartbeats and completes) only the activities of the steps sharing its instance profile —
+/// one, unless the pipeline names one profile for several steps.
+pub fn isolation_problems(t: &Value, p: &Pipeline) -> Vec<String> {
+    let mut out = vec![];
+    for step in &p.steps {
+        let Some(role) = worker_role_of(t, step) else {
+            out.push(format!(
+                "step {}: no instance profile for its workers in the template",
+                step.name
+            ));
+            continue;
+        };
+        let sharing: BTreeSet<String> = p
+            .steps
+            .iter()
+            .filter(|o| {
+                o.name == step.name
+                    || (!step.worker.instance_profile.is_empty()
+                        && o.worker.instance_profile == step.worker.instance_profile)
+            })
+            .map(|o| activity_id(&o.name))
+            .collect();
+        let polled = activities_polled_by(t, &role);
+        if polled != sharing {
+            out.push(format!(
+                "step {}: its workers' role {role} may poll {polled:?}, not only {sharing:?}",
+                step.name
+            ));
         }
     }
     out

@@ -7,6 +7,6 @@ pub mod audit;
 pub mod bundle;
 pub mod template;
 
-pub use audit::{iam_problems, substitution_problems};
+pub use audit::{iam_problems, isolation_problems, substitution_problems};
 pub use bundle::{BundleError, bundle};
 pub use template::{ALLOWED_WILDCARD_ACTIONS, TemplateOptions, name_problems, template};

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use boa_core::Pipeline;
 use clap::{Parser, Subcommand};
 use deploy::template::{base_name, code_parameter};
-use deploy::{TemplateOptions, iam_problems, name_problems, substitution_problems, template};
+use deploy::{
+    TemplateOptions, iam_problems, isolation_problems, name_problems, substitution_problems,
+    template,
+};
 use statemachine_gen::LAMBDAS;
 
 /// Generates the CloudFormation template of a build-on-aws stack from pipeline.toml.
@@ -88,6 +91,7 @@ fn main() -> Result<()> {
             let t = template(&p, &TemplateOptions { pipeline_file });
             let mut problems = iam_problems(&t);
             problems.extend(substitution_problems(&t));
+            problems.extend(isolation_problems(&t, &p));
             if !problems.is_empty() {
                 bail!(
                     "the generated template fails its checks (a bug in deploy):\n  {}",

@@ -250,40 +250,61 @@ fn done_when_object(raw: &str) -> Option<(String, String)> {
 
 /// A group of steps that share an instance profile: `""` = the stack's default profile.
 struct WorkerGroup<'p> {
+    /// The instance profile the steps name, or empty: the step gets one of its own.
     profile: String,
     steps: Vec<&'p Step>,
 }
 
 impl WorkerGroup<'_> {
+    /// `WorkerRole<Step>` for a step's own role, `WorkerRole<Profile>` for a named profile.
     fn role_id(&self) -> String {
-        if self.profile.is_empty() {
-            "WorkerRole".into()
-        } else {
-            format!("WorkerRole{}", camel_id(&self.profile))
-        }
+        format!("WorkerRole{}", self.suffix())
     }
     fn profile_id(&self) -> String {
+        format!("WorkerInstanceProfile{}", self.suffix())
+    }
+    fn suffix(&self) -> String {
         if self.profile.is_empty() {
-            "WorkerInstanceProfile".into()
+            self.steps[0].name.clone()
         } else {
-            format!("WorkerInstanceProfile{}", camel_id(&self.profile))
+            camel_id(&self.profile)
+        }
+    }
+    /// The instance profile's name: the named one, or `<stack>-<Step>`, which start-workers
+    /// derives from `BOA_WORKER_PROFILE` = `<stack>-{step}`.
+    fn profile_name(&self) -> Value {
+        if self.profile.is_empty() {
+            sub(format!("${{AWS::StackName}}-{}", self.steps[0].name))
+        } else {
+            json!(self.profile)
         }
     }
 }
 
+/// One worker role per step: a worker of one step can poll only its own activity and gets only
+/// the policies attached to its own role (e.g. only the publisher may write the apt bucket).
+/// Steps that name the same `instance_profile` share it, as their pipeline says.
 fn worker_groups(p: &Pipeline) -> Vec<WorkerGroup<'_>> {
-    let mut by: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+    let mut named: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+    let mut out = vec![];
     for s in &p.steps {
-        by.entry(s.worker.instance_profile.as_str())
-            .or_default()
-            .push(s);
+        if s.worker.instance_profile.is_empty() {
+            out.push(WorkerGroup {
+                profile: String::new(),
+                steps: vec![s],
+            });
+        } else {
+            named
+                .entry(s.worker.instance_profile.as_str())
+                .or_default()
+                .push(s);
+        }
     }
-    by.into_iter()
-        .map(|(k, steps)| WorkerGroup {
-            profile: k.to_string(),
-            steps,
-        })
-        .collect()
+    out.extend(named.into_iter().map(|(k, steps)| WorkerGroup {
+        profile: k.to_string(),
+        steps,
+    }));
+    out
 }
 
 fn worker_role(g: &WorkerGroup<'_>) -> Value {
@@ -742,12 +763,13 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
             env::WORKER_BINARY.into(),
             sub("s3://${ArtifactBucket}/${ArtifactPrefix}/${WorkerBinaryKey}"),
         );
+        // Each step's own profile is `<stack>-<Step>` (see WorkerGroup::profile_name).
         e.insert(
             env::WORKER_PROFILE.into(),
-            match groups.iter().find(|g| g.profile.is_empty()) {
-                Some(g) => r#ref(&g.profile_id()),
-                None => json!(""),
-            },
+            sub(format!(
+                "${{AWS::StackName}}-{}",
+                boa_core::stack::STEP_PLACEHOLDER
+            )),
         );
         e.insert(
             env::SUBNETS.into(),
@@ -926,9 +948,7 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
     for g in &groups {
         res.insert(g.role_id(), worker_role(g));
         let mut props = Map::new();
-        if !g.profile.is_empty() {
-            props.insert("InstanceProfileName".into(), json!(g.profile));
-        }
+        props.insert("InstanceProfileName".into(), g.profile_name());
         props.insert("Roles".into(), json!([r#ref(&g.role_id())]));
         res.insert(
             g.profile_id(),
@@ -978,8 +998,9 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
             g.role_id(),
             json!({
                 "Description": format!(
-                    "Worker role{}: attach the policies your step scripts need (e.g. publishing) here",
-                    if g.profile.is_empty() { String::new() } else { format!(" of instance profile {}", g.profile) }
+                    "Role of the {} workers{}: attach what those scripts need (e.g. publishing) here, and only here",
+                    g.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                    if g.profile.is_empty() { String::new() } else { format!(" (instance profile {})", g.profile) }
                 ),
                 "Value": r#ref(&g.role_id()),
             }),

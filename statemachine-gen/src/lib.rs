@@ -17,7 +17,7 @@ pub mod report;
 pub use arns::{Arns, LAMBDAS, Target};
 pub use asl::generate;
 pub use mermaid::mermaid;
-pub use report::{Report, report};
+pub use report::{QuotaError, Report, check_quotas, report};
 
 pub use boa_core::Pipeline;
 

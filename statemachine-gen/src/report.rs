@@ -102,6 +102,15 @@ impl Report {
         self.history_events_happy > self.history_events_quota
             || self.payload_bytes > self.payload_quota_bytes
     }
+
+    /// Whether a run of this input is refused before it starts: a quota breaks even when
+    /// everything succeeds, or the results outgrow the payload quota when tasks fail (the run
+    /// would end in `States.DataLimitExceeded` and lose every result). A history that only the
+    /// worst case (every task exhausting every retry) pushes past the quota is a warning, not a
+    /// refusal: refusing it would refuse all but the smallest releases.
+    pub fn refused(&self) -> bool {
+        self.exceeds_on_happy_path() || self.payload_bytes_worst > self.payload_quota_bytes
+    }
 }
 
 /// Counts of one walk of the definition.
@@ -531,6 +540,84 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
 }
 
 /// The report for one input.
+/// Why an input is refused before anything starts: it could break a Step Functions quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaError {
+    /// The report's lines, one per quota, each with the figure and the limit.
+    pub exceeds: Vec<String>,
+    /// The outer axis (e.g. `version`) and how many of its values were asked for.
+    pub outer: String,
+    pub requested: usize,
+    /// The largest number of the requested outer values (the first ones, same everything else)
+    /// that fits every quota; 0 when even one does not.
+    pub fits: usize,
+}
+
+impl std::fmt::Display for QuotaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "this request could break a Step Functions quota, so nothing was started:"
+        )?;
+        for e in &self.exceeds {
+            writeln!(f, "  {e}")?;
+        }
+        let o = &self.outer;
+        if self.fits == 0 {
+            write!(
+                f,
+                "even one {o} of this shape does not fit: request fewer steps or values of the other axes"
+            )
+        } else {
+            write!(
+                f,
+                "the largest request of this shape that fits is {} {o}{} of the {} asked for: split the {o}s into runs of at most {} (see `statemachine-gen --report`)",
+                self.fits,
+                if self.fits == 1 { "" } else { "s" },
+                self.requested,
+                self.fits
+            )
+        }
+    }
+}
+
+impl std::error::Error for QuotaError {}
+
+/// The check ParseInput and the CLI make before a run starts: the input's [`report`] must not be
+/// [`Report::refused`]. On refusal, the error says which quota, by how much, and the largest
+/// request of the same shape (the first k outer values) that fits. A report that is returned
+/// may still carry `exceeds` lines (the worst-case history): callers show them as warnings.
+pub fn check_quotas(p: &Pipeline, input: &BuildInput) -> Result<Report, QuotaError> {
+    let r = report(p, input);
+    if !r.refused() {
+        return Ok(r);
+    }
+    let outer = p.outer_axis().name.clone();
+    let values: Vec<String> = input.axes.get(&outer).cloned().unwrap_or_default();
+    let first = |k: usize| {
+        let mut i = input.clone();
+        i.axes.insert(outer.clone(), values[..k].to_vec());
+        i
+    };
+    // Costs grow with the number of outer values: the largest k that fits, by bisection.
+    let (mut lo, mut hi) = (0, values.len());
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if !report(p, &first(mid)).refused() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // `lo` fits (0 trivially), `hi` does not (all of them).
+    Err(QuotaError {
+        exceeds: r.exceeds,
+        outer,
+        requested: values.len(),
+        fits: lo,
+    })
+}
+
 pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
     let def = generate(p, &Arns::Placeholders);
     let plan = input.plan(p).unwrap_or_default();

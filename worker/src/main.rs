@@ -62,8 +62,9 @@ async fn main() -> ExitCode {
     ExitCode::from(port.shutdown(code).await as u8)
 }
 
-/// `RUST_LOG` (default `info`), with the AWS SDK's HTTP layers capped at `info`: their debug and
-/// trace output can carry request bodies, and a request body can carry a task token.
+/// `RUST_LOG` (default `info`), with the AWS SDK's HTTP and signing layers capped at `info`: their
+/// debug and trace output can carry request bodies and canonical requests (the signer logs the
+/// signable body), and a request body can carry a task token.
 fn log_filter() -> tracing_subscriber::EnvFilter {
     let mut f = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -73,6 +74,11 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         "aws_smithy_runtime_api=info",
         "aws_smithy_http=info",
         "aws_sdk_sfn=info",
+        "aws_sdk_ec2=info",
+        "aws_sdk_cloudwatchlogs=info",
+        "aws_sigv4=info",
+        "aws_runtime=info",
+        "aws_config=info",
         "hyper=info",
         "hyper_util=info",
         "h2=info",

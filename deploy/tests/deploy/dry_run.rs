@@ -36,8 +36,15 @@ fn zip_entries(bytes: &[u8]) -> Vec<String> {
     names
 }
 
-#[test]
-fn dry_run_builds_one_zip_per_lambda_the_worker_and_the_linted_template() {
+/// The folder of the binaries `cargo test --workspace` built beside this test
+/// (`<target>/debug`; this test runs from `<target>/debug/deps`).
+fn built_binaries() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// Runs `deploy.sh --dry-run` with `extra` and checks what it left in dist/.
+fn dry_run(extra: &[&str]) -> PathBuf {
     let root = root();
     for t in ["cargo-lambda", "cfn-lint"] {
         assert!(
@@ -47,6 +54,7 @@ fn dry_run_builds_one_zip_per_lambda_the_worker_and_the_linted_template() {
     }
     let out = Command::new(root.join("deploy/deploy.sh"))
         .arg("--dry-run")
+        .args(extra)
         .env("BOA_DEPLOY_PROFILE", "dev")
         // A dry run must not need AWS: make sure nothing could find credentials.
         .env_remove("AWS_ACCESS_KEY_ID")
@@ -84,6 +92,29 @@ fn dry_run_builds_one_zip_per_lambda_the_worker_and_the_linted_template() {
     let def: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dist.join("statemachine.json")).unwrap()).unwrap();
     assert_eq!(def["StartAt"], "ParseInput");
+    dist
+}
+
+/// What CI runs: the binaries `cargo test` already built are packaged (the dependency tree is not
+/// compiled a third time, after clippy's check and the test build); bundle, zips, template and
+/// cfn-lint are the real ones.
+#[test]
+fn dry_run_packages_one_zip_per_lambda_the_worker_and_the_linted_template() {
+    let bins = built_binaries();
+    let dist = dry_run(&["--prebuilt", bins.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(dist.join("worker/worker")).unwrap(),
+        std::fs::read(bins.join("worker")).unwrap(),
+        "the worker shipped is the one built"
+    );
+}
+
+/// The full build with cargo-lambda, as a real deploy does (several minutes from cold on two
+/// cores: `cargo test -p deploy -- --ignored`).
+#[test]
+#[ignore]
+fn dry_run_builds_with_cargo_lambda() {
+    dry_run(&[]);
 }
 
 #[test]

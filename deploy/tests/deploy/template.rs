@@ -295,7 +295,7 @@ fn workers_tag_only_themselves_and_only_their_own_keys() {
     let t = tpl(&example());
     let (_, s) = all_statements(&t)
         .into_iter()
-        .find(|(id, s)| id == "WorkerRole" && actions(s) == ["ec2:CreateTags"])
+        .find(|(id, s)| id == "WorkerRoleMakeBinaryPackage" && actions(s) == ["ec2:CreateTags"])
         .expect("the worker may tag itself");
     assert_eq!(
         s["Condition"]["StringEquals"]["aws:ARN"],
@@ -335,7 +335,7 @@ fn pass_role_is_limited_to_worker_roles_and_ec2() {
             assert_eq!(
                 roles,
                 [
-                    "WorkerRole",
+                    "WorkerRoleBuild",
                     "WorkerRolePublisherProfile",
                     "WorkerRoleSignerProfile"
                 ]
@@ -398,17 +398,22 @@ fn workers_poll_only_their_profile_activities() {
             .map(|r| r["Ref"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(poll("WorkerRole"), ["ActivityBuild"]);
+    assert_eq!(poll("WorkerRoleBuild"), ["ActivityBuild"]);
     assert_eq!(poll("WorkerRolePublisherProfile"), ["ActivityPublish"]);
     assert_eq!(poll("WorkerRoleSignerProfile"), ["ActivitySign"]);
     assert_eq!(
         t["Resources"]["WorkerInstanceProfileSignerProfile"]["Properties"]["InstanceProfileName"],
         "signer-profile"
     );
-    // The default profile is what start-workers uses for steps naming none.
+    // A step naming no profile gets its own, `<stack>-<Step>`, which start-workers derives
+    // from BOA_WORKER_PROFILE.
+    assert_eq!(
+        t["Resources"]["WorkerInstanceProfileBuild"]["Properties"]["InstanceProfileName"],
+        json!({"Fn::Sub": "${AWS::StackName}-Build"})
+    );
     assert_eq!(
         t["Resources"]["LambdaStartWorkers"]["Properties"]["Environment"]["Variables"]["BOA_WORKER_PROFILE"],
-        json!({"Ref": "WorkerInstanceProfile"})
+        json!({"Fn::Sub": "${AWS::StackName}-{step}"})
     );
     // Done-checks may read the done_when objects and nothing else of that bucket.
     let done = all_statements(&t)
@@ -521,4 +526,56 @@ fn generation_is_deterministic() {
     let a = serde_json::to_string(&tpl(&example())).unwrap();
     let b = serde_json::to_string(&tpl(&example())).unwrap();
     assert_eq!(a, b);
+}
+
+#[test]
+fn every_step_has_a_role_of_its_own_that_can_poll_only_its_activity() {
+    for p in [example(), Pipeline::parse(PROFILES).unwrap()] {
+        let t = tpl(&p);
+        assert_eq!(
+            deploy::isolation_problems(&t, &p),
+            Vec::<String>::new(),
+            "{}",
+            p.name
+        );
+        // Policy evaluation over the template: a worker of one step is denied every other
+        // step's activity (no statement of its role allows GetActivityTask on it).
+        for a in &p.steps {
+            let role = deploy::audit::worker_role_of(&t, a).unwrap();
+            let polled = deploy::audit::activities_polled_by(&t, &role);
+            for b in &p.steps {
+                let may = polled.contains(&format!("Activity{}", b.name));
+                assert_eq!(may, a.name == b.name, "{} polling {}", a.name, b.name);
+            }
+        }
+    }
+    // The example's five steps: five roles, five instance profiles.
+    let t = tpl(&example());
+    let roles = t["Resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("WorkerRole"))
+        .count();
+    assert_eq!(roles, example().steps.len());
+}
+
+#[test]
+fn the_isolation_audit_catches_a_role_that_polls_another_steps_activity() {
+    let p = example();
+    let mut t = tpl(&p);
+    let stmts = t["Resources"]["WorkerRoleMakeBinaryPackage"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    stmts.push(
+        json!({"Effect": "Allow", "Action": "states:GetActivityTask",
+        "Resource": {"Ref": "ActivityPublishBinaryPackages"}}),
+    );
+    let problems = deploy::isolation_problems(&t, &p).join("\n");
+    assert!(
+        problems.contains("step MakeBinaryPackage")
+            && problems.contains("ActivityPublishBinaryPackages"),
+        "{problems}"
+    );
 }

@@ -1,6 +1,8 @@
 //! parse-input: the raw execution input (structured object, token string or null) → the validated
 //! build input and its plan (`MachineInput`). Anything malformed, unknown or oversized is
-//! `Input.Invalid`, whose message names the bad value and what would fit.
+//! `Input.Invalid`, whose message names the bad value and what would fit, and so is an input that
+//! could break a Step Functions quota (the generator's report, worst case): it is refused before
+//! any worker starts, not discovered at the end of the run.
 
 use boa_core::{BuildInput, MachineInput, NamedError, Pipeline};
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,14 @@ pub fn handle(
     p: &Pipeline,
     today: chrono::NaiveDate,
 ) -> Result<MachineInput, NamedError> {
-    let parsed = BuildInput::from_json(p, &ev.input, today).and_then(|i| i.machine_input(p));
+    let parsed = BuildInput::from_json(p, &ev.input, today).and_then(|i| {
+        let r =
+            statemachine_gen::check_quotas(p, &i).map_err(|e| NamedError::input(e.to_string()))?;
+        for w in &r.exceeds {
+            tracing::warn!(execution = %ev.execution, warning = %w, "quota at risk");
+        }
+        i.machine_input(p)
+    });
     match &parsed {
         Ok(m) => tracing::info!(
             execution = %ev.execution,

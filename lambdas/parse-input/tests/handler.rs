@@ -115,3 +115,22 @@ async fn the_runtime_sees_input_invalid_as_the_error_type() {
         .unwrap();
     assert_eq!(ok.plan.len(), 1);
 }
+
+#[test]
+fn an_input_that_could_break_a_quota_is_refused_before_the_run_starts() {
+    let p = example();
+    let versions: Vec<String> = (1..=150).map(|i| format!("5.{i}.0")).collect();
+    let e = handle(ev(json!({ "versions": versions })), &p, today()).unwrap_err();
+    assert_eq!(e.name.as_str(), "Input.Invalid");
+    for needle in [
+        "EXCEEDS",
+        "262144",
+        "the largest request of this shape that fits",
+    ] {
+        assert!(
+            e.message.contains(needle),
+            "{needle:?} not in: {}",
+            e.message
+        );
+    }
+}

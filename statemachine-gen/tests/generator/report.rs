@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use boa_core::{BuildInput, Pipeline};
-use statemachine_gen::{Report, report};
+use statemachine_gen::{Report, check_quotas, report};
 
 fn day() -> chrono::NaiveDate {
     chrono::NaiveDate::from_ymd_opt(2025, 3, 4).unwrap()
@@ -184,4 +184,52 @@ fn serialises_with_the_happy_path_fields() {
     ] {
         assert!(v[k].as_u64().is_some(), "{k} in {v}");
     }
+}
+
+fn input(p: &Pipeline, tokens: &str) -> BuildInput {
+    let t: Vec<&str> = tokens.split_whitespace().collect();
+    BuildInput::from_tokens(p, &t, day()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_up_front_check_refuses_what_could_break_a_quota_and_names_the_largest_fit() {
+    let p = example();
+    // 150 versions of the example: ~1,350 tasks, whose results once broke the payload quota at
+    // the end of the run.
+    let big = input(&p, &versions(150));
+    let e = check_quotas(&p, &big).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("nothing was started"), "{text}");
+    assert!(text.contains("EXCEEDS"), "{text}");
+    assert_eq!((e.outer.as_str(), e.requested), ("version", 150));
+    assert!(e.fits >= 1 && e.fits < 150, "{e:?}");
+    assert!(
+        text.contains(&format!("{} versions of the 150", e.fits)),
+        "{text}"
+    );
+    // The figure is exact: that many fit every quota, one more does not.
+    let first = |k: usize| input(&p, &versions(k));
+    assert!(check_quotas(&p, &first(e.fits)).is_ok());
+    assert!(check_quotas(&p, &first(e.fits + 1)).is_err());
+    // A request that fits passes with its report.
+    let r = check_quotas(&p, &input(&p, "4.28.2 4.29.0")).unwrap();
+    assert!(r.exceeds.is_empty());
+    // A history that only the worst case breaks is a warning, not a refusal: ten versions of
+    // the example run (their happy path and worst-case payload fit).
+    let ten = check_quotas(&p, &first(10)).unwrap();
+    assert!(ten.history_events_worst > 25_000, "{ten}");
+    assert!(
+        ten.exceeds.iter().any(|l| l.contains("in the worst case")),
+        "{ten}"
+    );
+    assert!(!ten.refused());
+}
+
+#[test]
+fn when_not_even_one_value_fits_the_check_says_so() {
+    // 150 fanned-out steps over 10 distros: one version is 1,500 tasks, past the history quota.
+    let p = many_fan_out_steps(150);
+    let e = check_quotas(&p, &input(&p, &format!("1.0.0 2.0.0 {}", distros(10)))).unwrap_err();
+    assert_eq!(e.fits, 0, "{e:?}");
+    assert!(e.to_string().contains("even one version"), "{e}");
 }
