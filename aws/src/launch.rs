@@ -482,9 +482,6 @@ pub fn lease_expired(i: &Instance, now: DateTime<Utc>) -> bool {
         .is_some_and(|t| t < now)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Lambda start-up
-
 #[cfg(test)]
 mod tests {
     use super::*;
