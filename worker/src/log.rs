@@ -30,13 +30,17 @@ pub struct FileLog {
 }
 
 impl FileLog {
-    /// Opens (creating the folder and file) `<dir>/<stream>.log` for appending.
+    /// Opens (creating the folder and file) `<dir>/<stream>.log` for appending. The file is
+    /// readable by its owner only (0600): build output can carry what other users of the machine
+    /// should not read.
     pub fn open(dir: &Path, stream: &str) -> std::io::Result<FileLog> {
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{stream}.log"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)?;
         Ok(FileLog {
             path,

@@ -5,6 +5,7 @@
 //! tag files, time scale), and starts the worker after a simulated boot time. Tags are kept here
 //! and merged with the tags file each worker rewrites.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -279,6 +280,7 @@ impl LocalFleet {
                     std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
+                        .mode(0o600)
                         .open(me.cfg.run_dir.join("logs").join(format!("{id}.stderr")))
                         .unwrap_or_else(|_| tempfile_null()),
                 ))

@@ -155,7 +155,12 @@ async fn setup(tasks: Vec<String>, task_script: &str) -> Run {
         .env("BOA_WORK_DIR", root.join("work"))
         .env("BOA_TAGS_FILE", root.join("tags.json"))
         .env("BOA_SHUTDOWN", "exit")
-        .env("RUST_LOG", "debug")
+        // The most a user can ask for, the SDK's signer and HTTP layers named explicitly: no
+        // setting may let a task token into a log.
+        .env(
+            "RUST_LOG",
+            "trace,aws_sigv4=trace,aws_smithy_runtime=trace,aws_smithy_http_client=trace,hyper=trace",
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -236,6 +241,12 @@ async fn success_through_the_real_client_with_tags_and_no_token_in_logs() {
     assert!(!log.contains(TOKEN), "token in the log file");
     assert!(!stderr.contains(TOKEN), "token on stderr");
     assert!(!stderr.contains("secret-task-token"), "token on stderr");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(r.root.join("logs/w_i-local1.log"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the worker log is its owner's only");
 }
 
 #[tokio::test]
