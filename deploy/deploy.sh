@@ -236,7 +236,10 @@ region="${region:-${AWS_REGION:-${AWS_DEFAULT_REGION:-}}}"
 [ -n "$region" ] || die "no region: pass --region or set AWS_REGION"
 bucket="${bucket:-build-on-aws-artifacts-$account-$region}"
 
-if ! aws_ s3api head-bucket --bucket "$bucket" 2>/dev/null; then
+# Every S3 call names the account that must own the bucket (S3's bucket owner condition): a
+# predictable bucket name registered by someone else is refused, never written to.
+owner=(--expected-bucket-owner "$account")
+if ! aws_ s3api head-bucket --bucket "$bucket" "${owner[@]}" 2>/dev/null; then
   say "creating artifact bucket $bucket (encrypted, public access blocked)"
   if [ "$region" = us-east-1 ]; then
     aws_ s3api create-bucket --bucket "$bucket" >/dev/null
@@ -244,26 +247,31 @@ if ! aws_ s3api head-bucket --bucket "$bucket" 2>/dev/null; then
     aws_ s3api create-bucket --bucket "$bucket" \
       --create-bucket-configuration "LocationConstraint=$region" >/dev/null
   fi
-  aws_ s3api put-public-access-block --bucket "$bucket" --public-access-block-configuration \
+  aws_ s3api put-public-access-block --bucket "$bucket" "${owner[@]}" --public-access-block-configuration \
     BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true
-  aws_ s3api put-bucket-encryption --bucket "$bucket" --server-side-encryption-configuration \
+  aws_ s3api put-bucket-encryption --bucket "$bucket" "${owner[@]}" --server-side-encryption-configuration \
     '{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"AES256"}}]}'
 fi
 
 sha() { sha256sum "$1" | cut -c1-16; }
+put() { aws_ s3api put-object --bucket "$bucket" --key "$prefix/$2" --body "$1" "${owner[@]}" >/dev/null; }
 params=()
 for cp in "${code_params[@]}"; do
   l="${cp%%=*}" param="${cp#*=}"
   key="lambda/$l-$(sha "$dist/lambda/$l.zip").zip"
-  aws_ s3 cp --only-show-errors "$dist/lambda/$l.zip" "s3://$bucket/$prefix/$key"
+  put "$dist/lambda/$l.zip" "$key"
   params+=("$param=$key")
 done
 worker_key="worker/worker-$(sha "$dist/worker/worker")"
-aws_ s3 cp --only-show-errors "$dist/worker/worker" "s3://$bucket/$prefix/$worker_key"
+worker_sha256="$(sha256sum "$dist/worker/worker" | cut -c1-64)"
+put "$dist/worker/worker" "$worker_key"
 scripts_key="scripts/$( (cd "$dist/pipeline" && find . -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
-aws_ s3 sync --only-show-errors "$dist/pipeline" "s3://$bucket/$prefix/$scripts_key"
+while IFS= read -r f; do
+  put "$dist/pipeline/$f" "$scripts_key/$f"
+done < <(cd "$dist/pipeline" && find . -type f | sed 's|^\./||' | sort)
 params+=(
   "ArtifactBucket=$bucket" "ArtifactPrefix=$prefix" "WorkerBinaryKey=$worker_key"
+  "WorkerBinarySha256=$worker_sha256"
   "ScriptsKey=$scripts_key" "Architecture=$arch" "LogRetentionDays=$retention"
   "Subnets=$subnets" "SecurityGroups=$security_groups" "WorkerAmi=$worker_ami"
 )

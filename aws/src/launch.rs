@@ -281,7 +281,7 @@ pub async fn ensure_workers(
     };
 
     let env = worker_env(cfg, p, step);
-    let user_data = user_data(&env, &cfg.worker_binary);
+    let user_data = user_data(&env, &cfg.worker_download());
     let mut tag_map = BTreeMap::new();
     if step.exclusive {
         tag_map.insert(tags::LOCK.to_string(), ctx.exclusive_seed.to_string());

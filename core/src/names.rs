@@ -27,6 +27,8 @@ pub mod stack {
     pub const SECURITY_GROUPS: &str = "BOA_SECURITY_GROUPS";
     /// Replaces every step's AMI when set (the deploy's `WorkerAmi` parameter).
     pub const WORKER_AMI: &str = "BOA_WORKER_AMI";
+    /// The worker binary's SHA-256: the userdata stub refuses any other binary.
+    pub const WORKER_SHA256: &str = "BOA_WORKER_SHA256";
 }
 
 /// The worker's configuration (see [`crate::worker_env`]).

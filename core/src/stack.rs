@@ -45,6 +45,13 @@ pub struct StackConfig {
     pub log_dir: Option<String>,
     /// Worker work folder; default `/var/lib/build-on-aws`.
     pub work_dir: String,
+    /// `BOA_WORKER_SHA256`: the worker binary's SHA-256; the userdata stub runs nothing else.
+    #[serde(default)]
+    pub worker_sha256: Option<String>,
+    /// The account of the state machine, which owns the artifact bucket (S3's bucket owner
+    /// condition on every fetch).
+    #[serde(default)]
+    pub account: String,
     /// `BOA_WORKER_AMI`: replaces every step's AMI (the deploy's `WorkerAmi` parameter).
     pub worker_ami: Option<String>,
     /// Lifecycle durations read from the pipeline (boot timeout) are divided by it: 1 on AWS,
@@ -83,6 +90,8 @@ impl StackConfig {
             log_dir: None,
             work_dir: "/var/lib/build-on-aws".into(),
             worker_ami: None,
+            worker_sha256: None,
+            account: account.to_string(),
             time_scale: 1.0,
         }
     }
@@ -145,6 +154,15 @@ impl StackConfig {
             c.worker_binary = s;
         }
         c.worker_ami = get(env::WORKER_AMI).filter(|v| !v.trim().is_empty());
+        c.worker_sha256 = get(env::WORKER_SHA256).filter(|v| !v.trim().is_empty());
+        if let Some(h) = &c.worker_sha256
+            && !(h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError(vec![format!(
+                "{}='{h}' is not a SHA-256 (64 hex digits; deploy.sh sets it)",
+                env::WORKER_SHA256
+            )]));
+        }
         Ok(c)
     }
 
@@ -168,6 +186,15 @@ impl StackConfig {
     /// A pipeline duration in this stack's time (divided by the time scale).
     pub fn scaled(&self, d: Duration) -> Duration {
         crate::duration::scaled(d, self.time_scale)
+    }
+
+    /// The worker binary the userdata stub fetches and checks.
+    pub fn worker_download(&self) -> crate::worker_env::WorkerBinary<'_> {
+        crate::worker_env::WorkerBinary {
+            url: &self.worker_binary,
+            sha256: self.worker_sha256.as_deref(),
+            bucket_owner: (!self.account.is_empty()).then_some(self.account.as_str()),
+        }
     }
 
     /// The ARN of a step's activity.

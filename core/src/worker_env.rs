@@ -204,19 +204,58 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Where a worker fetches its binary from, and what proves it is the one deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerBinary<'a> {
+    /// `s3://bucket/key` (or any URL the AWS CLI copies from).
+    pub url: &'a str,
+    /// The binary's SHA-256 (hex): the stub refuses to run anything else.
+    pub sha256: Option<&'a str>,
+    /// The account that must own the bucket (S3's bucket owner condition).
+    pub bucket_owner: Option<&'a str>,
+}
+
 /// The userdata stub: exports the configuration, fetches the worker binary from the artifact
-/// bucket with the instance profile, and runs it. No secrets, no task tokens.
-pub fn user_data(env: &WorkerEnv, worker_binary_url: &str) -> String {
+/// bucket with the instance profile (checking the bucket's owner), refuses it unless its SHA-256
+/// is the deployed one, and runs it. No secrets, no task tokens. Whatever ends the stub powers the
+/// instance off, with the reason in the console output.
+pub fn user_data(env: &WorkerEnv, binary: &WorkerBinary<'_>) -> String {
     let mut s = String::from(
         "#!/bin/bash\n# build-on-aws worker bootstrap (generated)\nset -euo pipefail\n",
     );
     for (k, v) in env.to_vars() {
         s.push_str(&format!("export {k}={}\n", shell_quote(&v)));
     }
-    s.push_str(&format!(
-        "# Whatever ends this stub (a failed download, a worker that cannot start or exits) powers\n# the instance off: an instance without a running worker must not linger.\ntrap 'poweroff' EXIT\nmkdir -p /opt/build-on-aws && cd /opt/build-on-aws\naws s3 cp {} ./worker --only-show-errors\nchmod +x ./worker\n./worker >>/var/log/build-on-aws-worker.log 2>&1\n",
-        shell_quote(worker_binary_url)
-    ));
+    s.push_str(
+        "# Whatever ends this stub (a failed download, a binary that is not the deployed one, a\n# worker that cannot start or exits) powers the instance off: an instance without a running\n# worker must not linger.\ntrap 'poweroff' EXIT\nmkdir -p /opt/build-on-aws && cd /opt/build-on-aws\n",
+    );
+    let owner = binary
+        .bucket_owner
+        .map(|o| format!(" --expected-bucket-owner {}", shell_quote(o)))
+        .unwrap_or_default();
+    match binary
+        .url
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((bucket, key)) => s.push_str(&format!(
+            "aws s3api get-object --bucket {} --key {}{owner} ./worker >/dev/null\n",
+            shell_quote(bucket),
+            shell_quote(key)
+        )),
+        None => s.push_str(&format!(
+            "aws s3 cp {} ./worker --only-show-errors\n",
+            shell_quote(binary.url)
+        )),
+    }
+    if let Some(sha) = binary.sha256 {
+        s.push_str(&format!(
+            "if ! echo {}'  ./worker' | sha256sum -c --status -; then\n  echo \"build-on-aws: the worker binary from {} is not the deployed one (SHA-256 $(sha256sum ./worker | cut -c1-64), expected {sha}): refusing to run it\" >&2\n  exit 1\nfi\n",
+            shell_quote(sha),
+            binary.url.replace('"', "")
+        ));
+    }
+    s.push_str("chmod +x ./worker\n./worker >>/var/log/build-on-aws-worker.log 2>&1\n");
     s
 }
 
@@ -274,9 +313,19 @@ mod tests {
         }
     }
 
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn binary(sha: Option<&str>) -> WorkerBinary<'_> {
+        WorkerBinary {
+            url: "s3://artifacts/worker/worker",
+            sha256: sha,
+            bucket_owner: Some("123456789012"),
+        }
+    }
+
     #[test]
     fn user_data_quotes_values_and_has_no_token() {
-        let u = user_data(&sample(), "s3://artifacts/worker/worker");
+        let u = user_data(&sample(), &binary(Some(SHA)));
         assert!(u.starts_with("#!/bin/bash"));
         assert!(
             u.contains(r#"export BOA_STEP_ENV='{"CC":"clang it'\''s"}'"#),
@@ -286,6 +335,89 @@ mod tests {
         assert!(u.contains("\n./worker "), "{u}");
         // The power-off trap is set before anything that can fail.
         let trap = u.find("trap 'poweroff' EXIT").expect("poweroff trap");
-        assert!(trap < u.find("aws s3 cp").unwrap());
+        let fetch = u.find("aws s3api get-object").expect("fetch");
+        assert!(trap < fetch);
+        assert!(
+            u.contains(
+                "--bucket 'artifacts' --key 'worker/worker' --expected-bucket-owner '123456789012'"
+            ),
+            "{u}"
+        );
+        // The check comes between the download and the run.
+        let check = u.find("sha256sum -c").expect("checksum");
+        assert!(
+            fetch < check && check < u.find("\n./worker ").unwrap(),
+            "{u}"
+        );
+    }
+
+    /// Runs the stub in bash with `aws`, `poweroff` and the install folder faked: `aws` "downloads"
+    /// `served` as the worker. Returns (the worker ran, poweroff ran, stderr).
+    fn run_stub(served: &str, sha: &str) -> (bool, bool, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let bin = d.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let src = d.join("served");
+        std::fs::write(&src, served).unwrap();
+        let fake = |name: &str, body: String| {
+            let p = bin.join(name);
+            std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // `aws s3api get-object … OUTFILE`: the last argument is where the object goes.
+        fake("aws", format!("cp {} \"${{@: -1}}\"", src.display()));
+        fake("poweroff", format!("touch {}/powered-off", d.display()));
+        let stub = user_data(&sample(), &binary(Some(sha)))
+            .replace("/opt/build-on-aws", &d.join("opt").display().to_string())
+            .replace(
+                "/var/log/build-on-aws-worker.log",
+                &d.join("worker.log").display().to_string(),
+            );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&stub)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        (
+            d.join("ran").exists(),
+            d.join("powered-off").exists(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn sha256_hex(text: &str) -> String {
+        let out = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(text.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    }
+
+    #[test]
+    fn the_stub_runs_the_deployed_worker_and_refuses_a_tampered_one() {
+        // The served "worker" marks `ran` in the folder above the stub's install folder.
+        let good = "#!/bin/bash\ntouch \"$(dirname \"$PWD\")/ran\"\n";
+        let (ran, off, err) = run_stub(good, &sha256_hex(good));
+        assert!(
+            ran && off,
+            "the deployed worker runs, then the instance powers off: {err}"
+        );
+        let tampered = "#!/bin/bash\ntouch \"$(dirname \"$PWD\")/ran\" # and more\n";
+        let (ran, off, err) = run_stub(tampered, &sha256_hex(good));
+        assert!(!ran, "a tampered worker must not run: {err}");
+        assert!(off, "the instance powers off");
+        assert!(
+            err.contains("is not the deployed one") && err.contains(&sha256_hex(good)),
+            "{err}"
+        );
     }
 }

@@ -652,6 +652,14 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
         }),
     );
     params.insert(
+        "WorkerBinarySha256".into(),
+        json!({
+            "Type": "String",
+            "Description": "SHA-256 of the worker binary (deploy.sh computes it): the userdata stub runs no other binary.",
+            "AllowedPattern": "^[0-9a-f]{64}$",
+        }),
+    );
+    params.insert(
         "ScriptsKey".into(),
         json!({
             "Type": "String",
@@ -763,6 +771,7 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
             env::WORKER_BINARY.into(),
             sub("s3://${ArtifactBucket}/${ArtifactPrefix}/${WorkerBinaryKey}"),
         );
+        e.insert(env::WORKER_SHA256.into(), r#ref("WorkerBinarySha256"));
         // Each step's own profile is `<stack>-<Step>` (see WorkerGroup::profile_name).
         e.insert(
             env::WORKER_PROFILE.into(),

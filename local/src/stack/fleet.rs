@@ -5,8 +5,8 @@
 //! tag files, time scale), and starts the worker after a simulated boot time. Tags are kept here
 //! and merged with the tags file each worker rewrites.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -588,7 +588,14 @@ mod tests {
             )
         })
         .unwrap();
-        let ud = boa_core::worker_env::user_data(&env, "s3://b/worker");
+        let ud = boa_core::worker_env::user_data(
+            &env,
+            &boa_core::worker_env::WorkerBinary {
+                url: "s3://b/worker",
+                sha256: None,
+                bucket_owner: None,
+            },
+        );
         let parsed: BTreeMap<String, String> = parse_user_data(&ud).into_iter().collect();
         let back =
             boa_core::worker_env::WorkerEnv::from_lookup(|k| parsed.get(k).cloned()).unwrap();
