@@ -25,6 +25,10 @@ pub struct EngineConfig {
     /// that first result (so `$$.State.RetryCount` stays 0 in them), as some Step Functions
     /// implementations do. Off by default; the tests run the generated machine both ways.
     pub parallel_parameters_once: bool,
+    /// When set, the loopback endpoint answers only requests signed with this access key id
+    /// (the `Credential=` of their SigV4 `Authorization` header): a per-run secret handed to the
+    /// run's own workers, so other users of the machine cannot take or complete its tasks.
+    pub endpoint_access_key: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +41,7 @@ impl Default for EngineConfig {
             poll_wait: Duration::from_secs(60),
             max_history_events: MAX_HISTORY_EVENTS,
             parallel_parameters_once: false,
+            endpoint_access_key: None,
         }
     }
 }

@@ -23,18 +23,21 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 struct AppState {
     broker: ActivityBroker,
     poll_wait: Duration,
+    access_key: Option<String>,
 }
 
 /// Binds `addr` (use port 0 for a free port) and serves in a background task.
 /// Returns the bound address and the server task.
+/// With `access_key`, only requests signed with that access key id are answered.
 pub async fn serve(
     broker: ActivityBroker,
     poll_wait: Duration,
+    access_key: Option<String>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(broker, poll_wait);
+    let app = router(broker, poll_wait, access_key);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "activity endpoint stopped");
@@ -45,10 +48,19 @@ pub async fn serve(
 }
 
 /// The axum router (for embedding in another server).
-pub fn router(broker: ActivityBroker, poll_wait: Duration) -> Router {
-    Router::new()
-        .route("/", post(handle))
-        .with_state(AppState { broker, poll_wait })
+pub fn router(broker: ActivityBroker, poll_wait: Duration, access_key: Option<String>) -> Router {
+    Router::new().route("/", post(handle)).with_state(AppState {
+        broker,
+        poll_wait,
+        access_key,
+    })
+}
+
+/// The access key id a SigV4 `Authorization` header was signed with.
+fn signing_key(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?;
+    cred.split('/').next()
 }
 
 fn reply(status: StatusCode, body: Value, error_type: Option<&str>) -> Response {
@@ -96,6 +108,15 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
 }
 
 async fn handle(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(want) = &app.access_key
+        && signing_key(&headers) != Some(want.as_str())
+    {
+        return reply(
+            StatusCode::FORBIDDEN,
+            json!({"__type": "UnrecognizedClientException", "message": "The security token included in the request is invalid: this endpoint serves one local run's workers only"}),
+            Some("UnrecognizedClientException"),
+        );
+    }
     let Some(op) = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())

@@ -93,10 +93,11 @@ impl Engine {
     pub async fn activity_endpoint(&self) -> std::io::Result<SocketAddr> {
         let broker = self.inner.services.broker.clone();
         let wait = self.inner.services.config.poll_wait;
+        let key = self.inner.services.config.endpoint_access_key.clone();
         self.inner
             .endpoint
             .get_or_try_init(|| async move {
-                crate::endpoint::serve(broker, wait, ([127, 0, 0, 1], 0).into())
+                crate::endpoint::serve(broker, wait, key, ([127, 0, 0, 1], 0).into())
                     .await
                     .map(|(addr, _task)| addr)
             })

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::common::*;
 use aws_sdk_sfn::config::{Credentials, Region};
 use boa_core::history_event::EventType;
-use engine::{BrokerError, Engine, ExecutionStatus};
+use engine::{BrokerError, Engine, EngineConfig, ExecutionStatus};
 use serde_json::{Value, json};
 
 fn activity_machine(extra: Value) -> Value {
@@ -29,12 +29,16 @@ async fn wait_pending(e: &Engine) {
 }
 
 async fn client(e: &Engine) -> aws_sdk_sfn::Client {
+    client_as(e, "AKIDTEST").await
+}
+
+async fn client_as(e: &Engine, access_key: &str) -> aws_sdk_sfn::Client {
     let addr = e.activity_endpoint().await.expect("endpoint starts");
     assert!(addr.ip().is_loopback());
     let conf = aws_sdk_sfn::config::Builder::new()
         .behavior_version_latest()
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .credentials_provider(Credentials::new(access_key, "secret", None, None, "test"))
         .endpoint_url(format!("http://{addr}"))
         .build();
     aws_sdk_sfn::Client::from_conf(conf)
@@ -316,4 +320,38 @@ async fn sdk_long_poll_and_activity_errors() {
         .await
         .unwrap_err();
     assert!(err.into_service_error().is_activity_does_not_exist());
+}
+
+#[tokio::test]
+async fn an_endpoint_with_an_access_key_answers_only_requests_signed_with_it() {
+    let e = Engine::new(
+        EngineConfig {
+            poll_wait: Duration::from_millis(100),
+            endpoint_access_key: Some("BOALOCALRUNSECRET".into()),
+            ..EngineConfig::default()
+        },
+        Fake::echo(),
+    );
+    let stranger = client_as(&e, "AKIDSOMEONEELSE").await;
+    let err = stranger
+        .get_activity_task()
+        .activity_arn(activity("publish"))
+        .send()
+        .await
+        .unwrap_err();
+    let code = aws_sdk_sfn::error::ProvideErrorMetadata::code(&err).map(str::to_string);
+    assert_eq!(
+        code.as_deref(),
+        Some("UnrecognizedClientException"),
+        "{err:?}"
+    );
+    let own = client_as(&e, "BOALOCALRUNSECRET").await;
+    own.create_activity().name("publish").send().await.unwrap();
+    let got = own
+        .get_activity_task()
+        .activity_arn(activity("publish"))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.task_token().is_none());
 }

@@ -23,6 +23,8 @@ use super::faults::{Dice, Faults};
 /// How local workers are started.
 #[derive(Debug, Clone)]
 pub struct LocalFleetConfig {
+    /// The run's endpoint secret, every worker's access key id.
+    pub access_key: String,
     /// The `worker` binary.
     pub worker_bin: PathBuf,
     /// The activity endpoint (`http://127.0.0.1:PORT`).
@@ -268,7 +270,7 @@ impl LocalFleet {
                 .env_remove(vars::LOG_GROUP)
                 .env(vars::WORK_DIR, me.cfg.run_dir.join("work").join(&id))
                 .env("BOA_TAGS_FILE", &tags_file)
-                .env("AWS_ACCESS_KEY_ID", "local")
+                .env("AWS_ACCESS_KEY_ID", &me.cfg.access_key)
                 .env("AWS_SECRET_ACCESS_KEY", "local")
                 .env("AWS_EC2_METADATA_DISABLED", "true");
             for (k, v) in &me.cfg.extra_env {

@@ -276,7 +276,12 @@ impl LocalStack {
             LOCAL_OBJECTS_VAR.into(),
             opts.run_dir.join("objects").display().to_string(),
         ));
+        // A per-run secret: the endpoint answers only requests signed with it, and only this
+        // run's workers get it (as their access key id), so no other process on the machine can
+        // take or complete the run's tasks.
+        let access_key = format!("BOALOCAL{:032X}", rand::random::<u128>());
         let fleet_cfg = LocalFleetConfig {
+            access_key: access_key.clone(),
             worker_bin: opts.worker_bin.clone(),
             endpoint_url: String::new(),
             scripts_dir,
@@ -292,6 +297,7 @@ impl LocalStack {
             account_id: LOCAL_ACCOUNT.into(),
             poll_wait: Duration::from_millis(500),
             parallel_parameters_once: opts.parallel_parameters_once,
+            endpoint_access_key: Some(access_key),
             ..EngineConfig::default()
         };
         // The engine needs the functions, the functions need the fleet, and the fleet needs the
