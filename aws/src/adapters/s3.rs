@@ -28,21 +28,55 @@ where
     }
 }
 
-/// S3 as [`Objects`].
+/// S3 as [`Objects`]. Calls on a bucket whose owner it was told ([`S3Objects::with_owner`]: the
+/// stack's artifact bucket) carry S3's bucket owner condition, so a bucket of the same name in
+/// another account is refused, never read or written; `done_when` buckets of other accounts are
+/// left as they are.
 #[derive(Debug, Clone)]
-pub struct S3Objects(pub Client);
+pub struct S3Objects {
+    client: Client,
+    owners: std::collections::BTreeMap<String, String>,
+}
 
 impl S3Objects {
     /// With the SDK's standard retry (see the module's table).
     pub fn new(shared: &aws_config::SdkConfig) -> S3Objects {
-        S3Objects(Client::new(shared))
+        S3Objects::from_client(Client::new(shared))
+    }
+
+    /// Over a client built elsewhere (tests).
+    pub fn from_client(client: Client) -> S3Objects {
+        S3Objects {
+            client,
+            owners: Default::default(),
+        }
+    }
+
+    /// Every call on `bucket` names `account` as its expected owner.
+    pub fn with_owner(mut self, bucket: &str, account: &str) -> S3Objects {
+        if !bucket.is_empty() && !account.is_empty() {
+            self.owners.insert(bucket.to_string(), account.to_string());
+        }
+        self
+    }
+
+    fn owner(&self, bucket: &str) -> Option<String> {
+        self.owners.get(bucket).cloned()
     }
 }
 
 #[async_trait]
 impl Objects for S3Objects {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
-        match self.0.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.owner(bucket))
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(false),
             Err(e) => match map_error(e) {
@@ -54,10 +88,11 @@ impl Objects for S3Objects {
     }
 
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
-        self.0
+        self.client
             .put_object()
             .bucket(bucket)
             .key(key)
+            .set_expected_bucket_owner(self.owner(bucket))
             .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
             .send()
             .await
@@ -67,10 +102,11 @@ impl Objects for S3Objects {
 
     async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
         let sent = self
-            .0
+            .client
             .put_object()
             .bucket(bucket)
             .key(key)
+            .set_expected_bucket_owner(self.owner(bucket))
             .if_none_match("*")
             .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
             .send()
@@ -95,10 +131,11 @@ impl Objects for S3Objects {
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
         let mut pages = self
-            .0
+            .client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .set_expected_bucket_owner(self.owner(bucket))
             .into_paginator()
             .send();
         let mut out = vec![];
@@ -127,10 +164,11 @@ impl Objects for S3Objects {
             ))
         })?;
         let req = self
-            .0
+            .client
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_expected_bucket_owner(self.owner(bucket))
             .presigned(cfg)
             .await
             .map_err(map_error)?;

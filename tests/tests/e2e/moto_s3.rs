@@ -17,7 +17,7 @@ async fn exists_is_true_for_a_present_object_and_false_for_a_missing_one() {
         .send()
         .await
         .unwrap();
-    let objects = S3Objects(s3);
+    let objects = S3Objects::from_client(s3);
     assert!(
         objects
             .exists("downloads", "source/hhvm-4.28.2.tar.gz")
@@ -46,7 +46,7 @@ async fn a_presigned_url_fetches_the_object_until_it_expires() {
         .send()
         .await
         .unwrap();
-    let objects = S3Objects(s3);
+    let objects = S3Objects::from_client(s3);
     let url = objects
         .presign_get("artifacts", "scripts/init.sh", 300)
         .await
@@ -72,7 +72,7 @@ async fn records_are_written_counted_listed_and_created_only_once() {
     let moto = Moto::start();
     let s3 = moto.s3().await;
     s3.create_bucket().bucket("artifacts").send().await.unwrap();
-    let objects = S3Objects(s3);
+    let objects = S3Objects::from_client(s3);
     let prefix = "demo/runs/run-1/attempts/Build/version=1.2.3/";
     for (i, entered) in ["2025-01-02T10:00:00.000Z", "2025-01-02T10:05:00.000Z"]
         .iter()
@@ -119,4 +119,62 @@ async fn records_are_written_counted_listed_and_created_only_once() {
     // A missing bucket is an error with its name, not an empty answer.
     let e = objects.create("nobucket", "k", b"x").await.unwrap_err();
     assert!(!matches!(e, PortError::Throttled(_)), "{e:?}");
+}
+
+/// Records the `x-amz-expected-bucket-owner` header of every request the client sends.
+#[derive(Debug, Default, Clone)]
+struct OwnerHeaders(std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+impl aws_sdk_s3::config::Intercept for OwnerHeaders {
+    fn name(&self) -> &'static str {
+        "OwnerHeaders"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let h = ctx.request().headers().get("x-amz-expected-bucket-owner");
+        self.0.lock().unwrap().push(h.map(str::to_string));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn calls_on_the_stacks_bucket_name_its_owner_and_others_do_not() {
+    let moto = Moto::start();
+    let seen = OwnerHeaders::default();
+    let conf = aws_sdk_s3::config::Builder::from(&moto.sdk_config().await)
+        .force_path_style(true)
+        .interceptor(seen.clone())
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    for b in ["artifacts", "releases"] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    seen.0.lock().unwrap().clear();
+    // moto's account owns every bucket it creates (moto does not enforce the condition; S3 does,
+    // with a 403 for a bucket of another account).
+    let objects = S3Objects::from_client(s3).with_owner("artifacts", "123456789012");
+    objects.put("artifacts", "runs/r1/a", b"1").await.unwrap();
+    assert!(
+        objects
+            .create("artifacts", "locks/x/000000000001", b"l")
+            .await
+            .unwrap()
+    );
+    assert!(objects.exists("artifacts", "runs/r1/a").await.unwrap());
+    assert_eq!(objects.list("artifacts", "runs/").await.unwrap().len(), 1);
+    let stack_calls = std::mem::take(&mut *seen.0.lock().unwrap());
+    assert_eq!(stack_calls.len(), 4, "{stack_calls:?}");
+    assert!(
+        stack_calls
+            .iter()
+            .all(|h| h.as_deref() == Some("123456789012")),
+        "{stack_calls:?}"
+    );
+    // A done_when bucket of another account is checked without the condition.
+    assert!(!objects.exists("releases", "4.28.2/x.tar.gz").await.unwrap());
+    assert_eq!(*seen.0.lock().unwrap(), [None]);
 }
