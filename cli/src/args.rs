@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use boa_core::Mode;
+use boa_core::{Mode, names};
 use clap::{Arg, ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 /// Start and follow a build-on-aws run.
@@ -153,7 +153,7 @@ pub struct CommonArgs {
     /// The pipeline file.
     #[arg(
         long,
-        env = "BOA_PIPELINE",
+        env = names::cli::PIPELINE,
         default_value = "pipeline.toml",
         global = true
     )]
@@ -166,7 +166,7 @@ pub struct CommonArgs {
     /// Where local runs keep logs, worker folders, run records and done-check objects.
     #[arg(
         long,
-        env = "BOA_RUN_DIR",
+        env = names::cli::RUN_DIR,
         default_value = ".build-on-aws",
         global = true
     )]
@@ -179,7 +179,7 @@ pub struct CommonArgs {
 pub struct AwsArgs {
     /// ARN of the deployed state machine (deploy prints it); when set, runs go to AWS unless
     /// --local.
-    #[arg(long, env = "BOA_STATE_MACHINE_ARN")]
+    #[arg(long, env = names::cli::STATE_MACHINE_ARN)]
     pub state_machine_arn: Option<String>,
 }
 
@@ -188,7 +188,7 @@ pub struct AwsArgs {
 #[command(next_help_heading = "Local mode")]
 pub struct LocalArgs {
     /// Divide every wait (retries, boot, idle, health-check period) by this (1 = real time).
-    #[arg(long, env = "BOA_TIME_SCALE", default_value = "100", value_parser = time_scale, allow_negative_numbers = true)]
+    #[arg(long, env = names::cli::TIME_SCALE, default_value = "100", value_parser = time_scale, allow_negative_numbers = true)]
     pub time_scale: f64,
 
     /// Simulated worker boot time in seconds (before the time scale).
@@ -272,7 +272,6 @@ fn fraction(s: &str) -> Result<f64, String> {
 /// (a pipeline's `env` may not use `BOA_` at all; here the example's own `BOA_EXAMPLE_*` knobs
 /// stay usable).
 fn reserved_env(k: &str) -> bool {
-    use boa_core::names;
     let worker = names::worker::ALL;
     let task = [
         names::task::STEP,

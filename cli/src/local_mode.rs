@@ -11,7 +11,7 @@ use crate::progress::{Progress, normalized_from_history};
 use crate::{Cli, CliError, Outcome, load_input, table};
 
 fn worker_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BOA_WORKER_BIN") {
+    if let Some(p) = std::env::var_os(boa_core::names::local::WORKER_BIN) {
         return PathBuf::from(p);
     }
     std::env::current_exe()

@@ -97,7 +97,8 @@ fn pipeline_arg(args: &[String]) -> PathBuf {
             return PathBuf::from(v);
         }
     }
-    std::env::var_os("BOA_PIPELINE").map_or_else(|| PathBuf::from("pipeline.toml"), PathBuf::from)
+    std::env::var_os(boa_core::names::cli::PIPELINE)
+        .map_or_else(|| PathBuf::from("pipeline.toml"), PathBuf::from)
 }
 
 /// A subcommand takes the global options (`--pipeline`, `--json`, `--run-dir`) wherever they are
@@ -222,7 +223,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BOA_LOG")
+            tracing_subscriber::EnvFilter::try_from_env(boa_core::names::cli::LOG)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)

@@ -9,7 +9,7 @@ use boa_core::names::tags;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::template::{ALLOWED_WILDCARD_ACTIONS, activity_id};
+use crate::template::{ALLOWED_WILDCARD_ACTIONS, activity_id, own_profile_name};
 
 /// One statement of an inline or managed IAM policy in the template.
 #[derive(Debug, Clone)]
@@ -285,9 +285,8 @@ pub fn activities_polled_by(t: &Value, role_id: &str) -> BTreeSet<String> {
 /// The role the workers of `step` run with: the role of the instance profile start-workers
 /// launches them with (the step's own `instance_profile`, or `<stack>-<Step>`).
 pub fn worker_role_of(t: &Value, step: &boa_core::Step) -> Option<String> {
-    let own = serde_json::json!({ "Fn::Sub": format!("${{AWS::StackName}}-{}", step.name) });
     let want = if step.worker.instance_profile.is_empty() {
-        own
+        own_profile_name(&step.name)
     } else {
         Value::from(step.worker.instance_profile.clone())
     };

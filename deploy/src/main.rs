@@ -27,7 +27,7 @@ struct Args {
         long,
         global = true,
         default_value = "pipeline.toml",
-        env = "BOA_PIPELINE"
+        env = boa_core::names::cli::PIPELINE
     )]
     pipeline: PathBuf,
 

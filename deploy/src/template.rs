@@ -274,11 +274,17 @@ impl WorkerGroup<'_> {
     /// derives from `BOA_WORKER_PROFILE` = `<stack>-{step}`.
     fn profile_name(&self) -> Value {
         if self.profile.is_empty() {
-            sub(format!("${{AWS::StackName}}-{}", self.steps[0].name))
+            own_profile_name(&self.steps[0].name)
         } else {
             json!(self.profile)
         }
     }
+}
+
+/// The name of a step's own instance profile, `<stack>-<Step>` (with `{step}`: the pattern
+/// start-workers fills in from `BOA_WORKER_PROFILE`).
+pub fn own_profile_name(step: &str) -> Value {
+    sub(format!("${{AWS::StackName}}-{step}"))
 }
 
 /// One worker role per step: a worker of one step can poll only its own activity and gets only
@@ -775,10 +781,7 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
         // Each step's own profile is `<stack>-<Step>` (see WorkerGroup::profile_name).
         e.insert(
             env::WORKER_PROFILE.into(),
-            sub(format!(
-                "${{AWS::StackName}}-{}",
-                boa_core::stack::STEP_PLACEHOLDER
-            )),
+            own_profile_name(boa_core::stack::STEP_PLACEHOLDER),
         );
         e.insert(
             env::SUBNETS.into(),

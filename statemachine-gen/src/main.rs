@@ -19,7 +19,7 @@ use statemachine_gen::{Arns, generate, mermaid, report};
 #[command(name = "statemachine-gen", version, verbatim_doc_comment)]
 struct Args {
     /// The pipeline file.
-    #[arg(default_value = "pipeline.toml", env = "BOA_PIPELINE")]
+    #[arg(default_value = "pipeline.toml", env = boa_core::names::cli::PIPELINE)]
     pipeline: PathBuf,
 
     /// What to print: the ASL definition (json) or a Mermaid flowchart (mermaid). With --report,

@@ -269,7 +269,7 @@ impl LocalFleet {
                 .env(vars::LOG_DIR, me.cfg.run_dir.join("logs"))
                 .env_remove(vars::LOG_GROUP)
                 .env(vars::WORK_DIR, me.cfg.run_dir.join("work").join(&id))
-                .env("BOA_TAGS_FILE", &tags_file)
+                .env(boa_core::names::local::TAGS_FILE, &tags_file)
                 .env("AWS_ACCESS_KEY_ID", &me.cfg.access_key)
                 .env("AWS_SECRET_ACCESS_KEY", "local")
                 .env("AWS_EC2_METADATA_DISABLED", "true");

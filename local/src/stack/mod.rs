@@ -37,7 +37,7 @@ pub const LOCAL_ACCOUNT: &str = "000000000000";
 /// The health check's period on AWS (EventBridge `rate(5 minutes)`), divided by the time scale.
 pub const HEALTH_CHECK_PERIOD: Duration = Duration::from_secs(300);
 /// Workers see the local object folder here, so scripts can "upload" what `done_when` checks.
-pub const LOCAL_OBJECTS_VAR: &str = "BOA_LOCAL_OBJECTS";
+pub const LOCAL_OBJECTS_VAR: &str = boa_core::names::local::OBJECTS;
 
 /// The key of [`LocalStack::lambda_invocations`] counting injected Lambda failures.
 pub const INJECTED_FAILURES: &str = "injected-failures";
