@@ -3,7 +3,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-lambdas=(parse-input start-workers health-check normalize-results check-for-failures)
+lambdas=(parse-input start-workers health-check record-result normalize-results check-for-failures)
 
 usage() {
   cat <<'EOF'
@@ -181,7 +181,9 @@ PY
   cp "$prebuilt/worker" "$dist/worker/worker"
 else
 packages=()
-for l in "${lambdas[@]}"; do packages+=(-p "$l"); done
+# record-result is the second binary of the normalize-results package (cargo-lambda builds every
+# binary of a selected package, each into its own folder).
+for l in "${lambdas[@]}"; do [ "$l" = record-result ] || packages+=(-p "$l"); done
 # One cargo-lambda invocation when the Lambdas and the worker share an architecture: one
 # selection of packages resolves features once, so the dependency tree (the AWS SDK) is compiled
 # once, not once per selection. --include paths are taken relative to the working directory: run

@@ -225,6 +225,8 @@ impl Fleet for FakeFleet {
 #[derive(Debug, Default)]
 struct ExecState {
     running: BTreeMap<String, Vec<ExecutionSummary>>,
+    /// Running child executions (of Distributed Maps) per parent execution.
+    children: BTreeMap<String, Vec<ExecutionSummary>>,
     histories: BTreeMap<String, Vec<HistoryEvent>>,
     error: Option<PortError>,
 }
@@ -263,6 +265,20 @@ impl FakeExecutions {
         st.histories.insert(execution_arn.to_string(), history);
     }
 
+    /// Adds a RUNNING child execution (of a Distributed Map) of `parent`, with its history.
+    pub fn add_running_child(&self, parent: &str, child: &str, history: Vec<HistoryEvent>) {
+        let mut st = lock(&self.state);
+        st.children
+            .entry(parent.to_string())
+            .or_default()
+            .push(ExecutionSummary {
+                arn: child.to_string(),
+                name: child.rsplit(':').next().unwrap_or_default().to_string(),
+                start: None,
+            });
+        st.histories.insert(child.to_string(), history);
+    }
+
     /// Every call fails with `error` from now on.
     pub fn fail(&self, error: PortError) {
         lock(&self.state).error = Some(error);
@@ -281,6 +297,17 @@ impl Executions for FakeExecutions {
             .get(state_machine_arn)
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn running_children(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<ExecutionSummary>, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(st.children.get(execution_arn).cloned().unwrap_or_default())
     }
 
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
@@ -319,6 +346,9 @@ struct ObjState {
     /// Last-modified times set by [`FakeObjects::set_modified`] (none otherwise).
     modified: BTreeMap<String, DateTime<Utc>>,
     heads: Vec<(String, String)>,
+    /// Bodies of objects written through the port (`put`/`create`); objects added with
+    /// [`FakeObjects::put`] read as empty.
+    bodies: BTreeMap<(String, String), Vec<u8>>,
     error: Option<PortError>,
 }
 
@@ -343,6 +373,13 @@ impl FakeObjects {
     /// Sets the last-modified time `list` reports for a key.
     pub fn set_modified(&self, key: &str, t: DateTime<Utc>) {
         lock(&self.state).modified.insert(key.to_string(), t);
+    }
+    /// The body written at a key through the port, if any.
+    pub fn body(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        lock(&self.state)
+            .bodies
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
     }
     /// Every key of a bucket, in order.
     pub fn keys(&self, bucket: &str) -> Vec<String> {
@@ -371,21 +408,40 @@ impl Objects for FakeObjects {
         Ok(st.objects.contains(&k))
     }
 
-    async fn put(&self, bucket: &str, key: &str, _body: &[u8]) -> Result<(), PortError> {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        let k = (bucket.to_string(), key.to_string());
+        if !st.objects.contains(&k) {
+            return Ok(None);
+        }
+        Ok(Some(st.bodies.get(&k).cloned().unwrap_or_default()))
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
         let mut st = lock(&self.state);
         if let Some(e) = &st.error {
             return Err(e.clone());
         }
-        st.objects.insert((bucket.to_string(), key.to_string()));
+        let k = (bucket.to_string(), key.to_string());
+        st.objects.insert(k.clone());
+        st.bodies.insert(k, body.to_vec());
         Ok(())
     }
 
-    async fn create(&self, bucket: &str, key: &str, _body: &[u8]) -> Result<bool, PortError> {
+    async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
         let mut st = lock(&self.state);
         if let Some(e) = &st.error {
             return Err(e.clone());
         }
-        Ok(st.objects.insert((bucket.to_string(), key.to_string())))
+        let k = (bucket.to_string(), key.to_string());
+        let created = st.objects.insert(k.clone());
+        if created {
+            st.bodies.insert(k, body.to_vec());
+        }
+        Ok(created)
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {

@@ -104,17 +104,6 @@ pub struct StackRun {
     pub health_reaped: Vec<String>,
 }
 
-/// NormalizeResults' output, from the history.
-pub fn normalized_from_history(h: &[HistoryEvent]) -> Option<NormalizedResults> {
-    h.iter()
-        .rev()
-        .filter(|e| {
-            e.kind == EventType::TaskStateExited
-                && e.state_name.as_deref() == Some("NormalizeResults")
-        })
-        .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
-}
-
 /// Starts a stack, runs every `(input, name)` at once, waits for all, shuts the stack down.
 pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Result<StackRun> {
     let mut opts = LocalOptions::new(&spec.pipeline, &spec.worker_bin, &spec.run_dir);
@@ -176,7 +165,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
                         .map(|e| format!("{e}: {}", r.cause.unwrap_or_default())),
                     wall_s,
                     counts: r.counts,
-                    normalized: normalized_from_history(&history),
+                    normalized: stack.results(&arn),
                     history,
                 },
                 Err(_) => Execution {

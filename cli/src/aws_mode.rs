@@ -94,20 +94,25 @@ async fn follow(
         if status != "RUNNING" {
             bar.finish_and_clear();
             let h = ex.history(arn).await.unwrap_or_default();
-            return finish(&h, &status, json, p);
+            return finish(&h, &status, json, p).await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
-fn finish(
+async fn finish(
     history: &[boa_aws::ports::HistoryEvent],
     status: &str,
     json: bool,
     p: &boa_core::Pipeline,
 ) -> Result<Outcome, CliError> {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
-    match normalized_from_history(history) {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let objects = boa_aws::adapters::S3Objects::new(&aws);
+    let normalized = normalized_from_history(history, &objects)
+        .await
+        .map_err(CliError::Failed)?;
+    match normalized {
         Some(r) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -174,7 +179,7 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> Result<Outcome, C
         .history(arn)
         .await
         .map_err(|e| CliError::Failed(format!("cannot read the history of {arn}: {e}")))?;
-    finish(&h, &status, json, &p)
+    finish(&h, &status, json, &p).await
 }
 
 #[cfg(test)]

@@ -122,7 +122,14 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     };
     bar.finish_and_clear();
     let history = stack.history(&arn);
-    let normalized = normalized_from_history(&history);
+    let objects = local::stack::LocalObjects::new(run_dir.join("objects"));
+    let normalized = match normalized_from_history(&history, &objects).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("build-on-aws: {e}");
+            None
+        }
+    };
     let record = RunRecord {
         name: name.clone(),
         execution_arn: arn,

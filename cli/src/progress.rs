@@ -64,9 +64,10 @@ impl Progress {
     }
 }
 
-/// The normalized results of a finished execution, read from its history: the output of the
-/// `NormalizeResults` state (kept even when `CheckForFailures` failed the execution).
-pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<boa_core::NormalizedResults> {
+/// The summary of a finished execution, read from its history: the output of the
+/// `NormalizeResults` state (kept even when `CheckForFailures` failed the execution), which says
+/// where the results object is.
+pub fn summary_from_history(events: &[HistoryEvent]) -> Option<boa_core::RunSummary> {
     events
         .iter()
         .rev()
@@ -75,6 +76,27 @@ pub fn normalized_from_history(events: &[HistoryEvent]) -> Option<boa_core::Norm
                 && e.state_name.as_deref() == Some("NormalizeResults")
         })
         .find_map(|e| serde_json::from_str(e.payload.as_deref()?).ok())
+}
+
+/// The one way the CLI reads a finished execution's task results (local and AWS alike): the
+/// summary from its history, then the results object it names (in the bucket, or in a local
+/// run's objects folder). `Ok(None)`: NormalizeResults never ran.
+pub async fn normalized_from_history(
+    events: &[HistoryEvent],
+    objects: &dyn boa_aws::ports::Objects,
+) -> Result<Option<boa_core::NormalizedResults>, String> {
+    let Some(run) = summary_from_history(events) else {
+        return Ok(None);
+    };
+    let at = &run.results;
+    let body = objects
+        .get(&at.bucket, &at.key)
+        .await
+        .map_err(|e| format!("cannot read the results {at}: {e}"))?
+        .ok_or_else(|| format!("the results {at} are missing"))?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| format!("the results {at} are unreadable: {e}"))
 }
 
 #[cfg(test)]
@@ -127,18 +149,35 @@ mod tests {
         assert!(p.line(10, Some(3)).starts_with("2/10 done"));
     }
 
-    #[test]
-    fn normalized_results_come_from_the_normalize_state_exit() {
+    #[tokio::test]
+    async fn normalized_results_come_from_the_object_the_normalize_state_names() {
+        use boa_aws::ports::Objects;
         let r = boa_core::NormalizedResults::new(vec![]);
+        let dir = tempfile::tempdir().unwrap();
+        let objects = local::stack::LocalObjects::new(dir.path());
+        let run = boa_core::RunSummary {
+            summary: r.summary.clone(),
+            results: boa_core::results::ObjectRef {
+                bucket: "b".into(),
+                key: "runs/x/results.json".into(),
+            },
+            failed: vec![],
+        };
         let h = vec![
             ev(
                 EventType::TaskStateExited,
                 Some("NormalizeResults"),
-                Some(&serde_json::to_string(&r).unwrap()),
+                Some(&serde_json::to_string(&run).unwrap()),
             ),
             ev(EventType::ExecutionFailed, None, None),
         ];
-        assert_eq!(normalized_from_history(&h), Some(r));
-        assert_eq!(normalized_from_history(&h[1..]), None);
+        let missing = normalized_from_history(&h, &objects).await.unwrap_err();
+        assert!(missing.contains("s3://b/runs/x/results.json"), "{missing}");
+        objects
+            .put("b", "runs/x/results.json", &serde_json::to_vec(&r).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(normalized_from_history(&h, &objects).await, Ok(Some(r)));
+        assert_eq!(normalized_from_history(&h[1..], &objects).await, Ok(None));
     }
 }

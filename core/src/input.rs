@@ -64,6 +64,32 @@ pub struct MachineInput {
 /// A task's coordinates: one value per axis the step fans out over.
 pub type Item = BTreeMap<String, String>;
 
+/// A task's coordinates as one object-key segment: `version=5.4.0,distro=bookworm` (`-` for a
+/// task with no axis values). Characters other than ASCII letters, digits and `.-_+~` are
+/// written `%XX`, so the segment never holds `/`, never is `.` or `..`, and two items never share
+/// a key. Used for attempt records and task records alike.
+pub fn item_key(item: &Item) -> String {
+    if item.is_empty() {
+        return "-".into();
+    }
+    let enc = |s: &str| {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"._+~-".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    let parts: Vec<String> = item
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    parts.join(",")
+}
+
 /// The most input we accept, in bytes (a console paste, not a payload).
 pub const MAX_INPUT_BYTES: usize = 16 * 1024;
 

@@ -18,4 +18,4 @@ pub mod worker_env;
 pub use errors::{ErrorName, NamedError};
 pub use input::{BuildInput, Item, MachineInput, Mode};
 pub use pipeline::{Pipeline, PipelineError, Step};
-pub use results::{NormalizedResults, Status, TaskRecord};
+pub use results::{NormalizedResults, RunSummary, Status, TaskRecord};

@@ -36,6 +36,10 @@ pub struct Axis {
     pub default: Vec<String>,
     /// `MaxConcurrency` of the Map over this axis (0 = no limit).
     pub max_concurrency: u32,
+    /// The Map over this axis runs as a Distributed Map: each value is a child execution with its
+    /// own 25,000-event history (only the outer axis may say so). For runs of thousands of tasks;
+    /// `statemachine-gen --report` shows what it costs.
+    pub distributed: bool,
     /// Per-value overrides of this axis' list, keyed by another axis' value.
     pub overrides: Vec<AxisOverride>,
 }
@@ -331,6 +335,7 @@ struct RawAxis {
     nightly: Option<bool>,
     default: Option<Vec<String>>,
     max_concurrency: Option<u32>,
+    distributed: Option<bool>,
     #[serde(default, rename = "override")]
     overrides: Vec<RawOverride>,
 }
@@ -394,6 +399,7 @@ const AXIS_KEYS: &[&str] = &[
     "nightly",
     "default",
     "max_concurrency",
+    "distributed",
     "override",
 ];
 const OVERRIDE_KEYS: &[&str] = &["axis", "matches", "values"];
@@ -1051,6 +1057,16 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
                 format!("axis '{}' is declared twice", a.name),
             );
         }
+        if i > 0 && a.distributed == Some(true) {
+            ck.add(
+                ap("distributed"),
+                &at,
+                format!(
+                    "only the outer axis ('{}') can be distributed: its Map is the one each of whose values becomes a child execution; remove `distributed` here",
+                    raw.axis[0].name
+                ),
+            );
+        }
         let values = match (&a.values, &a.pattern) {
             (Some(v), None) => {
                 if v.is_empty() {
@@ -1195,6 +1211,7 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             values,
             default,
             max_concurrency: a.max_concurrency.unwrap_or(0),
+            distributed: a.distributed.unwrap_or(false),
             overrides,
         });
     }

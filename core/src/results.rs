@@ -80,6 +80,102 @@ impl NormalizedResults {
     }
 }
 
+/// What a task block leaves in its iteration for the states after it (a dependent's Prepare reads
+/// it): the status, and for a skip its kind. The whole [`TaskRecord`] is an object in the bucket
+/// (see [`task_record_key`]), so this stays a few bytes whatever the task printed or failed with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compact {
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<SkipKind>,
+}
+
+impl From<&TaskRecord> for Compact {
+    fn from(r: &TaskRecord) -> Self {
+        Compact {
+            status: r.status,
+            skip: r.skip,
+        }
+    }
+}
+
+/// Where an object is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// How many failed records NormalizeResults hands on in the payload (CheckForFailures lists
+/// them); the rest are in the results object.
+pub const FAILED_IN_PAYLOAD: usize = 20;
+
+/// How much of a failed record's reason and cause NormalizeResults hands on in the payload.
+pub const BRIEF_TEXT_BYTES: usize = 1024;
+
+/// A record for the payload: its reason and cause cut to [`BRIEF_TEXT_BYTES`] (the whole record
+/// is in the results object).
+pub fn brief(mut r: TaskRecord) -> TaskRecord {
+    fn cut(s: &mut Option<String>) {
+        if let Some(t) = s
+            && t.len() > BRIEF_TEXT_BYTES
+        {
+            let mut end = BRIEF_TEXT_BYTES;
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            t.truncate(end);
+            t.push('…');
+        }
+    }
+    cut(&mut r.reason);
+    cut(&mut r.cause);
+    r
+}
+
+/// NormalizeResults' output and the execution's: the counts, where every record is, and the first
+/// [`FAILED_IN_PAYLOAD`] failed records. Its size does not grow with the number of tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub summary: Summary,
+    /// The whole [`NormalizedResults`], as JSON.
+    pub results: ObjectRef,
+    #[serde(default)]
+    pub failed: Vec<TaskRecord>,
+}
+
+/// The folder of one execution's records under the stack's records prefix:
+/// `runs/<execution name>` (the name is the ARN's last segment).
+pub fn run_folder(execution: &str) -> String {
+    let name = execution.rsplit(':').next().unwrap_or(execution);
+    format!("runs/{name}")
+}
+
+/// The key (under the stack's records prefix) of a task's record: `runs/<execution>/tasks/<step>/<item>.json`.
+pub fn task_record_key(execution: &str, step: &str, item: &Item) -> String {
+    format!(
+        "{}/tasks/{step}/{}.json",
+        run_folder(execution),
+        crate::input::item_key(item)
+    )
+}
+
+/// The prefix under which every task record of an execution is.
+pub fn task_records_prefix(execution: &str) -> String {
+    format!("{}/tasks/", run_folder(execution))
+}
+
+/// The key of an execution's normalized results: `runs/<execution>/results.json`.
+pub fn results_key(execution: &str) -> String {
+    format!("{}/results.json", run_folder(execution))
+}
+
 /// What one stored task result says, whatever shape it was stored in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -107,6 +203,11 @@ impl Outcome {
             error,
             cause,
         }
+    }
+
+    fn with_status(mut self, status: Status) -> Outcome {
+        self.status = status;
+        self
     }
 
     /// Whether a dependent may run on this outcome under `all-succeeded`.
@@ -142,7 +243,17 @@ impl Outcome {
 /// - `Run<Step>`'s ResultSelector: `{"step", "item", "attempt", "prepare": PrepareRecord,
 ///   "outcome": {"status": "succeeded", "instance_id", "log_stream", "elapsed_s"} | {"status": "skipped"}}`
 /// - a Catch: `{"Error": …, "Cause": …}` (the cause may be a [`WorkerFailureCause`] JSON string)
+/// - `Record<Step>`'s [`Compact`] form, once the record is in the bucket.
 pub fn read_outcome(raw: &Value) -> Outcome {
+    if raw.get("outcome").is_none()
+        && let Ok(c) = serde_json::from_value::<Compact>(raw.clone())
+    {
+        return Outcome {
+            skip: c.skip,
+            ..Outcome::failed(None, None)
+        }
+        .with_status(c.status);
+    }
     if let Some(err) = raw.get("Error") {
         let error = err.as_str().map(str::to_string);
         let cause_str = raw.get("Cause").and_then(Value::as_str).map(str::to_string);
@@ -309,6 +420,37 @@ mod tests {
         let all_bad = vec![("B".to_string(), vec![bad.clone(), bad])];
         assert!(dependencies_allow(Needs::AnySucceeded, &all_bad).is_err());
         assert!(dependencies_allow(Needs::Finished, &all_bad).is_ok());
+    }
+
+    #[test]
+    fn the_compact_form_keeps_what_dependents_need() {
+        let ok = read_outcome(&json!({"status": "succeeded"}));
+        assert_eq!(ok.status, Status::Succeeded);
+        assert!(ok.satisfies());
+        let dep = read_outcome(&json!({"status": "skipped", "skip": "dependency-failed"}));
+        assert!(!dep.satisfies());
+        let done = read_outcome(&json!({"status": "skipped", "skip": "done"}));
+        assert!(done.satisfies());
+        assert!(!read_outcome(&json!({"status": "failed"})).satisfies());
+        // A record written and read back gives the same compact form.
+        let rec = read_outcome(&succeeded()).into_record("A", Item::new());
+        let c = Compact::from(&rec);
+        assert_eq!(
+            serde_json::to_value(&c).unwrap(),
+            json!({"status": "succeeded"})
+        );
+    }
+
+    #[test]
+    fn record_keys_live_under_the_execution_name() {
+        let arn = "arn:aws:states:us-east-1:1:execution:m:run-1";
+        let item: Item = [("version".to_string(), "5.4/0".to_string())].into();
+        assert_eq!(
+            task_record_key(arn, "Build", &item),
+            "runs/run-1/tasks/Build/version=5.4%2F0.json"
+        );
+        assert!(task_record_key(arn, "Build", &item).starts_with(&task_records_prefix(arn)));
+        assert_eq!(results_key(arn), "runs/run-1/results.json");
     }
 
     #[test]

@@ -183,6 +183,18 @@ impl StackConfig {
         Some((bucket.to_string(), format!("{prefix}{sep}{folder}/")))
     }
 
+    /// Where one of the stack's records is: `key` (e.g. [`crate::results::results_key`]) under the
+    /// artifact bucket's prefix; `None` when `artifacts` is not an `s3://` URL.
+    pub fn record_object(&self, key: &str) -> Option<crate::results::ObjectRef> {
+        let (bucket, folder) = self.records("")?;
+        let folder = folder.trim_matches('/');
+        let sep = if folder.is_empty() { "" } else { "/" };
+        Some(crate::results::ObjectRef {
+            bucket,
+            key: format!("{folder}{sep}{}", key.trim_start_matches('/')),
+        })
+    }
+
     /// A pipeline duration in this stack's time (divided by the time scale).
     pub fn scaled(&self, d: Duration) -> Duration {
         crate::duration::scaled(d, self.time_scale)
@@ -355,6 +367,13 @@ market = "spot"
             "arn:aws:states:eu-west-1:111122223333:activity:build-on-aws-demo-Build"
         );
         assert_eq!(c.scripts, "s3://art/demo/scripts");
+        let r = c.record_object("runs/x/results.json").unwrap();
+        assert_eq!(
+            (r.bucket.as_str(), r.key.as_str()),
+            ("art", "demo/runs/x/results.json")
+        );
+        let bare = StackConfig::new("s", "us-east-1", "1", "s3://bucket");
+        assert_eq!(bare.record_object("runs/x").unwrap().key, "runs/x");
         assert_eq!(c.default_subnets, ["subnet-1", "subnet-2"]);
         let e = StackConfig::from_lookup(|k| (k == "BOA_ARTIFACTS").then(|| "/tmp/x".into()))
             .unwrap_err()

@@ -67,11 +67,13 @@ impl Default for TemplateOptions {
 
 /// Memory (MB) and timeout (s) of each function. start-workers launches with backoff on
 /// throttling; the health check reads every running execution's history and launches too.
-pub const FUNCTION_SIZES: [(&str, u32, u32); 5] = [
+pub const FUNCTION_SIZES: [(&str, u32, u32); 6] = [
     ("parse-input", 128, 10),
     ("start-workers", 256, 120),
     ("health-check", 256, 300),
-    ("normalize-results", 256, 30),
+    ("record-result", 128, 10),
+    // Reads every task record of a run back (32 at a time): 10,000 records in well under a minute.
+    ("normalize-results", 512, 300),
     ("check-for-failures", 128, 10),
 ];
 
@@ -580,6 +582,29 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                 ));
             }
         }
+        "record-result" => {
+            // One object per task under runs/<execution>/tasks/: written, never read or listed.
+            out.push(stmt(
+                "WriteTaskRecords",
+                &["s3:PutObject"],
+                vec![sub(
+                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*",
+                )],
+                Value::Null,
+            ));
+        }
+        "normalize-results" => {
+            // Lists and reads the run's task records back and writes runs/<execution>/results.json.
+            out.extend(stack_records_statements(&["runs"]));
+            out.push(stmt(
+                "ReadTaskRecords",
+                &["s3:GetObject"],
+                vec![sub(
+                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*",
+                )],
+                Value::Null,
+            ));
+        }
         "health-check" => {
             out.extend(launch_statements(p, groups));
             out.extend(stack_records_statements(&["locks"]));
@@ -601,6 +626,30 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                 vec![sub(exec_arn)],
                 Value::Null,
             ));
+            if p.outer_axis().distributed {
+                // The Distributed Map's running children: ListMapRuns on the execution,
+                // ListExecutions on each Map Run, and each child's history.
+                let base = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}";
+                let sm = state_machine_name(p);
+                out.push(stmt(
+                    "ListMapRuns",
+                    &["states:ListMapRuns"],
+                    vec![sub(format!("{base}:execution:{sm}:*"))],
+                    Value::Null,
+                ));
+                out.push(stmt(
+                    "ListChildExecutions",
+                    &["states:ListExecutions"],
+                    vec![sub(format!("{base}:mapRun:{sm}/*"))],
+                    Value::Null,
+                ));
+                out.push(stmt(
+                    "ReadChildHistory",
+                    &["states:GetExecutionHistory", "states:DescribeExecution"],
+                    vec![sub(format!("{base}:execution:{sm}/*"))],
+                    Value::Null,
+                ));
+            }
         }
         _ => {}
     }
@@ -852,8 +901,45 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
             }
             // An activity's Ref is its ARN.
             Target::Activity(s) => r#ref(&activity_id(s)),
+            Target::Parameter(k) => r#ref(k),
         };
         substitutions.insert(key.clone(), v);
+    }
+    let mut machine_statements = vec![];
+    if p.outer_axis().distributed {
+        // A Distributed Map: its ResultWriter writes under runs/, and it starts, reads and
+        // stops its own child executions (`<machine>/<label>:<id>`).
+        machine_statements.push(stmt(
+            "StartChildExecutions",
+            &["states:StartExecution"],
+            vec![sub(format!(
+                "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{}",
+                state_machine_name(p)
+            ))],
+            Value::Null,
+        ));
+        machine_statements.push(stmt(
+            "ManageChildExecutions",
+            &["states:DescribeExecution", "states:StopExecution"],
+            vec![sub(format!(
+                "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:{}/*",
+                state_machine_name(p)
+            ))],
+            Value::Null,
+        ));
+        machine_statements.push(stmt(
+            "WriteMapResults",
+            &[
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:ListMultipartUploadParts",
+                "s3:AbortMultipartUpload",
+            ],
+            vec![sub(
+                "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*",
+            )],
+            Value::Null,
+        ));
     }
     res.insert(
         "StateMachineLogGroup".into(),
@@ -864,29 +950,30 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
         role(
             "states.amazonaws.com",
             "build-on-aws-state-machine",
-            vec![
-                stmt(
-                    "InvokeOwnFunctions",
-                    &["lambda:InvokeFunction"],
-                    invoked,
-                    Value::Null,
-                ),
-                stmt(
-                    "DeliverExecutionLogs",
-                    &[
-                        "logs:CreateLogDelivery",
-                        "logs:GetLogDelivery",
-                        "logs:UpdateLogDelivery",
-                        "logs:DeleteLogDelivery",
-                        "logs:ListLogDeliveries",
-                        "logs:PutResourcePolicy",
-                        "logs:DescribeResourcePolicies",
-                        "logs:DescribeLogGroups",
-                    ],
-                    vec![json!("*")],
-                    Value::Null,
-                ),
-            ],
+            vec![stmt(
+                "InvokeOwnFunctions",
+                &["lambda:InvokeFunction"],
+                invoked,
+                Value::Null,
+            )]
+            .into_iter()
+            .chain(machine_statements)
+            .chain([stmt(
+                "DeliverExecutionLogs",
+                &[
+                    "logs:CreateLogDelivery",
+                    "logs:GetLogDelivery",
+                    "logs:UpdateLogDelivery",
+                    "logs:DeleteLogDelivery",
+                    "logs:ListLogDeliveries",
+                    "logs:PutResourcePolicy",
+                    "logs:DescribeResourcePolicies",
+                    "logs:DescribeLogGroups",
+                ],
+                vec![json!("*")],
+                Value::Null,
+            )])
+            .collect(),
             json!({ "StringEquals": { "aws:SourceAccount": r#ref("AWS::AccountId") } }),
         ),
     );

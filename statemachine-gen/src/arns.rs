@@ -4,13 +4,20 @@
 use boa_core::Pipeline;
 
 /// The Lambda functions of a build-on-aws stack, by short name (the crate name).
-pub const LAMBDAS: [&str; 5] = [
+pub const LAMBDAS: [&str; 6] = [
     "parse-input",
     "start-workers",
     "health-check",
+    "record-result",
     "normalize-results",
     "check-for-failures",
 ];
+
+/// The artifact bucket of a definition with [`Arns::Concrete`] (the local stack's).
+pub const CONCRETE_BUCKET: &str = "build-on-aws-local";
+/// The placeholders of the artifact bucket and prefix (CloudFormation parameters of those names).
+pub const ARTIFACT_BUCKET_KEY: &str = "ArtifactBucket";
+pub const ARTIFACT_PREFIX_KEY: &str = "ArtifactPrefix";
 
 /// How resources are written into the definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +37,16 @@ pub enum Target {
     Lambda(String),
     /// The activity of a step, by step name.
     Activity(String),
+    /// A template parameter of that name (the artifact bucket and prefix, which a Distributed
+    /// Map's ResultWriter names).
+    Parameter(String),
 }
 
 /// The Lambdas the state machine itself calls (health-check runs on a schedule, not from it).
-pub(crate) const MACHINE_LAMBDAS: [&str; 4] = [
+pub(crate) const MACHINE_LAMBDAS: [&str; 5] = [
     "parse-input",
     "start-workers",
+    "record-result",
     "normalize-results",
     "check-for-failures",
 ];
@@ -59,6 +70,24 @@ impl Arns {
                 "arn:aws:lambda:{region}:{account}:function:build-on-aws-{}-{name}",
                 p.name
             ),
+        }
+    }
+
+    /// The bucket of the stack's records (a Distributed Map's ResultWriter writes there):
+    /// `${ArtifactBucket}`, or [`CONCRETE_BUCKET`].
+    pub fn records_bucket(&self) -> String {
+        match self {
+            Arns::Placeholders => format!("${{{ARTIFACT_BUCKET_KEY}}}"),
+            Arns::Concrete { .. } => CONCRETE_BUCKET.into(),
+        }
+    }
+
+    /// The key prefix of the stack's records in [`Arns::records_bucket`], ending in `/` when not
+    /// empty: `${ArtifactPrefix}/`, or nothing.
+    pub fn records_prefix(&self) -> String {
+        match self {
+            Arns::Placeholders => format!("${{{ARTIFACT_PREFIX_KEY}}}/"),
+            Arns::Concrete { .. } => String::new(),
         }
     }
 
@@ -87,6 +116,12 @@ impl Arns {
                 Target::Activity(s.name.clone()),
             )
         }));
+        if p.outer_axis().distributed {
+            out.extend(
+                [ARTIFACT_BUCKET_KEY, ARTIFACT_PREFIX_KEY]
+                    .map(|k| (k.to_string(), Target::Parameter(k.to_string()))),
+            );
+        }
         out
     }
 }

@@ -10,11 +10,19 @@
 //!        Run<Step> (Parallel, one branch; Retry = the activity policy; Catch → $.results.<Step>)
 //!          Prepare<Step> (lambda start-workers) → Check<Step> (Choice on $.prepare.status)
 //!            → Skip<Step> (Pass) | <Step> (activity Task with TimeoutSeconds and HeartbeatSeconds)
+//!        → Record<Step> (lambda record-result: the task's record becomes an object in the bucket
+//!          and $.results.<Step> becomes its compact form, `{"status", "skip"}`)
 //!      or, for a step fanning out over I, a Map <Step>ForEach<I> over $.inner whose processor is
-//!      Run<Step> (ResultPath $) with its Catch going to the Succeed state Caught<Step>
-//!  → NormalizeResults (lambda normalize-results; Catch → $.normalizeError)
+//!      Run<Step> (ResultPath $.result) → Record<Step> (ResultPath $), with Record's Catch going
+//!      to the Succeed state Caught<Step>
+//!      every state that ends an iteration has `OutputPath: null`: an iteration's output is `{}`
+//!  → NormalizeResults (lambda normalize-results: reads the records back, writes the results
+//!    object, returns the counts; Catch → $.normalizeError)
 //!  → CheckForFailures (lambda check-for-failures, no Catch: fails the execution with Build.Failed)
 //! ```
+//!
+//! Every payload stays the same size whatever the number of tasks: each iteration carries its
+//! item, the input and one compact status per step; records live in the bucket.
 //!
 //! A block with nothing after it in its sequence sends its Catch to a Succeed state
 //! named `Caught<Block>` (`CaughtRun<Step>`, `Caught<Step>ForEach<I>` or `Caught<StageParallel>`),
@@ -64,6 +72,10 @@ pub mod names {
     }
     pub fn skip(step: &str) -> String {
         format!("Skip{step}")
+    }
+    /// The record-result Task after a step's run.
+    pub fn record(step: &str) -> String {
+        format!("Record{step}")
     }
     /// The Succeed state a block's Catch goes to when nothing follows it.
     pub fn caught(block: &str) -> String {
@@ -139,10 +151,19 @@ pub fn generate(p: &Pipeline, arns: &Arns) -> Value {
         );
     }
     item_selector.insert("input.$".into(), json!("$.input"));
+    item_selector.insert("execution.$".into(), json!("$$.Execution.Id"));
     item_selector.insert("results".into(), json!({}));
 
     let stages = p.stages();
-    let (start_at, processor_states) = sequence(p, arns, &stages);
+    let (start_at, mut processor_states) = sequence(p, arns, &stages);
+    // An iteration's output is `{}`: its records are in the bucket, and the Map's result stays a
+    // few bytes per item however much each task stored.
+    for st in processor_states.values_mut() {
+        let ends = st.get("End") == Some(&json!(true)) || st["Type"] == "Succeed";
+        if ends && let Value::Object(m) = st {
+            m.insert("OutputPath".into(), Value::Null);
+        }
+    }
 
     let mut states = Map::new();
     states.insert(
@@ -157,31 +178,32 @@ pub fn generate(p: &Pipeline, arns: &Arns) -> Value {
             "Next": map_name,
         }),
     );
-    states.insert(
-        map_name.clone(),
-        json!({
-            "Type": "Map",
-            "Comment": format!("For each {o}: the pipeline's steps in dependency order."),
-            "ItemsPath": "$.plan",
-            "ItemSelector": item_selector,
-            "MaxConcurrency": outer.max_concurrency,
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                "StartAt": start_at,
-                "States": processor_states,
-            },
-            "ResultPath": "$.results",
-            "Catch": catch_all("$.results", names::NORMALIZE_RESULTS),
-            "Next": names::NORMALIZE_RESULTS,
-        }),
-    );
+    let mut outer_map = obj(json!({
+        "Type": "Map",
+        "Comment": format!("For each {o}: the pipeline's steps in dependency order."),
+        "ItemsPath": "$.plan",
+        "ItemSelector": item_selector,
+        "MaxConcurrency": outer.max_concurrency,
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": start_at,
+            "States": processor_states,
+        },
+        "ResultPath": "$.results",
+        "Catch": catch_all("$.results", names::NORMALIZE_RESULTS),
+        "Next": names::NORMALIZE_RESULTS,
+    }));
+    if outer.distributed {
+        distribute(&mut outer_map, arns, o);
+    }
+    states.insert(map_name.clone(), Value::Object(outer_map));
     states.insert(
         names::NORMALIZE_RESULTS.into(),
         json!({
             "Type": "Task",
-            "Comment": "One flat record per requested task, whatever shape each result was stored in.",
+            "Comment": "Reads every task record of the execution back from the bucket, writes one flat record per requested task as runs/<execution>/results.json, and returns the counts.",
             "Resource": arns.lambda(p, "normalize-results"),
-            "Parameters": {"input.$": "$.input", "plan.$": "$.plan", "results.$": "$.results"},
+            "Parameters": {"input.$": "$.input", "execution.$": "$$.Execution.Id", "results.$": "$.results"},
             "ResultPath": "$",
             "Retry": retry(TaskKind::Lambda),
             "Catch": catch_all("$.normalizeError", names::CHECK_FOR_FAILURES),
@@ -207,6 +229,42 @@ pub fn generate(p: &Pipeline, arns: &Arns) -> Value {
         "StartAt": names::PARSE_INPUT,
         "States": states,
     })
+}
+
+/// Makes the outer Map a Distributed Map: each item a child execution (STANDARD) with its own
+/// history, so a run is no longer bounded by one execution's 25,000 events. A failed child does
+/// not fail the Map (`ToleratedFailurePercentage: 100`): its tasks have no records and
+/// NormalizeResults reports them as lost, with every other task's record. The children's outputs
+/// (`{}`, or a failed child's error) go to the bucket through `ResultWriter`, under
+/// `runs/<execution>/map/`, not into the payload.
+fn distribute(map: &mut Map<String, Value>, arns: &Arns, outer: &str) {
+    map.insert(
+        "Comment".into(),
+        json!(format!(
+            "For each {outer}, a child execution (Distributed Map): the pipeline's steps in dependency order."
+        )),
+    );
+    if let Some(Value::Object(proc_)) = map.get_mut("ItemProcessor") {
+        proc_.insert(
+            "ProcessorConfig".into(),
+            json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}),
+        );
+    }
+    map.insert(
+        "Label".into(),
+        json!(format!("ForEach{}", crate::capitalize(outer))),
+    );
+    map.insert("ToleratedFailurePercentage".into(), json!(100));
+    map.insert(
+        "ResultWriter".into(),
+        json!({
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {
+                "Bucket": arns.records_bucket(),
+                "Prefix.$": format!("States.Format('{}runs/{{}}/map', $$.Execution.Name)", arns.records_prefix()),
+            },
+        }),
+    );
 }
 
 /// The states of one outer-Map iteration: the stages in order. Returns (StartAt, States).
@@ -239,6 +297,7 @@ fn sequence(p: &Pipeline, arns: &Arns, stages: &[Vec<&Step>]) -> (String, Map<St
                     selector.insert("inner.$".into(), json!("$[0].inner"));
                 }
                 selector.insert("input.$".into(), json!("$[0].input"));
+                selector.insert("execution.$".into(), json!("$[0].execution"));
                 selector.insert("results.$".into(), json!(merge_results(many.len())));
                 let (catch_next, terminal) = match next {
                     Some(n) => (n.to_string(), None),
@@ -303,15 +362,30 @@ fn step_block(
         let inner = p.inner_axis().expect("fans_out checks the inner axis");
         let i = &inner.name;
         let caught = names::caught(&step.name);
+        let record = names::record(&step.name);
         let mut proc_states = Map::new();
         proc_states.insert(
             names::run(&step.name),
-            Value::Object(run_state(p, arns, step, "$", None, "$", &caught)),
+            Value::Object(run_state(
+                p,
+                arns,
+                step,
+                "$.result",
+                Some(&record),
+                "$.result",
+                &record,
+            )),
+        );
+        proc_states.insert(
+            record.clone(),
+            Value::Object(record_state(
+                p, arns, step, "$.result", "$", None, "$", &caught,
+            )),
         );
         proc_states.insert(
             caught,
             succeed(&format!(
-                "This {i}'s {} failed; the iteration outputs its error.",
+                "This {i}'s {} record could not be written; the iteration outputs that error.",
                 step.name
             )),
         );
@@ -327,6 +401,7 @@ fn step_block(
             "ItemSelector": {
                 "item": {format!("{o}.$"): format!("$.item.{o}"), format!("{i}.$"): "$$.Map.Item.Value"},
                 "input.$": "$.input",
+                "execution.$": "$.execution",
                 "results.$": "$.results",
             },
             "MaxConcurrency": max,
@@ -341,7 +416,29 @@ fn step_block(
         link(&mut st, next);
         st
     } else {
-        run_state(p, arns, step, &result_path, next, &result_path, &catch_next)
+        let record = names::record(&step.name);
+        states.insert(
+            record.clone(),
+            Value::Object(record_state(
+                p,
+                arns,
+                step,
+                &result_path,
+                &result_path,
+                next,
+                &result_path,
+                &catch_next,
+            )),
+        );
+        run_state(
+            p,
+            arns,
+            step,
+            &result_path,
+            Some(&record),
+            &result_path,
+            &record,
+        )
     };
     states.insert(block, Value::Object(state));
     if let Some(t) = terminal {
@@ -353,6 +450,37 @@ fn step_block(
             )),
         );
     }
+}
+
+/// `Record<Step>`: writes the task's record (from `result_from`, what `Run<Step>` left) to the
+/// bucket and puts its compact form at `result_path`.
+#[allow(clippy::too_many_arguments)]
+fn record_state(
+    p: &Pipeline,
+    arns: &Arns,
+    step: &Step,
+    result_from: &str,
+    result_path: &str,
+    next: Option<&str>,
+    catch_path: &str,
+    catch_next: &str,
+) -> Map<String, Value> {
+    let mut st = obj(json!({
+        "Type": "Task",
+        "Comment": "record-result: the task's record (status, worker, log stream, attempts, error, cause) becomes an object under runs/<execution>/tasks/ in the artifact bucket; only its status stays in the state.",
+        "Resource": arns.lambda(p, "record-result"),
+        "Parameters": {
+            "step": step.name,
+            "item.$": "$.item",
+            "execution.$": "$.execution",
+            "result.$": result_from,
+        },
+        "ResultPath": result_path,
+        "Retry": retry(TaskKind::Lambda),
+        "Catch": catch_all(catch_path, catch_next),
+    }));
+    link(&mut st, next);
+    st
 }
 
 /// `Run<Step>`: the one-branch Parallel that retries Prepare + activity together.
@@ -378,7 +506,7 @@ fn run_state(
                 "item.$": "$.item",
                 "input.$": "$.input",
                 "deps.$": "$.deps",
-                "execution.$": "$$.Execution.Id",
+                "execution.$": "$.execution",
                 "entered.$": "$$.State.EnteredTime",
             },
             "ResultPath": "$.prepare",
@@ -416,7 +544,7 @@ fn run_state(
             "item.$": "$.item",
             "mode.$": "$.input.mode",
             "attempt.$": "$.prepare.attempt",
-            "execution.$": "$$.Execution.Id",
+            "execution.$": "$.execution",
         }),
     );
     task.insert("TimeoutSeconds".into(), json!(whole_seconds(step.timeout)));
@@ -446,6 +574,7 @@ fn run_state(
             "step": s,
             "item.$": "$.item",
             "input.$": "$.input",
+            "execution.$": "$.execution",
             "deps.$": "$.results",
         },
         "Branches": [{"StartAt": names::prepare(s), "States": branch}],

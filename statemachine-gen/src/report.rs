@@ -45,7 +45,9 @@ use serde_json::{Map, Value, json};
 
 use boa_core::input::PlanItem;
 use boa_core::pipeline::Pipeline;
-use boa_core::results::{NormalizedResults, read_outcome};
+use boa_core::results::{
+    Compact, FAILED_IN_PAYLOAD, ObjectRef, RunSummary, brief, read_outcome, results_key,
+};
 use boa_core::retry::{TaskKind, retriers, worst_case_attempts};
 use boa_core::stack::{WorkerCounts, activity_name, launched_reason};
 use boa_core::task::{PrepareRecord, PrepareStatus, SkipKind, WorkerFailureCause, log_stream};
@@ -58,6 +60,9 @@ use crate::{Arns, generate};
 pub const HISTORY_EVENTS_QUOTA: u64 = 25_000;
 /// Step Functions quota: bytes of a state's input or output (and of an execution's input).
 pub const PAYLOAD_QUOTA_BYTES: usize = 256 * 1024;
+/// Standard workflows: $0.025 per 1,000 state transitions (us-east-1 list price; a Distributed
+/// Map's STANDARD child executions are charged the same way, per transition).
+pub const USD_PER_TRANSITION: f64 = 0.025 / 1000.0;
 /// How big a failed task's log tail is assumed to be in the worst-case payload estimate.
 pub const ASSUMED_LOG_TAIL_BYTES: usize = 2048;
 
@@ -81,6 +86,14 @@ pub struct Report {
     pub activity_tasks: u64,
     pub transitions_worst: u64,
     pub history_events_worst: u64,
+    /// Whether the outer Map is a Distributed Map (each outer value a child execution).
+    pub distributed: bool,
+    /// The biggest history of one child execution (0 when not distributed).
+    pub child_history_events_happy: u64,
+    pub child_history_events_worst: u64,
+    /// Step Functions' charge for the happy path's state transitions (Standard workflows, at
+    /// [`USD_PER_TRANSITION`]; the Lambdas, EC2 and S3 are not included).
+    pub transitions_cost_usd: f64,
     pub lambda_invocations_worst: u64,
     pub activity_tasks_worst: u64,
     /// Bytes of the biggest state input, output or raw result when every task succeeds.
@@ -100,6 +113,7 @@ impl Report {
     /// Whether any happy-path number is over a quota (the run cannot succeed as requested).
     pub fn exceeds_on_happy_path(&self) -> bool {
         self.history_events_happy > self.history_events_quota
+            || self.child_history_events_happy > self.history_events_quota
             || self.payload_bytes > self.payload_quota_bytes
     }
 
@@ -117,9 +131,12 @@ impl Report {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
     transitions: u64,
+    /// Events of this execution's history (a Distributed Map's children have their own).
     events: u64,
     lambda: u64,
     activity: u64,
+    /// The biggest history of one child execution of a Distributed Map (0: none).
+    child_events: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -128,6 +145,7 @@ impl std::ops::AddAssign for Counts {
         self.events += o.events;
         self.lambda += o.lambda;
         self.activity += o.activity;
+        self.child_events = self.child_events.max(o.child_events);
     }
 }
 
@@ -303,8 +321,22 @@ impl Walker<'_> {
                 let ps = proc_["States"].as_object().expect("processor States");
                 let start = proc_["StartAt"].as_str().unwrap_or_default();
                 c.events += 2; // MapStateStarted + MapStateSucceeded
+                let distributed = proc_["ProcessorConfig"]["Mode"] == "DISTRIBUTED";
                 let mut failed = false;
                 match st["ItemsPath"].as_str() {
+                    Some("$.plan") if distributed => {
+                        // MapRunStarted + MapRunSucceeded here; each item is a child execution
+                        // with its own history (ExecutionStarted + its states + the end). A failed
+                        // child is tolerated (ToleratedFailurePercentage 100).
+                        c.events += 2;
+                        for it in self.plan {
+                            let (ic, _) = self.sequence(ps, start, Some(it));
+                            c.transitions += ic.transitions;
+                            c.lambda += ic.lambda;
+                            c.activity += ic.activity;
+                            c.child_events = c.child_events.max(ic.events + 2).max(ic.child_events);
+                        }
+                    }
                     Some("$.plan") => {
                         for it in self.plan {
                             c.events += 2;
@@ -460,14 +492,31 @@ fn stored_result(p: &Pipeline, input: &BuildInput, step: &str, item: Item, faile
     })
 }
 
-/// (bytes, state) of the biggest state output.
+/// What a `Record<Step>` leaves in the iteration for a stored result.
+fn compact(stored: &Value) -> Value {
+    let rec = read_outcome(stored).into_record("", Item::new());
+    json!(Compact::from(&rec))
+}
+
+/// (bytes, state) of the biggest state input or output. Records live in the bucket, so no
+/// payload holds more than one task's raw result: the biggest is an iteration (its item, the
+/// input, one compact status per step) plus the biggest raw result, inside `Record<Step>`.
 fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) -> (usize, String) {
     let o = &p.outer_axis().name;
+    let execution = format!(
+        "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-{}:{}",
+        p.name,
+        "x".repeat(80)
+    );
+    let mut biggest_raw = (0, String::new());
     let iterations: Vec<Value> = plan
         .iter()
         .map(|pi| {
             let mut results = Map::new();
             for s in &p.steps {
+                let raw_of = |inner: Option<&str>| {
+                    stored_result(p, input, &s.name, task_item(p, pi, inner), failed)
+                };
                 let stored = match (crate::asl::fans_out(p, s), p.inner_axis()) {
                     (true, Some(a)) => Value::Array(
                         pi[&a.name]
@@ -475,17 +524,23 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
                             .into_iter()
                             .flatten()
                             .map(|v| {
-                                stored_result(
-                                    p,
-                                    input,
-                                    &s.name,
-                                    task_item(p, pi, v.as_str()),
-                                    failed,
-                                )
+                                let raw = raw_of(v.as_str());
+                                let n = raw.to_string().len();
+                                if n > biggest_raw.0 {
+                                    biggest_raw = (n, s.name.clone());
+                                }
+                                compact(&raw)
                             })
                             .collect(),
                     ),
-                    _ => stored_result(p, input, &s.name, task_item(p, pi, None), failed),
+                    _ => {
+                        let raw = raw_of(None);
+                        let n = raw.to_string().len();
+                        if n > biggest_raw.0 {
+                            biggest_raw = (n, s.name.clone());
+                        }
+                        compact(&raw)
+                    }
                 };
                 results.insert(s.name.clone(), stored);
             }
@@ -495,41 +550,61 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
                 it.insert("inner".into(), pi[&a.name].clone());
             }
             it.insert("input".into(), json!(input));
+            it.insert("execution".into(), json!(execution));
             it.insert("results".into(), Value::Object(results));
             Value::Object(it)
         })
         .collect();
+    let iteration = iterations
+        .iter()
+        .map(|it| it.to_string().len())
+        .max()
+        .unwrap_or(0);
+    // `Record<Step>`'s input: the iteration with the raw result still in it.
+    let record = (
+        iteration + biggest_raw.0 + 2,
+        crate::asl::names::record(&biggest_raw.1),
+    );
     // A stage Parallel's raw result, before its ResultSelector: every branch's copy of the
-    // iteration (each with all results, an upper bound), for the biggest iteration.
+    // iteration, for the biggest iteration.
     let widest = p
         .stages()
         .into_iter()
         .filter(|s| s.len() > 1)
         .max_by_key(|s| s.len());
     let stage = widest.map(|stage| {
-        let iteration = iterations
-            .iter()
-            .map(|it| it.to_string().len())
-            .max()
-            .unwrap_or(0);
         (
             stage.len() * (iteration + 1) + 1,
             crate::asl::names::stage_parallel(&stage),
         )
     });
-    let map_out = json!({"input": input, "plan": plan, "results": iterations});
+    // The outer Map's output: `{}` per iteration.
+    let empties: Vec<Value> = plan.iter().map(|_| json!({})).collect();
+    let map_out = json!({"input": input, "plan": plan, "results": empties});
     let map_bytes = map_out.to_string().len();
 
-    // NormalizeResults' output: one record per requested task.
-    let mut records = vec![];
+    // NormalizeResults' output: the counts and at most FAILED_IN_PAYLOAD failed records.
+    let mut failed_records = vec![];
     if let Ok(tasks) = input.requested_tasks(p) {
         for (step, item) in tasks {
             let stored = stored_result(p, input, &step, item.clone(), failed);
-            records.push(read_outcome(&stored).into_record(&step, item));
+            let rec = brief(read_outcome(&stored).into_record(&step, item));
+            if rec.status == boa_core::Status::Failed && failed_records.len() < FAILED_IN_PAYLOAD {
+                failed_records.push(rec);
+            }
         }
     }
-    let norm_bytes = json!(NormalizedResults::new(records)).to_string().len();
+    let norm = RunSummary {
+        summary: Default::default(),
+        results: ObjectRef {
+            bucket: "x".repeat(63),
+            key: format!("{}/{}", "x".repeat(200), results_key(&execution)),
+        },
+        failed: failed_records,
+    };
+    let norm_bytes = json!(norm).to_string().len() + 64;
     [
+        record,
         (map_bytes, crate::asl::names::outer_map(p)),
         (norm_bytes, crate::asl::names::NORMALIZE_RESULTS.to_string()),
     ]
@@ -642,11 +717,24 @@ pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
         )
     };
     let mut exceeds = vec![];
+    let distributed = p.outer_axis().distributed;
+    if happy.child_events > HISTORY_EVENTS_QUOTA {
+        exceeds.push(format!(
+            "EXCEEDS the history quota of one child execution: {} events for one {o} even when everything succeeds, over {HISTORY_EVENTS_QUOTA}; request fewer steps or values of the other axes per run",
+            happy.child_events
+        ));
+    } else if worst.child_events > HISTORY_EVENTS_QUOTA {
+        exceeds.push(format!(
+            "EXCEEDS the history quota of one child execution in the worst case: {} events for one {o} if every retry is used, over {HISTORY_EVENTS_QUOTA} (that {o}'s tasks would be lost)",
+            worst.child_events
+        ));
+    }
     if happy.events > HISTORY_EVENTS_QUOTA {
         exceeds.push(format!(
-            "EXCEEDS the history quota: {} events even when everything succeeds, over {HISTORY_EVENTS_QUOTA}; split the {o}s into separate runs{}",
+            "EXCEEDS the history quota: {} events even when everything succeeds, over {HISTORY_EVENTS_QUOTA}; split the {o}s into separate runs{}{}",
             happy.events,
-            fits(happy.events, HISTORY_EVENTS_QUOTA)
+            fits(happy.events, HISTORY_EVENTS_QUOTA),
+            if distributed { "" } else { ", or make the outer axis `distributed = true` in the pipeline (each value a child execution with its own history)" }
         ));
     } else if worst.events > HISTORY_EVENTS_QUOTA {
         exceeds.push(format!(
@@ -676,6 +764,10 @@ pub fn report(p: &Pipeline, input: &BuildInput) -> Report {
         activity_tasks: happy.activity,
         transitions_worst: worst.transitions,
         history_events_worst: worst.events,
+        distributed,
+        child_history_events_happy: happy.child_events,
+        child_history_events_worst: worst.child_events,
+        transitions_cost_usd: happy.transitions as f64 * USD_PER_TRANSITION,
         lambda_invocations_worst: worst.lambda,
         activity_tasks_worst: worst.activity,
         payload_bytes,
@@ -734,6 +826,23 @@ impl fmt::Display for Report {
                 self.history_events_quota as f64
             ),
         )?;
+        if self.distributed {
+            writeln!(
+                f,
+                "  one child's history events {:>10} {:>12}   quota {} ({} / {}) (Distributed Map: one child execution per outer value)",
+                self.child_history_events_happy,
+                self.child_history_events_worst,
+                self.history_events_quota,
+                pct(
+                    self.child_history_events_happy as f64,
+                    self.history_events_quota as f64
+                ),
+                pct(
+                    self.child_history_events_worst as f64,
+                    self.history_events_quota as f64
+                ),
+            )?;
+        }
         writeln!(
             f,
             "  Lambda invocations         {:>10} {:>12}",
@@ -756,6 +865,11 @@ impl fmt::Display for Report {
                 self.payload_quota_bytes as f64
             ),
             self.payload_state,
+        )?;
+        writeln!(
+            f,
+            "  Step Functions cost        {:>10}               at $0.025 per 1,000 transitions (Standard; Lambda, EC2 and S3 not included)",
+            format!("${:.4}", self.transitions_cost_usd)
         )?;
         if self.exceeds.is_empty() {
             writeln!(

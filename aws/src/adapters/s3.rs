@@ -60,6 +60,16 @@ impl S3Objects {
         self
     }
 
+    /// The client a Lambda of the stack uses: calls on the stack's artifact bucket carry the
+    /// stack's account as the expected bucket owner.
+    pub fn for_stack(
+        shared: &aws_config::SdkConfig,
+        cfg: &boa_core::stack::StackConfig,
+    ) -> S3Objects {
+        let bucket = cfg.records("").map(|(b, _)| b).unwrap_or_default();
+        S3Objects::new(shared).with_owner(&bucket, &cfg.account)
+    }
+
     fn owner(&self, bucket: &str) -> Option<String> {
         self.owners.get(bucket).cloned()
     }
@@ -82,6 +92,30 @@ impl Objects for S3Objects {
             Err(e) => match map_error(e) {
                 // A HEAD has no body: some servers answer a missing key with a bare 404.
                 PortError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        let got = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_expected_bucket_owner(self.owner(bucket))
+            .send()
+            .await;
+        match got {
+            Ok(o) => {
+                let body = o.body.collect().await.map_err(|e| {
+                    PortError::Other(format!("cannot read s3://{bucket}/{key}: {e}"))
+                })?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
+            Err(e) => match map_error(e) {
+                PortError::NotFound(_) => Ok(None),
                 other => Err(other),
             },
         }

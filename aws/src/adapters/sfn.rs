@@ -134,6 +134,14 @@ pub fn convert_event(e: &SfnEvent) -> HistoryEvent {
     out
 }
 
+fn summary(e: &aws_sdk_sfn::types::ExecutionListItem) -> ExecutionSummary {
+    ExecutionSummary {
+        arn: e.execution_arn().to_string(),
+        name: e.name().to_string(),
+        start: to_chrono(e.start_date()),
+    }
+}
+
 #[async_trait]
 impl Executions for SfnExecutions {
     async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
@@ -147,12 +155,39 @@ impl Executions for SfnExecutions {
         let mut out = vec![];
         while let Some(page) = pages.next().await {
             let page = page.map_err(map_error)?;
-            for e in page.executions() {
-                out.push(ExecutionSummary {
-                    arn: e.execution_arn().to_string(),
-                    name: e.name().to_string(),
-                    start: to_chrono(e.start_date()),
-                });
+            out.extend(page.executions().iter().map(summary));
+        }
+        out.sort_by(|a, b| a.arn.cmp(&b.arn));
+        Ok(out)
+    }
+
+    async fn running_children(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<ExecutionSummary>, PortError> {
+        let mut runs = self
+            .0
+            .list_map_runs()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
+        let mut map_runs = vec![];
+        while let Some(page) = runs.next().await {
+            let page = page.map_err(map_error)?;
+            map_runs.extend(page.map_runs().iter().map(|m| m.map_run_arn().to_string()));
+        }
+        let mut out = vec![];
+        for m in map_runs {
+            let mut pages = self
+                .0
+                .list_executions()
+                .map_run_arn(&m)
+                .status_filter(ExecutionStatus::Running)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(map_error)?;
+                out.extend(page.executions().iter().map(summary));
             }
         }
         out.sort_by(|a, b| a.arn.cmp(&b.arn));

@@ -180,6 +180,12 @@ pub struct HistoryEvent {
 pub trait Executions: Send + Sync {
     async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError>;
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError>;
+    /// The RUNNING child executions of an execution's Distributed Maps (every Map Run's). An
+    /// execution with no Distributed Map has none.
+    async fn running_children(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<ExecutionSummary>, PortError>;
 }
 
 /// A task handed out by GetActivityTask.
@@ -218,6 +224,8 @@ pub struct ObjectInfo {
 #[async_trait]
 pub trait Objects: Send + Sync {
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError>;
+    /// An object's body; `Ok(None)` when there is no such key.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError>;
     /// Writes (or overwrites) a small object.
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError>;
     /// How many objects have keys starting with `prefix` (every page counted).

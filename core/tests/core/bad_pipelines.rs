@@ -50,6 +50,18 @@ fn cases() -> Vec<Case> {
             line_at: "timout",
         },
         Case {
+            what: "only the outer axis can be distributed",
+            src: format!(
+                "{}\n[[step]]\nname = \"Build\"\nscript = \"b.sh\"\n",
+                AXES.replace(
+                    "values = [\"debian-12\", \"ubuntu-24.04\"]",
+                    "values = [\"debian-12\", \"ubuntu-24.04\"]\ndistributed = true"
+                )
+            ),
+            says: &["only the outer axis ('version') can be distributed"],
+            line_at: "distributed = true",
+        },
+        Case {
             what: "duplicate step name",
             src: format!(
                 "{AXES}\n[[step]]\nname = \"Build\"\nscript = \"a.sh\"\n\n[[step]]\nname = \"Build\" # again\nscript = \"b.sh\"\n"

@@ -63,6 +63,55 @@ script = "sign.sh"
 instance_profile = "signer-profile"
 "#;
 
+/// The example with its version Map distributed.
+fn distributed() -> Pipeline {
+    let text = std::fs::read_to_string(root().join("pipeline.toml")).unwrap();
+    let text = text.replacen("nightly = true", "nightly = true\ndistributed = true", 1);
+    Pipeline::parse(&text).unwrap()
+}
+
+#[test]
+fn a_distributed_map_may_start_only_its_own_children_and_write_only_run_records() {
+    let t = tpl(&distributed());
+    let subs = &t["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"];
+    assert_eq!(subs["ArtifactBucket"], json!({"Ref": "ArtifactBucket"}));
+    assert_eq!(subs["ArtifactPrefix"], json!({"Ref": "ArtifactPrefix"}));
+    let machine: Vec<Value> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| id == "StateMachineRole")
+        .map(|(_, s)| s)
+        .collect();
+    let with = |a: &str| {
+        machine
+            .iter()
+            .find(|s| actions(s).iter().any(|x| x == a))
+            .unwrap_or_else(|| panic!("no {a} for the state machine"))
+            .clone()
+    };
+    assert_eq!(
+        with("states:StartExecution")["Resource"][0]["Fn::Sub"],
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:build-on-aws-hhvm"
+    );
+    assert_eq!(
+        with("s3:PutObject")["Resource"][0]["Fn::Sub"],
+        "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*"
+    );
+    // The health check finds the children's waiting tasks.
+    let hc: Vec<String> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| id.starts_with("LambdaHealthCheck"))
+        .flat_map(|(_, s)| actions(&s))
+        .collect();
+    assert!(hc.iter().any(|a| a == "states:ListMapRuns"), "{hc:?}");
+    // The inline example grants none of it.
+    let inline = tpl(&example());
+    assert!(
+        all_statements(&inline)
+            .iter()
+            .all(|(_, s)| !actions(s).iter().any(|a| a == "states:StartExecution"))
+    );
+}
+
 fn tpl(p: &Pipeline) -> Value {
     template(p, &TemplateOptions::default())
 }
@@ -132,6 +181,7 @@ fn cfn_lint_passes_on_the_example_minimal_and_multi_profile_templates() {
         ("example", example()),
         ("minimal", minimal()),
         ("profiles", Pipeline::parse(PROFILES).unwrap()),
+        ("distributed", distributed()),
     ] {
         let (code, out) = lint(&tpl(&p));
         assert_eq!(code, 0, "cfn-lint on the {name} template:\n{out}");
@@ -189,6 +239,7 @@ fn every_definition_placeholder_has_a_substitution_pointing_at_a_template_resour
         for l in [
             "parse-input",
             "start-workers",
+            "record-result",
             "normalize-results",
             "check-for-failures",
         ] {
@@ -200,7 +251,7 @@ fn every_definition_placeholder_has_a_substitution_pointing_at_a_template_resour
                 format!("build-on-aws-{}-{l}", p.name)
             );
         }
-        assert_eq!(of_type(&t, "AWS::Lambda::Function").len(), 5);
+        assert_eq!(of_type(&t, "AWS::Lambda::Function").len(), 6);
         assert_eq!(
             of_type(&t, "AWS::StepFunctions::Activity").len(),
             p.steps.len()
@@ -446,6 +497,7 @@ fn state_machine_invokes_only_the_functions_it_calls() {
         [
             "LambdaParseInput",
             "LambdaStartWorkers",
+            "LambdaRecordResult",
             "LambdaNormalizeResults",
             "LambdaCheckForFailures"
         ]

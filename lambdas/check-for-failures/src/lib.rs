@@ -1,7 +1,9 @@
-//! check-for-failures: passes the normalized results through when nothing failed; otherwise fails
-//! the execution with `Build.Failed` and a message listing every failed task on its own line.
+//! check-for-failures: passes the run's summary through when nothing failed; otherwise fails
+//! the execution with `Build.Failed` and a message listing the failed tasks NormalizeResults
+//! handed on (the first [`boa_core::results::FAILED_IN_PAYLOAD`]), one per line, and where every
+//! record is.
 
-use boa_core::{ErrorName, NamedError, NormalizedResults, TaskRecord};
+use boa_core::{ErrorName, NamedError, RunSummary, TaskRecord};
 
 /// One line describing a failed task: step, axis values, error, instance, log stream, attempts
 /// and the first line of the reason.
@@ -32,29 +34,34 @@ pub fn describe(t: &TaskRecord) -> String {
 }
 
 /// The handler.
-pub fn handle(results: NormalizedResults) -> Result<NormalizedResults, NamedError> {
-    let failed: Vec<&TaskRecord> = results.failed().collect();
-    if failed.is_empty() {
-        return Ok(results);
+pub fn handle(run: RunSummary) -> Result<RunSummary, NamedError> {
+    let s = &run.summary;
+    if s.failed == 0 {
+        return Ok(run);
     }
     let mut msg = format!(
         "{} of {} tasks failed ({} succeeded, {} skipped):",
-        failed.len(),
-        results.summary.total,
-        results.summary.succeeded,
-        results.summary.skipped
+        s.failed, s.total, s.succeeded, s.skipped
     );
-    for t in &failed {
+    for t in &run.failed {
         msg.push('\n');
         msg.push_str(&describe(t));
     }
-    tracing::error!(failed = failed.len(), "build failed");
+    let unlisted = s.failed.saturating_sub(run.failed.len());
+    if unlisted > 0 {
+        msg.push_str(&format!(
+            "\n… and {unlisted} more failed task{}",
+            if unlisted == 1 { "" } else { "s" }
+        ));
+    }
+    msg.push_str(&format!("\nevery task's record: {}", run.results));
+    tracing::error!(failed = s.failed, "build failed");
     Err(NamedError::new(ErrorName::BuildFailed, msg))
 }
 
 /// The Lambda entry point: [`handle`] with its error turned into a `Diagnostic`.
 pub async fn lambda_handler(
-    ev: lambda_runtime::LambdaEvent<NormalizedResults>,
-) -> Result<NormalizedResults, lambda_runtime::Diagnostic> {
+    ev: lambda_runtime::LambdaEvent<RunSummary>,
+) -> Result<RunSummary, lambda_runtime::Diagnostic> {
     handle(ev.payload).map_err(boa_aws::lambda::diagnostic)
 }

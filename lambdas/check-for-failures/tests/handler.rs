@@ -1,7 +1,8 @@
 //! check-for-failures: pass-through and the readable failure list.
 
+use boa_core::results::ObjectRef;
 use boa_core::task::SkipKind;
-use boa_core::{NormalizedResults, Status, TaskRecord};
+use boa_core::{NormalizedResults, RunSummary, Status, TaskRecord};
 use check_for_failures::{handle, lambda_handler};
 use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
 
@@ -24,7 +25,23 @@ fn rec(step: &str, item: &[(&str, &str)], status: Status) -> TaskRecord {
     }
 }
 
-fn results(fail: bool) -> NormalizedResults {
+fn results(fail: bool) -> RunSummary {
+    summary(&normalized(fail), usize::MAX)
+}
+
+/// The summary NormalizeResults hands on, with at most `shown` failed records.
+fn summary(n: &NormalizedResults, shown: usize) -> RunSummary {
+    RunSummary {
+        summary: n.summary.clone(),
+        results: ObjectRef {
+            bucket: "art".into(),
+            key: "runs/r1/results.json".into(),
+        },
+        failed: n.failed().take(shown).cloned().collect(),
+    }
+}
+
+fn normalized(fail: bool) -> NormalizedResults {
     let mut tasks = vec![
         rec(
             "MakeSourceTarball",
@@ -73,7 +90,7 @@ fn failures_are_listed_one_per_line_with_everything_needed_to_look() {
     let e = handle(results(true)).unwrap_err();
     assert_eq!(e.name.as_str(), "Build.Failed");
     let lines: Vec<&str> = e.message.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", e.message);
+    assert_eq!(lines.len(), 4, "{}", e.message);
     assert_eq!(lines[0], "2 of 4 tasks failed (1 succeeded, 1 skipped):");
     assert_eq!(
         lines[1],
@@ -83,6 +100,20 @@ fn failures_are_listed_one_per_line_with_everything_needed_to_look() {
         lines[2],
         "- PublishBinaryPackages version=4.28.2: States.Timeout, 1 attempt — Activity task timed out"
     );
+    assert_eq!(
+        lines[3],
+        "every task's record: s3://art/runs/r1/results.json"
+    );
+}
+
+#[test]
+fn failures_beyond_those_handed_on_are_counted_not_dropped() {
+    let e = handle(summary(&normalized(true), 1)).unwrap_err();
+    let lines: Vec<&str> = e.message.lines().collect();
+    assert_eq!(lines[0], "2 of 4 tasks failed (1 succeeded, 1 skipped):");
+    assert!(lines[1].starts_with("- MakeBinaryPackage"), "{}", e.message);
+    assert_eq!(lines[2], "… and 1 more failed task");
+    assert!(lines[3].contains("s3://art/runs/r1/results.json"));
 }
 
 #[tokio::test]

@@ -211,6 +211,19 @@ pub async fn handle(
             .await
             .map_err(|e| port_err(&format!("reading the history of {}", r.arn), e))?;
         pending.extend(pending_tasks(&r.arn, &h));
+        // A Distributed Map's tasks wait in its children's histories; they belong to the run
+        // (workers are tagged with the top-level execution).
+        let children = ex
+            .running_children(&r.arn)
+            .await
+            .map_err(|e| port_err(&format!("listing the child executions of {}", r.arn), e))?;
+        for c in &children {
+            let h = ex
+                .history(&c.arn)
+                .await
+                .map_err(|e| port_err(&format!("reading the history of {}", c.arn), e))?;
+            pending.extend(pending_tasks(&r.arn, &h));
+        }
     }
     let stack_filter = [(tags::STACK.to_string(), cfg.stack.clone())];
     let instances = fleet

@@ -15,8 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = boa_aws::adapters::load_sdk_config().await;
     let fleet = Ec2Fleet::new(&aws);
     let executions = SfnExecutions::new(&aws);
-    let artifact_bucket = cfg.records("").map(|(b, _)| b).unwrap_or_default();
-    let objects = S3Objects::new(&aws).with_owner(&artifact_bucket, &cfg.account);
+    let objects = S3Objects::for_stack(&aws, &cfg);
     let sleeper = TokioSleeper;
     let (fleet, executions, objects, sleeper, cfg, pipeline) =
         (&fleet, &executions, &objects, &sleeper, &cfg, &pipeline);

@@ -396,6 +396,49 @@ async fn port_errors_fail_the_check_with_their_name() {
     assert!(d.error_message.contains(SM), "{}", d.error_message);
 }
 
+/// A Distributed Map's tasks wait in its child executions' histories: the check reads the
+/// running children of each running execution and launches for their pending tasks, tagging the
+/// workers with the top-level execution (the one start-workers tags with, and whose end frees them).
+#[tokio::test]
+async fn pending_tasks_of_distributed_children_are_found_and_belong_to_the_parent() {
+    let (ex, fleet, sleeper, p) = (
+        FakeExecutions::new(),
+        FakeFleet::new(),
+        RecordingSleeper::new(),
+        example(),
+    );
+    ex.add_running(SM, E1, vec![entered(1, 0, "ForEachVersion")]);
+    let child = format!("{SM}/ForEachVersion:0001").replace(":stateMachine:", ":execution:");
+    ex.add_running_child(
+        E1,
+        &child,
+        vec![
+            entered(1, 0, "MakeSourceTarball"),
+            scheduled(2, 1, "MakeSourceTarball"),
+        ],
+    );
+    let r = handle(
+        &ex,
+        &fleet,
+        &FakeObjects::new(),
+        &sleeper,
+        &cfg(),
+        &p,
+        now(),
+        "round-1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.pending_per_activity.get("MakeSourceTarball"), Some(&1));
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    let launched = fleet.all();
+    assert_eq!(
+        launched[0].tags.get(tags::EXECUTION).map(String::as_str),
+        Some(E1),
+        "the worker belongs to the top-level execution"
+    );
+}
+
 #[tokio::test]
 async fn each_round_can_launch_anew_while_a_retried_round_is_idempotent() {
     let (ex, fleet, sleeper, p) = (

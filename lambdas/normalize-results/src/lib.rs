@@ -1,10 +1,22 @@
-//! normalize-results: the nested output of the outer Map → exactly one flat [`TaskRecord`] per
-//! requested task, in plan order. A task whose result is missing (its stage or branch was lost)
-//! becomes a failed record saying so, never a missing one.
+//! normalize-results: the task records an execution wrote (one object per task, by
+//! `Record<Step>`, see [`record`]) → exactly one flat [`TaskRecord`] per requested task, in
+//! request order, written back as one object. A task with no record (its stage or branch was
+//! lost) becomes a failed record saying so, never a missing one. Two Lambdas are built from this
+//! crate: `normalize-results` and `record-result`.
 
-use boa_core::input::PlanItem;
-use boa_core::results::{Outcome, read_outcome};
-use boa_core::{BuildInput, Item, NamedError, NormalizedResults, Pipeline, Status, TaskRecord};
+pub mod record;
+
+use std::collections::BTreeMap;
+
+use boa_aws::ports::{Objects, PortError};
+use boa_core::input::item_key;
+use boa_core::results::{FAILED_IN_PAYLOAD, brief, results_key, task_records_prefix};
+use boa_core::stack::StackConfig;
+use boa_core::{
+    BuildInput, ErrorName, Item, NamedError, NormalizedResults, Pipeline, RunSummary, Status,
+    TaskRecord,
+};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -12,9 +24,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NormalizeEvent {
     pub input: BuildInput,
-    #[serde(default)]
-    pub plan: Vec<PlanItem>,
-    /// The outer Map's output: one state per plan item `{item, input, results: {Step: …}}`, or a
+    /// The execution ARN: its records are under `runs/<execution name>/tasks/`.
+    pub execution: String,
+    /// The outer Map's output: `{}` per iteration (or a Distributed Map's run details), or a
     /// caught `{Error, Cause}` when the Map itself failed.
     #[serde(default)]
     pub results: Value,
@@ -63,106 +75,161 @@ fn lost(step: &str, item: &Item, why: Option<&Caught>) -> TaskRecord {
     }
 }
 
-fn record(step: &str, item: &Item, o: Outcome) -> TaskRecord {
-    o.into_record(step, item.clone())
+/// One record per requested task, in request order: the stored record, else a failed record
+/// saying the task's stage was lost (naming `whole`, the error that ended the Map, if any).
+/// `stored` is keyed by (step, [`item_key`] of the item).
+pub fn normalize(
+    requested: &[(String, Item)],
+    stored: &BTreeMap<(String, String), TaskRecord>,
+    whole: Option<&Value>,
+) -> NormalizedResults {
+    let whole = whole.and_then(caught);
+    let tasks = requested
+        .iter()
+        .map(|(step, item)| {
+            match stored.get(&(step.clone(), item_key(item))) {
+                Some(r) => {
+                    let mut r = r.clone();
+                    // The record's own coordinates are the request's, whatever was stored.
+                    r.step.clone_from(step);
+                    r.item.clone_from(item);
+                    r
+                }
+                None => lost(step, item, whole.as_ref()),
+            }
+        })
+        .collect();
+    NormalizedResults::new(tasks)
 }
 
-/// The handler.
-pub fn handle(ev: NormalizeEvent, p: &Pipeline) -> Result<NormalizedResults, NamedError> {
-    let requested = ev.input.requested_tasks(p)?;
-    let plan = if ev.plan.is_empty() {
-        ev.input.plan(p)?
-    } else {
-        ev.plan.clone()
+/// One object read: its body, `None` when it has gone.
+type Read = Result<Option<Vec<u8>>, PortError>;
+
+/// How many records are read at once.
+const PARALLEL_READS: usize = 32;
+
+/// Every task record stored for an execution, keyed by (step, item key). An unreadable record
+/// becomes a failed record that says so.
+pub async fn read_records(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    execution: &str,
+) -> Result<BTreeMap<(String, String), TaskRecord>, NamedError> {
+    let prefix = task_records_prefix(execution);
+    let Some(at) = cfg.record_object(&prefix) else {
+        return Err(no_bucket(cfg));
     };
-    let outer = p.outer_axis().name.clone();
-    let inner = p.inner_axis().map(|a| a.name.clone());
-    let whole = caught(&ev.results);
-    let states: Vec<Value> = ev.results.as_array().cloned().unwrap_or_default();
-    let mut tasks = Vec::with_capacity(requested.len());
-    for (step_name, item) in &requested {
-        let ov = item.get(&outer).cloned().unwrap_or_default();
-        if let Some(w) = &whole {
-            tasks.push(lost(step_name, item, Some(w)));
-            continue;
-        }
-        let idx = plan
-            .iter()
-            .position(|pi| pi.get(&outer).and_then(Value::as_str) == Some(ov.as_str()));
-        // The iteration state for this outer value: by its item, else by plan position.
-        let state = states
-            .iter()
-            .find(|s| {
-                s.get("item")
-                    .and_then(|it| it.get(&outer))
-                    .and_then(Value::as_str)
-                    == Some(ov.as_str())
-            })
-            .or_else(|| {
-                idx.and_then(|i| states.get(i))
-                    .filter(|s| s.get("item").is_none())
-            });
-        let Some(state) = state else {
-            tasks.push(lost(step_name, item, None));
+    let listed = objects.list(&at.bucket, &at.key).await.map_err(|e| {
+        NamedError::new(
+            e.name(),
+            format!("cannot list the task records under {at}: {e}"),
+        )
+    })?;
+    let bucket = &at.bucket;
+    let reads = listed
+        .into_iter()
+        .filter(|o| o.key.ends_with(".json"))
+        .map(|o| async move {
+            let body = objects.get(bucket, &o.key).await;
+            (o.key, body)
+        });
+    let got: Vec<(String, Read)> = futures::stream::iter(reads)
+        .buffer_unordered(PARALLEL_READS)
+        .collect()
+        .await;
+    let mut out = BTreeMap::new();
+    for (key, body) in got {
+        let body = body.map_err(|e| {
+            NamedError::new(
+                e.name(),
+                format!("cannot read the task record s3://{bucket}/{key}: {e}"),
+            )
+        })?;
+        let Some(body) = body else { continue };
+        // `…/tasks/<step>/<item key>.json`
+        let rel = key.rsplit_once("/tasks/").map_or(key.as_str(), |(_, r)| r);
+        let Some((step, file)) = rel.split_once('/') else {
             continue;
         };
-        if let Some(c) = caught(state) {
-            tasks.push(lost(step_name, item, Some(&c)));
-            continue;
-        }
-        let stored = state.get("results").and_then(|r| r.get(step_name));
-        let step = p
-            .step(step_name)
-            .expect("requested_tasks names pipeline steps");
-        let rec = match (stored, &inner) {
-            (None | Some(Value::Null), _) => lost(step_name, item, None),
-            (Some(v), _) if caught(v).is_some() => record(step_name, item, read_outcome(v)),
-            (Some(Value::Array(elems)), Some(inner)) if step.fans_out() => {
-                let iv = item.get(inner).cloned().unwrap_or_default();
-                let plan_inner: Vec<&str> = idx
-                    .and_then(|i| plan.get(i))
-                    .and_then(|pi| pi.get(inner))
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).collect())
-                    .unwrap_or_default();
-                let pos = plan_inner.iter().position(|v| *v == iv);
-                let by_item = elems.iter().find(|e| {
-                    e.get("item")
-                        .and_then(|it| it.get(inner))
-                        .and_then(Value::as_str)
-                        == Some(iv.as_str())
-                });
-                let by_pos = pos
-                    .and_then(|i| elems.get(i))
-                    .filter(|e| e.get("item").is_none());
-                match by_item.or(by_pos) {
-                    Some(e) if !e.is_null() => record(step_name, item, read_outcome(e)),
-                    _ => lost(step_name, item, None),
-                }
-            }
-            (Some(Value::Array(elems)), _) => match elems.first() {
-                Some(e) => record(step_name, item, read_outcome(e)),
-                None => lost(step_name, item, None),
-            },
-            (Some(v), _) => record(step_name, item, read_outcome(v)),
-        };
-        tasks.push(rec);
+        let ikey = file.trim_end_matches(".json").to_string();
+        let rec = serde_json::from_slice::<TaskRecord>(&body).unwrap_or_else(|e| TaskRecord {
+            step: step.to_string(),
+            item: Item::new(),
+            status: Status::Failed,
+            skip: None,
+            reason: Some(format!(
+                "the task record s3://{bucket}/{key} is unreadable: {e}"
+            )),
+            instance_id: None,
+            log_stream: None,
+            elapsed_s: None,
+            attempts: None,
+            error: Some("States.Runtime".into()),
+            cause: None,
+        });
+        out.insert((step.to_string(), ikey), rec);
     }
-    let out = NormalizedResults::new(tasks);
+    Ok(out)
+}
+
+fn no_bucket(cfg: &StackConfig) -> NamedError {
+    NamedError::new(
+        ErrorName::InputInvalid,
+        format!(
+            "the artifact location '{}' is not an s3:// URL: task records have nowhere to live",
+            cfg.artifacts
+        ),
+    )
+}
+
+/// The handler: reads every task record of the execution back, writes the normalized results
+/// as one object (`runs/<execution>/results.json`) and returns the summary, where the results
+/// are, and the first failures.
+pub async fn handle(
+    ev: NormalizeEvent,
+    p: &Pipeline,
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+) -> Result<RunSummary, NamedError> {
+    let requested = ev.input.requested_tasks(p)?;
+    let stored = read_records(objects, cfg, &ev.execution).await?;
+    let out = normalize(&requested, &stored, Some(&ev.results));
+    let at = cfg
+        .record_object(&results_key(&ev.execution))
+        .ok_or_else(|| no_bucket(cfg))?;
+    let body = serde_json::to_vec(&out).expect("results serialise");
+    objects
+        .put(&at.bucket, &at.key, &body)
+        .await
+        .map_err(|e| NamedError::new(e.name(), format!("cannot write the results {at}: {e}")))?;
     tracing::info!(
         total = out.summary.total,
         succeeded = out.summary.succeeded,
         failed = out.summary.failed,
         skipped = out.summary.skipped,
+        results = %at,
         "normalized results"
     );
-    Ok(out)
+    Ok(RunSummary {
+        failed: out
+            .failed()
+            .take(FAILED_IN_PAYLOAD)
+            .cloned()
+            .map(brief)
+            .collect(),
+        summary: out.summary,
+        results: at,
+    })
 }
 
 /// The Lambda entry point: [`handle`] with its error turned into a `Diagnostic`.
 pub async fn lambda_handler(
     ev: lambda_runtime::LambdaEvent<NormalizeEvent>,
     p: &Pipeline,
-) -> Result<NormalizedResults, lambda_runtime::Diagnostic> {
-    handle(ev.payload, p).map_err(boa_aws::lambda::diagnostic)
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+) -> Result<RunSummary, lambda_runtime::Diagnostic> {
+    handle(ev.payload, p, objects, cfg)
+        .await
+        .map_err(boa_aws::lambda::diagnostic)
 }

@@ -119,13 +119,16 @@ async fn the_runtime_sees_input_invalid_as_the_error_type() {
 #[test]
 fn an_input_that_could_break_a_quota_is_refused_before_the_run_starts() {
     let p = example();
+    // Results no longer travel in the payload: what 150 versions of the example break is the
+    // history of one execution.
     let versions: Vec<String> = (1..=150).map(|i| format!("5.{i}.0")).collect();
     let e = handle(ev(json!({ "versions": versions })), &p, today()).unwrap_err();
     assert_eq!(e.name.as_str(), "Input.Invalid");
     for needle in [
-        "EXCEEDS",
-        "262144",
+        "EXCEEDS the history quota",
+        "25000",
         "the largest request of this shape that fits",
+        "distributed = true",
     ] {
         assert!(
             e.message.contains(needle),

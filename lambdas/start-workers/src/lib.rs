@@ -5,6 +5,7 @@ use boa_aws::backoff::Sleeper;
 use boa_aws::launch::{LaunchContext, ensure_workers};
 use boa_aws::ports::{Fleet, Objects, PortError};
 use boa_core::errors::ErrorName;
+use boa_core::input::item_key;
 use boa_core::pipeline::Step;
 use boa_core::results::{Outcome, dependencies_allow, read_dependency, read_outcome};
 use boa_core::stack::StackConfig;
@@ -146,14 +147,6 @@ pub fn token_seed(req: &PrepareRequest) -> String {
         item_key(&req.item),
         attempt_name(req)
     )
-}
-
-fn item_key(item: &boa_core::Item) -> String {
-    if item.is_empty() {
-        return "-".into();
-    }
-    let parts: Vec<String> = item.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    parts.join(",")
 }
 
 /// This attempt's name: Prepare's entered time, or (from an older definition) the retry count.

@@ -14,8 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let pipeline = load_pipeline(&pipeline_path())?;
     let aws = boa_aws::adapters::load_sdk_config().await;
     let fleet = Ec2Fleet::new(&aws);
-    let artifact_bucket = cfg.records("").map(|(b, _)| b).unwrap_or_default();
-    let objects = S3Objects::new(&aws).with_owner(&artifact_bucket, &cfg.account);
+    let objects = S3Objects::for_stack(&aws, &cfg);
     let sleeper = TokioSleeper;
     let ports = Ports {
         fleet: &fleet,

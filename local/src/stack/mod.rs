@@ -171,7 +171,19 @@ impl LambdaInvoker for LocalLambdas {
                     start_workers::handle(decode(function, payload)?, &ports, &self.cfg, p).await,
                 )
             }
-            "normalize-results" => encode(normalize_results::handle(decode(function, payload)?, p)),
+            "record-result" => encode(
+                normalize_results::record::handle(
+                    decode(function, payload)?,
+                    p,
+                    &self.objects,
+                    &self.cfg,
+                )
+                .await,
+            ),
+            "normalize-results" => encode(
+                normalize_results::handle(decode(function, payload)?, p, &self.objects, &self.cfg)
+                    .await,
+            ),
             "check-for-failures" => encode(check_for_failures::handle(decode(function, payload)?)),
             other => Err(TaskFailure {
                 error: "Lambda.ResourceNotFoundException".into(),
@@ -217,6 +229,14 @@ impl Executions for EngineExecutions {
                 start: Some(e.start_date),
             })
             .collect())
+    }
+
+    async fn running_children(
+        &self,
+        _execution_arn: &str,
+    ) -> Result<Vec<ExecutionSummary>, PortError> {
+        // TODO(engine-dmap): the engine's child executions.
+        Ok(vec![])
     }
 
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
@@ -461,6 +481,16 @@ impl LocalStack {
             .history(execution_arn)
             .map(|h| h.iter().map(to_port_event).collect())
             .unwrap_or_default()
+    }
+
+    /// The results NormalizeResults wrote for an execution (`runs/<name>/results.json` in the
+    /// run's objects folder); `None` when it never ran or they cannot be read.
+    pub fn results(&self, execution_arn: &str) -> Option<boa_core::NormalizedResults> {
+        let at = self
+            .cfg
+            .record_object(&boa_core::results::results_key(execution_arn))?;
+        let path = LocalObjects::new(self.opts.run_dir.join("objects")).path(&at.bucket, &at.key);
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
     }
 
     pub fn engine(&self) -> &Engine {

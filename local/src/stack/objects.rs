@@ -61,6 +61,19 @@ impl Objects for LocalObjects {
         Ok(self.path(bucket, key).is_file())
     }
 
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+        check_key(key)?;
+        let path = self.path(bucket, key);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(PortError::Other(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
         check_key(key)?;
         let path = self.path(bucket, key);

@@ -281,9 +281,43 @@ fn shape_details_of_the_contract() {
     assert_eq!(map["MaxConcurrency"], 25);
     assert_eq!(map["ResultPath"], "$.results.MakeBinaryPackage");
     let inner_run = &map["ItemProcessor"]["States"]["RunMakeBinaryPackage"];
-    assert_eq!(inner_run["ResultPath"], "$");
-    assert_eq!(inner_run["End"], true);
-    assert_eq!(inner_run["Catch"][0]["Next"], "CaughtMakeBinaryPackage");
+    assert_eq!(inner_run["ResultPath"], "$.result");
+    assert_eq!(inner_run["Next"], "RecordMakeBinaryPackage");
+    assert_eq!(inner_run["Catch"][0]["Next"], "RecordMakeBinaryPackage");
+    let inner_record = &map["ItemProcessor"]["States"]["RecordMakeBinaryPackage"];
+    assert_eq!(inner_record["Resource"], "${LambdaRecordResult}");
+    assert_eq!(inner_record["Parameters"]["result.$"], "$.result");
+    assert_eq!(inner_record["Parameters"]["execution.$"], "$.execution");
+    assert_eq!(inner_record["ResultPath"], "$");
+    assert_eq!(inner_record["End"], true);
+    assert_eq!(inner_record["Catch"][0]["Next"], "CaughtMakeBinaryPackage");
+    // A step that does not fan out: Run<Step> → Record<Step>, whose compact form replaces the
+    // raw result; the iteration's last states output `{}`.
+    let run = find(&def, "RunMakeSourceTarball");
+    assert_eq!(run["Next"], "RecordMakeSourceTarball");
+    let rec = find(&def, "RecordMakeSourceTarball");
+    assert_eq!(rec["ResultPath"], "$.results.MakeSourceTarball");
+    assert_eq!(rec["Parameters"]["result.$"], "$.results.MakeSourceTarball");
+    let outer = &def["States"]["ForEachVersion"];
+    assert_eq!(outer["ItemSelector"]["execution.$"], "$$.Execution.Id");
+    let ends: Vec<&String> = outer["ItemProcessor"]["States"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| s["End"] == true || s["Type"] == "Succeed")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!ends.is_empty());
+    for n in ends {
+        assert!(
+            outer["ItemProcessor"]["States"][n]
+                .as_object()
+                .unwrap()
+                .get("OutputPath")
+                == Some(&serde_json::Value::Null),
+            "{n} ends an iteration without OutputPath null"
+        );
+    }
     assert_eq!(
         map["ItemProcessor"]["States"]["CaughtMakeBinaryPackage"]["Type"],
         "Succeed"
@@ -340,6 +374,7 @@ fn placeholder_keys_cover_every_placeholder_in_the_definition() {
             let want = match t {
                 Target::Lambda(l) => Arns::Placeholders.lambda(&p, &l),
                 Target::Activity(s) => Arns::Placeholders.activity(&p, &s),
+                Target::Parameter(k) => format!("${{{k}}}"),
             };
             assert_eq!(want, format!("${{{k}}}"));
         }
@@ -434,4 +469,42 @@ proptest! {
     fn random_pipelines_keep_the_contract(p in random_pipeline()) {
         check_properties("random", &p, &generate(&p, &concrete()));
     }
+}
+
+#[test]
+fn a_distributed_outer_map_runs_children_and_writes_their_results_to_the_bucket() {
+    let p = distributed(2);
+    let def = generate(&p, &Arns::Placeholders);
+    let map = &def["States"]["ForEachVersion"];
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"],
+        serde_json::json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"})
+    );
+    assert_eq!(map["ToleratedFailurePercentage"], 100);
+    assert_eq!(
+        map["ResultWriter"]["Parameters"]["Bucket"],
+        "${ArtifactBucket}"
+    );
+    assert_eq!(
+        map["ResultWriter"]["Parameters"]["Prefix.$"],
+        "States.Format('${ArtifactPrefix}/runs/{}/map', $$.Execution.Name)"
+    );
+    // Children record under the top-level execution, which the item selector hands them.
+    assert_eq!(map["ItemSelector"]["execution.$"], "$$.Execution.Id");
+    let local = generate(&p, &concrete());
+    assert_eq!(
+        local["States"]["ForEachVersion"]["ResultWriter"]["Parameters"]["Prefix.$"],
+        "States.Format('runs/{}/map', $$.Execution.Name)"
+    );
+    // Without `distributed`, the Map stays inline.
+    let inline = generate(&many_fan_out_steps(2), &Arns::Placeholders);
+    assert_eq!(
+        inline["States"]["ForEachVersion"]["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "INLINE"
+    );
+    assert!(
+        inline["States"]["ForEachVersion"]
+            .get("ResultWriter")
+            .is_none()
+    );
 }

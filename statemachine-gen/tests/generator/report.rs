@@ -25,16 +25,16 @@ fn distros(n: usize) -> String {
 
 #[test]
 fn one_step_one_axis_counts_by_hand() {
-    // ParseInput, ForEachVersion, RunBuild, PrepareBuild, CheckBuild, Build, NormalizeResults,
-    // CheckForFailures: 8 transitions; events: 2 (execution) + 5 + 4 + 2 (one iteration)
-    // + [Run 4 + Prepare 5 + Check 2 + Build 5] + 5 + 5 = 39.
+    // ParseInput, ForEachVersion, RunBuild, PrepareBuild, CheckBuild, Build, RecordBuild,
+    // NormalizeResults, CheckForFailures: 9 transitions; events: 2 (execution) + 5 + 4 + 2 (one
+    // iteration) + [Run 4 + Prepare 5 + Check 2 + Build 5 + Record 5] + 5 + 5 = 44.
     let r = rep(&one_step_one_axis(), "1.0.0");
     assert_eq!(r.requested_tasks, 1);
-    assert_eq!(r.transitions_happy, 8);
-    assert_eq!(r.history_events_happy, 39);
-    assert_eq!(r.lambda_invocations, 4);
+    assert_eq!(r.transitions_happy, 9);
+    assert_eq!(r.history_events_happy, 44);
+    assert_eq!(r.lambda_invocations, 5);
     assert_eq!(r.activity_tasks, 1);
-    assert_eq!(r.states, 8 + 2); // + SkipBuild and CaughtRunBuild
+    assert_eq!(r.states, 9 + 2); // + SkipBuild and CaughtRunBuild
     assert!(r.exceeds.is_empty(), "{r}");
 }
 
@@ -54,14 +54,16 @@ fn worst_case_multiplies_the_retriers() {
         }),
     ));
     assert!(prepare > lambda);
-    // ParseInput, NormalizeResults, CheckForFailures, and Prepare once per Run attempt.
-    assert_eq!(r.lambda_invocations_worst, 3 * lambda + run * prepare);
+    // ParseInput, RecordBuild, NormalizeResults, CheckForFailures, and Prepare once per Run
+    // attempt.
+    assert_eq!(r.lambda_invocations_worst, 4 * lambda + run * prepare);
     assert_eq!(r.activity_tasks_worst, run);
     // ParseInput(lambda) + Map(1) + Run(run) + per Run attempt [Prepare(prepare) + Check + Build]
-    // + CaughtRunBuild + NormalizeResults(lambda) + CheckForFailures(lambda).
+    // + RecordBuild(lambda; the Catch goes there) + NormalizeResults(lambda)
+    // + CheckForFailures(lambda).
     assert_eq!(
         r.transitions_worst,
-        lambda + 1 + run + run * (prepare + 2) + 1 + 2 * lambda
+        lambda + 1 + run + run * (prepare + 2) + 3 * lambda
     );
     assert!(r.history_events_worst > r.history_events_happy);
     assert!(r.payload_bytes_worst > r.payload_bytes);
@@ -77,12 +79,13 @@ fn numbers_grow_linearly_with_versions_and_distros() {
     assert_eq!(small.requested_tasks, 3 + 3);
     assert_eq!(big.requested_tasks, 3 * (3 + 10));
     assert_eq!(big.activity_tasks, big.requested_tasks as u64);
-    // Each more distro adds one fanned-out task: Run, Prepare, Check, activity = 4 transitions;
-    // Run 4 + Prepare 5 + Check 2 + activity 5 + the Map iteration 2 = 18 events; 1 Lambda.
+    // Each more distro adds one fanned-out task: Run, Prepare, Check, activity, Record = 5
+    // transitions; Run 4 + Prepare 5 + Check 2 + activity 5 + Record 5 + the Map iteration 2 = 23
+    // events; 2 Lambdas.
     let d4 = r(1, 4);
-    assert_eq!(d4.transitions_happy - small.transitions_happy, 4);
-    assert_eq!(d4.history_events_happy - small.history_events_happy, 18);
-    assert_eq!(d4.lambda_invocations - small.lambda_invocations, 1);
+    assert_eq!(d4.transitions_happy - small.transitions_happy, 5);
+    assert_eq!(d4.history_events_happy - small.history_events_happy, 23);
+    assert_eq!(d4.lambda_invocations - small.lambda_invocations, 2);
     // Each more version adds the same again.
     let v2 = r(2, 10);
     let v1 = r(1, 10);
@@ -94,7 +97,6 @@ fn numbers_grow_linearly_with_versions_and_distros() {
         big.transitions_happy - v1.transitions_happy,
         2 * (v2.transitions_happy - v1.transitions_happy)
     );
-    assert!(big.payload_bytes > 3 * small.payload_bytes);
     assert!(big.transitions_worst > big.transitions_happy);
 }
 
@@ -123,7 +125,7 @@ fn per_version_overrides_shrink_the_fan_out() {
     let old = rep(&p, "4.28.2");
     let new = rep(&p, "4.30.0");
     assert_eq!(old.requested_tasks + 1, new.requested_tasks);
-    assert_eq!(new.history_events_happy - old.history_events_happy, 18);
+    assert_eq!(new.history_events_happy - old.history_events_happy, 23);
 }
 
 #[test]
@@ -165,11 +167,72 @@ fn a_huge_input_says_exceeds_with_a_hint() {
 }
 
 #[test]
-fn a_big_payload_says_exceeds() {
+fn results_no_longer_grow_the_payload_but_a_huge_plan_still_does() {
     let p = many_fan_out_steps(8);
-    let r = rep(&p, &format!("{}{}", versions(60), distros(10)));
+    // Records are objects: ten times the tasks, and failures with long log tails, leave the
+    // largest payload about where it was (the plan grows a little).
+    let small = rep(&p, &format!("{}{}", versions(6), distros(10)));
+    let big = rep(&p, &format!("{}{}", versions(60), distros(10)));
+    assert!(big.requested_tasks >= 10 * small.requested_tasks);
+    assert!(
+        big.payload_bytes_worst < 2 * small.payload_bytes_worst,
+        "{small}\n{big}"
+    );
+    assert!(big.payload_bytes_worst < 64 * 1024, "{big}");
+    // The plan travels in the payload: 300 versions × 50 long distro names is over 256 KiB.
+    let open = parse(
+        r#"
+name = "open"
+[[axis]]
+name = "version"
+pattern = '^\d+\.\d+\.\d+$'
+[[axis]]
+name = "distro"
+pattern = '^[a-z0-9-]+$'
+[[step]]
+name = "Pkg"
+for_each = ["version", "distro"]
+script = "p.sh"
+"#,
+    );
+    let long: String = (0..50)
+        .map(|i| format!("distribution-name-{i:03} "))
+        .collect();
+    let r = rep(&open, &format!("{}{long}", versions(300)));
     assert!(r.payload_bytes > 256 * 1024, "{r}");
     assert!(r.exceeds.iter().any(|e| e.contains("payload")), "{r}");
+}
+
+#[test]
+fn a_distributed_outer_map_gives_each_version_its_own_history() {
+    // The same shape inline and distributed: 8 fan-out steps × 10 distros per version.
+    let inline = many_fan_out_steps(8);
+    let dist = distributed(8);
+    let tokens = format!("{}{}", versions(40), distros(10));
+    let i = rep(&inline, &tokens);
+    let d = rep(&dist, &tokens);
+    assert!(
+        i.history_events_happy > 25_000 && i.exceeds_on_happy_path(),
+        "{i}"
+    );
+    assert!(!d.exceeds_on_happy_path(), "{d}");
+    assert!(d.distributed && !i.distributed);
+    // The parent holds no task events; each child holds one version's.
+    assert!(d.history_events_happy < 100, "{d}");
+    let one = rep(&dist, &format!("{}{}", versions(1), distros(10)));
+    assert_eq!(d.child_history_events_happy, one.child_history_events_happy);
+    assert!(d.child_history_events_happy < i.history_events_happy / 30);
+    // The same work: the same transitions, Lambda calls and activity tasks, hence the same cost.
+    assert_eq!(
+        (d.transitions_happy, d.lambda_invocations, d.activity_tasks),
+        (i.transitions_happy, i.lambda_invocations, i.activity_tasks)
+    );
+    assert!((d.transitions_cost_usd - d.transitions_happy as f64 * 0.000025).abs() < 1e-9);
+    let text = d.to_string();
+    assert!(text.contains("one child's history events"), "{text}");
+    assert!(text.contains("Step Functions cost"), "{text}");
+    // The inline report says distributing is the way out.
+    assert!(i.to_string().contains("distributed = true"), "{i}");
 }
 
 #[test]

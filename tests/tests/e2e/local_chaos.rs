@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use boa_core::history_event::EventType;
 use boa_core::results::Status;
 use boa_core::{BuildInput, NormalizedResults, Pipeline};
 use e2e_tests::local_cli::{group_alive, root, worker_bin};
@@ -15,15 +14,8 @@ use local::stack::{Faults, INJECTED_FAILURES, LocalOptions, LocalStack};
 
 fn normalized(stack: &LocalStack, arn: &str) -> NormalizedResults {
     stack
-        .history(arn)
-        .iter()
-        .rev()
-        .find(|e| {
-            e.kind == EventType::TaskStateExited
-                && e.state_name.as_deref() == Some("NormalizeResults")
-        })
-        .and_then(|e| serde_json::from_str(e.payload.as_deref()?).ok())
-        .expect("NormalizeResults ran and its output is in the history")
+        .results(arn)
+        .expect("NormalizeResults ran and wrote the results object")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,42 @@ async fn exists_is_true_for_a_present_object_and_false_for_a_missing_one() {
     assert!(!objects.exists("nobucket", "k").await.unwrap());
 }
 
+/// Task records and results are read back with `get`: the body written, `None` for a missing
+/// key, an error naming the bucket for a missing bucket.
+#[tokio::test]
+async fn get_reads_back_what_put_wrote_and_none_for_a_missing_key() {
+    let moto = Moto::start();
+    let s3 = moto.s3().await;
+    s3.create_bucket().bucket("artifacts").send().await.unwrap();
+    let objects = S3Objects::from_client(s3);
+    let key = "runs/run-1/tasks/Build/version=1.0.0.json";
+    objects
+        .put("artifacts", key, br#"{"status":"succeeded"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        objects.get("artifacts", key).await.unwrap().as_deref(),
+        Some(&br#"{"status":"succeeded"}"#[..])
+    );
+    assert_eq!(
+        objects
+            .get("artifacts", "runs/run-1/nothing")
+            .await
+            .unwrap(),
+        None
+    );
+    let listed = objects
+        .list("artifacts", "runs/run-1/tasks/")
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, key);
+    match objects.get("nobucket", "k").await {
+        Ok(None) | Err(_) => {}
+        Ok(Some(b)) => panic!("a missing bucket gave a body: {b:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_presigned_url_fetches_the_object_until_it_expires() {
     let moto = Moto::start();

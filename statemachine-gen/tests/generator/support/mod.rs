@@ -129,7 +129,17 @@ script = "u.sh"
 
 /// `n` fan-out steps in a chain after one per-version step: a lot of tasks per version.
 pub fn many_fan_out_steps(n: usize) -> Pipeline {
-    let mut src = format!("{AXES}\n[[step]]\nname = \"Source\"\nscript = \"s.sh\"\n");
+    parse(&fan_out_chain(AXES, n))
+}
+
+/// `many_fan_out_steps(n)` with its outer (version) Map distributed.
+pub fn distributed(n: usize) -> Pipeline {
+    let axes = AXES.replacen("nightly = true", "nightly = true\ndistributed = true", 1);
+    parse(&fan_out_chain(&axes, n))
+}
+
+fn fan_out_chain(axes: &str, n: usize) -> String {
+    let mut src = format!("{axes}\n[[step]]\nname = \"Source\"\nscript = \"s.sh\"\n");
     for i in 0..n {
         let after = if i == 0 {
             "Source".to_string()
@@ -140,13 +150,14 @@ pub fn many_fan_out_steps(n: usize) -> Pipeline {
             "[[step]]\nname = \"Pkg{i}\"\nfor_each = [\"version\", \"distro\"]\nafter = [\"{after}\"]\nscript = \"p.sh\"\n"
         ));
     }
-    parse(&src)
+    src
 }
 
 /// Every pipeline the validator and the property tests run over.
 pub fn all() -> Vec<(&'static str, Pipeline)> {
     vec![
         ("example", example()),
+        ("distributed", distributed(2)),
         ("one_step_one_axis", one_step_one_axis()),
         ("diamond", diamond()),
         ("no_inner_axis", no_inner_axis()),
