@@ -38,6 +38,16 @@ pub struct Counts {
     pub max_payload_bytes: usize,
 }
 
+impl Counts {
+    /// Adds another execution's counts (a child's): transitions and events are summed, the
+    /// largest payload is the larger of the two.
+    pub fn add(&mut self, other: &Counts) {
+        self.state_transitions += other.state_transitions;
+        self.history_events += other.history_events;
+        self.max_payload_bytes = self.max_payload_bytes.max(other.max_payload_bytes);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct History {
     inner: Mutex<Inner>,

@@ -28,17 +28,21 @@ use crate::asl::template::Template;
 use crate::broker::{ActivityBroker, PendingTask, TaskSignal};
 use crate::config::{EngineConfig, LambdaInvoker};
 use crate::error::{StatesError, names};
-use crate::execution::{Execution, ExecutionStatus};
+use crate::execution::{Execution, ExecutionStatus, Registry};
 use crate::quotas::MAX_PAYLOAD_BYTES;
+
+mod distributed;
 
 const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
 
 /// What every execution of an engine shares: its configuration, the embedder's Lambdas and the
-/// activity broker.
+/// activity broker, and the registry of executions.
 pub(crate) struct Services {
     pub(crate) config: EngineConfig,
     pub(crate) lambdas: Arc<dyn LambdaInvoker>,
     pub(crate) broker: ActivityBroker,
+    /// Every execution (top-level and Distributed Map children) and Map Run.
+    pub(crate) registry: Registry,
 }
 
 /// The history events of a Lambda call: `LambdaFunction*` for a function ARN, `Task*` for the
@@ -101,7 +105,12 @@ impl Run {
         }
     }
 
-    pub(crate) async fn run_execution(self, machine: StateMachine, input: Value, mut prev: i64) {
+    pub(crate) async fn run_execution(
+        self,
+        machine: Arc<StateMachine>,
+        input: Value,
+        mut prev: i64,
+    ) {
         let run = self.run_machine(&machine, input, &mut prev);
         let outcome = match machine.timeout_seconds {
             Some(t) => {
@@ -436,6 +445,30 @@ impl Run {
                 item_selector,
                 processor,
                 max_concurrency,
+                distributed: Some(dist),
+            } => {
+                let mc = resolve_seconds(max_concurrency, &eff, &ctx, "MaxConcurrencyPath")?;
+                self.run_distributed(
+                    distributed::MapArgs {
+                        state,
+                        items_path,
+                        item_selector: item_selector.as_ref(),
+                        processor,
+                        max_concurrency: mc,
+                        dist,
+                    },
+                    eff,
+                    &ctx,
+                    prev,
+                )
+                .await?
+            }
+            Kind::Map {
+                items_path,
+                item_selector,
+                processor,
+                max_concurrency,
+                distributed: None,
             } => {
                 let mc = resolve_seconds(max_concurrency, &eff, &ctx, "MaxConcurrencyPath")?;
                 self.run_map(
@@ -698,8 +731,8 @@ impl Run {
         }
     }
 
-    /// Results keep item order. `MaxConcurrency` 0 = unlimited. The first failed iteration
-    /// fails the Map with its own error and cancels the rest. ToleratedFailure* are ignored.
+    /// An INLINE Map. Results keep item order. `MaxConcurrency` 0 = unlimited. The first failed
+    /// iteration fails the Map with its own error and cancels the rest.
     #[allow(clippy::too_many_arguments)]
     async fn run_map(
         &self,
@@ -712,16 +745,7 @@ impl Run {
         ctx: &Value,
         prev: &mut i64,
     ) -> Result<Value, StatesError> {
-        let items = match items_path {
-            IoPath::Default | IoPath::Null => eff.clone(),
-            IoPath::Path(p) => p.query(&eff, ctx)?,
-        };
-        let Value::Array(items) = items else {
-            return Err(StatesError::runtime(format!(
-                "Map state '{}': ItemsPath does not select an array",
-                state.name
-            )));
-        };
+        let items = select_items(state, items_path, &eff, ctx)?;
         let n = items.len();
         let start = self.record(
             prev,
@@ -790,6 +814,26 @@ impl Run {
                 Err(e)
             }
         }
+    }
+}
+
+/// The array `ItemsPath` selects from the effective input.
+fn select_items(
+    state: &State,
+    items_path: &IoPath,
+    eff: &Value,
+    ctx: &Value,
+) -> Result<Vec<Value>, StatesError> {
+    let items = match items_path {
+        IoPath::Default | IoPath::Null => eff.clone(),
+        IoPath::Path(p) => p.query(eff, ctx)?,
+    };
+    match items {
+        Value::Array(items) => Ok(items),
+        _ => Err(StatesError::runtime(format!(
+            "Map state '{}': ItemsPath does not select an array",
+            state.name
+        ))),
     }
 }
 
