@@ -56,9 +56,33 @@ pub(crate) struct History {
 
 #[derive(Debug, Default)]
 struct Inner {
-    events: Vec<HistoryEvent>,
+    events: Vec<Stored>,
     counts: Counts,
     overflowed: bool,
+}
+
+/// An event as kept: its details serialized once into an exact-size string. Details hold the
+/// states' inputs and outputs, already JSON text; a `Value` tree per event (maps, keys,
+/// strings with growth slack) cost several times the text, for a history that can reach
+/// 25,000 events of up to 256 KiB. [`History::events`] parses them back.
+#[derive(Debug)]
+struct Stored {
+    timestamp: DateTime<Utc>,
+    previous_event_id: i64,
+    kind: EventType,
+    details: Box<str>,
+}
+
+impl Stored {
+    fn to_event(&self, index: usize) -> HistoryEvent {
+        HistoryEvent {
+            id: index as i64 + 1,
+            previous_event_id: self.previous_event_id,
+            timestamp: self.timestamp,
+            kind: self.kind.clone(),
+            details: serde_json::from_str(&self.details).unwrap_or(Value::Null),
+        }
+    }
 }
 
 impl History {
@@ -116,7 +140,12 @@ impl History {
     }
 
     pub(crate) fn events(&self) -> Vec<HistoryEvent> {
-        self.lock().events.clone()
+        let g = self.lock();
+        g.events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.to_event(i))
+            .collect()
     }
 
     pub(crate) fn last_id(&self) -> i64 {
@@ -126,12 +155,12 @@ impl History {
 
 fn push(g: &mut Inner, prev: i64, kind: EventType, details: Value) -> i64 {
     let id = g.events.len() as i64 + 1;
-    g.events.push(HistoryEvent {
-        id,
-        previous_event_id: prev,
+    g.events.push(Stored {
         timestamp: Utc::now(),
+        previous_event_id: prev,
         kind,
-        details,
+        // `into_boxed_str` drops the serializer's growth slack.
+        details: details.to_string().into_boxed_str(),
     });
     g.counts.history_events = g.events.len() as u64;
     id

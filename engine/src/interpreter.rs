@@ -76,6 +76,8 @@ pub(crate) struct Run {
     exec: Arc<Execution>,
     sm_name: String,
     rng: Mutex<SplitMix64>,
+    /// Put `Execution.Input` in the context object (only if the machine may read it).
+    context_input: bool,
 }
 
 fn now_iso() -> String {
@@ -102,15 +104,17 @@ impl Run {
             exec,
             sm_name,
             rng: Mutex::new(SplitMix64::new(seed)),
+            context_input: true,
         }
     }
 
     pub(crate) async fn run_execution(
-        self,
+        mut self,
         machine: Arc<StateMachine>,
         input: Value,
         mut prev: i64,
     ) {
+        self.context_input = machine.reads_execution_input;
         let run = self.run_machine(&machine, input, &mut prev);
         let outcome = match machine.timeout_seconds {
             Some(t) => {
@@ -148,7 +152,15 @@ impl Run {
 
     /// Measures a payload; over the quota is `States.DataLimitExceeded`.
     fn check_payload(&self, v: &Value, what: &str, state: &str) -> Result<(), StatesError> {
-        let n = v.to_string().len();
+        self.check_payload_len(v.to_string().len(), what, state)
+    }
+
+    /// [`Run::check_payload`] of a payload already serialized (for its history event).
+    fn check_payload_text(&self, text: &str, what: &str, state: &str) -> Result<(), StatesError> {
+        self.check_payload_len(text.len(), what, state)
+    }
+
+    fn check_payload_len(&self, n: usize, what: &str, state: &str) -> Result<(), StatesError> {
         self.exec.history.observe_payload(n);
         if n > MAX_PAYLOAD_BYTES {
             return Err(StatesError::new(
@@ -161,15 +173,20 @@ impl Run {
         Ok(())
     }
 
+    /// The context object `$$` of a state. `Execution.Input` is a copy of the whole execution
+    /// input, so it is left out when no path of the machine can read it.
     fn context(&self, state: &str, entered: &str, retry_count: u32) -> Value {
+        let mut execution = json!({
+            "Id": self.exec.arn,
+            "Name": self.exec.name,
+            "StartTime": self.exec.start.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.services.config.account_id),
+        });
+        if self.context_input {
+            execution["Input"] = self.exec.input.clone();
+        }
         json!({
-            "Execution": {
-                "Id": self.exec.arn,
-                "Name": self.exec.name,
-                "Input": self.exec.input,
-                "StartTime": self.exec.start.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.services.config.account_id),
-            },
+            "Execution": execution,
             "StateMachine": {"Id": self.exec.state_machine_arn, "Name": self.sm_name},
             "State": {"Name": state, "EnteredTime": entered, "RetryCount": retry_count},
         })
@@ -218,12 +235,14 @@ impl Run {
         // Counted: one transition per state entered (retries are added below).
         self.exec.history.add_transition();
         let entered = now_iso();
+        let input_text = raw.to_string();
+        let input_len = input_text.len();
         self.record(
             prev,
             entered_event,
-            json!({"name": name, "input": raw.to_string()}),
+            json!({"name": name, "input": input_text}),
         )?;
-        self.check_payload(&raw, "input", name)?;
+        self.check_payload_len(input_len, "input", name)?;
         tracing::debug!(execution = %self.exec.arn, state = name, "state entered");
         let ctx = self.context(name, &entered, 0);
 
@@ -314,13 +333,10 @@ impl Run {
                 return self.run_with_retry(state, raw, &entered, prev).await;
             }
         };
-        self.check_payload(&output, "output", name)?;
+        let text = output.to_string();
+        self.check_payload_text(&text, "output", name)?;
         if let Some(exited_event) = exited_event {
-            self.record(
-                prev,
-                exited_event,
-                json!({"name": name, "output": output.to_string()}),
-            )?;
+            self.record(prev, exited_event, json!({"name": name, "output": text}))?;
         }
         Ok((output, next))
     }
@@ -344,11 +360,11 @@ impl Run {
         loop {
             let ctx = self.context(&state.name, entered, retry.retry_count);
             let err = match self.attempt(state, &raw, ctx, prev).await {
-                Ok(out) => {
+                Ok((out, text)) => {
                     self.record(
                         prev,
                         exited_event.clone(),
-                        json!({"name": state.name, "output": out.to_string()}),
+                        json!({"name": state.name, "output": text}),
                     )?;
                     return Ok((out, state.next.clone()));
                 }
@@ -367,11 +383,12 @@ impl Run {
             }
             if let Some(c) = find_catcher(&state.catch, &err) {
                 let out = paths::apply_result_path(&c.result_path, raw, err.to_value())?;
-                self.check_payload(&out, "output", &state.name)?;
+                let text = out.to_string();
+                self.check_payload_text(&text, "output", &state.name)?;
                 self.record(
                     prev,
                     exited_event.clone(),
-                    json!({"name": state.name, "output": out.to_string()}),
+                    json!({"name": state.name, "output": text}),
                 )?;
                 return Ok((out, Some(c.next.clone())));
             }
@@ -379,14 +396,15 @@ impl Run {
         }
     }
 
-    /// One attempt of a Task/Parallel/Map state, from raw input to final output.
+    /// One attempt of a Task/Parallel/Map state, from raw input to final output (and its JSON
+    /// text, for the exit event).
     async fn attempt(
         &self,
         state: &State,
         raw: &Value,
         mut ctx: Value,
         prev: &mut i64,
-    ) -> Result<Value, StatesError> {
+    ) -> Result<(Value, String), StatesError> {
         let token = match &state.kind {
             Kind::Task { resource, .. } if resource.contains(":activity:") => {
                 let t = format!(
@@ -492,8 +510,9 @@ impl Run {
         };
         let out = paths::apply_result_path(&state.result_path, raw.clone(), result)?;
         let out = paths::apply_filter_path(&state.output_path, out, &ctx)?;
-        self.check_payload(&out, "output", &state.name)?;
-        Ok(out)
+        let text = out.to_string();
+        self.check_payload_text(&text, "output", &state.name)?;
+        Ok((out, text))
     }
 
     async fn run_lambda(

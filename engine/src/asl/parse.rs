@@ -21,6 +21,10 @@ pub struct StateMachine {
     pub states: BTreeMap<String, State>,
     /// Top-level `TimeoutSeconds` (execution timeout); ignored in branches.
     pub timeout_seconds: Option<u64>,
+    /// Whether some path of this (sub-)machine may read `$$.Execution.Input`. When not, the
+    /// interpreter leaves the execution input out of the context object it builds for every
+    /// state, instead of copying it each time.
+    pub reads_execution_input: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -312,7 +316,39 @@ fn parse_machine(obj: &Map<String, Value>, scope: &str) -> Result<StateMachine, 
         start_at,
         states,
         timeout_seconds: None,
+        reads_execution_input: obj.values().any(may_read_execution_input),
     })
+}
+
+/// Context fields that never lead to `$$.Execution.Input`.
+const CONTEXT_FIELDS_WITHOUT_INPUT: [&str; 8] = [
+    ".Execution.Id",
+    ".Execution.Name",
+    ".Execution.StartTime",
+    ".Execution.RoleArn",
+    ".StateMachine",
+    ".State",
+    ".Map",
+    ".Task",
+];
+
+/// Whether a string of the definition may read the execution input: every `$$` in it must be
+/// followed by one of [`CONTEXT_FIELDS_WITHOUT_INPUT`] (then a non-name character) for the
+/// answer to be no; `$$`, `$$.Execution`, `$$..x` or `$$['Execution']` count as reading it.
+fn may_read_execution_input(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.match_indices("$$").any(|(i, _)| {
+            let rest = &s[i + 2..];
+            !CONTEXT_FIELDS_WITHOUT_INPUT.iter().any(|f| {
+                rest.strip_prefix(f).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            })
+        }),
+        Value::Array(a) => a.iter().any(may_read_execution_input),
+        Value::Object(o) => o.values().any(may_read_execution_input),
+        _ => false,
+    }
 }
 
 fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionError> {
@@ -982,6 +1018,28 @@ mod tests {
         assert_eq!(a.retry[0].interval_seconds, 1.0);
         assert_eq!(a.retry[0].backoff_rate, 2.0);
         assert_eq!(a.retry[1].max_attempts, 0);
+    }
+
+    #[test]
+    fn finds_reads_of_the_execution_input() {
+        let m = |p: &str| {
+            parse_definition(&json!({"StartAt": "A", "States": {"A": {"Type": "Pass",
+                "Parameters": {"x.$": p}, "End": true}}}))
+            .unwrap()
+            .reads_execution_input
+        };
+        assert!(!m("$.a"));
+        assert!(!m("$$.Execution.Id"));
+        assert!(!m("$$.Map.Item.Value"));
+        assert!(!m(
+            "States.Format('{}-{}', $$.Execution.Name, $$.State.EnteredTime)"
+        ));
+        assert!(m("$$.Execution.Input.x"));
+        assert!(m("$$.Execution"));
+        assert!(m("$$.Execution.IdX"));
+        assert!(m("$$"));
+        assert!(m("$$..Input"));
+        assert!(m("States.JsonToString($$.Execution.Input)"));
     }
 
     #[test]
