@@ -135,7 +135,8 @@ impl Engine {
         if !valid_name(&name) {
             return Err(EngineError::InvalidName(name));
         }
-        let input_len = input.to_string().len();
+        let input_text: Arc<str> = Arc::from(input.to_string());
+        let input_len = input_text.len();
         if input_len > MAX_PAYLOAD_BYTES {
             return Err(EngineError::InvalidExecutionInput(format!(
                 "input is {input_len} bytes, more than {MAX_PAYLOAD_BYTES}"
@@ -157,7 +158,7 @@ impl Engine {
             name.clone(),
             sm_arn.clone(),
             Utc::now(),
-            input.clone(),
+            input_text.clone(),
             History::new(self.config().max_history_events),
             tx,
         ));
@@ -167,15 +168,19 @@ impl Engine {
         exec.history.observe_payload(input_len);
         let mut prev = 0;
         // Cannot overflow: first event.
-        let _ = exec.history.record(
+        let _ = exec.history.record_shared(
             &mut prev,
             EventType::ExecutionStarted,
-            json!({"input": input.to_string(), "stateMachineArn": sm_arn}),
+            json!({"input": null, "stateMachineArn": sm_arn}),
+            Some(("input", input_text.clone())),
         );
         tracing::info!(execution = %arn, "execution started");
         let run = Run::new(self.inner.services.clone(), exec.clone(), sm_name);
         let machine = Arc::new(machine);
-        let task = tokio::spawn(async move { run.run_execution(machine, input, prev).await });
+        let task = tokio::spawn(async move {
+            run.run_execution(machine, input, Some(input_text), prev)
+                .await
+        });
         exec.set_abort(task.abort_handle());
         Ok(ExecutionHandle { arn, rx })
     }

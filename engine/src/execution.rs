@@ -61,7 +61,8 @@ pub(crate) struct Execution {
     pub(crate) name: String,
     pub(crate) state_machine_arn: String,
     pub(crate) start: DateTime<Utc>,
-    pub(crate) input: Value,
+    /// The input as JSON text (shared with the `ExecutionStarted` event).
+    pub(crate) input: Arc<str>,
     pub(crate) history: History,
     done: watch::Sender<Option<ExecutionResult>>,
     finish_lock: Mutex<Option<DateTime<Utc>>>,
@@ -78,7 +79,7 @@ impl Execution {
         name: String,
         state_machine_arn: String,
         start: DateTime<Utc>,
-        input: Value,
+        input: Arc<str>,
         history: History,
         done: watch::Sender<Option<ExecutionResult>>,
     ) -> Self {
@@ -103,6 +104,10 @@ impl Execution {
         self.map_run_arn = Some(map_run_arn);
         self.parent = Some(parent);
         self
+    }
+
+    pub(crate) fn input_value(&self) -> Value {
+        serde_json::from_str(&self.input).unwrap_or(Value::Null)
     }
 
     /// The result, once the execution has ended.
@@ -146,7 +151,7 @@ impl Execution {
             status: res.as_ref().map_or(ExecutionStatus::Running, |r| r.status),
             start_date: self.start,
             stop_date: *self.finish_lock.lock().unwrap_or_else(|p| p.into_inner()),
-            input: self.input.clone(),
+            input: self.input_value(),
             output: res.and_then(|r| r.output),
             map_run_arn: self.map_run_arn.clone(),
         }
@@ -181,6 +186,7 @@ impl Execution {
             None => json!({"error": error, "cause": cause}),
         };
         self.history.record_final(prev, kind, details);
+        self.history.shrink();
         tracing::info!(execution = %self.arn, ?status, "execution finished");
         let own_counts = self.history.counts();
         let mut counts = own_counts;

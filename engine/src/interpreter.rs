@@ -112,10 +112,11 @@ impl Run {
         mut self,
         machine: Arc<StateMachine>,
         input: Value,
+        input_text: Option<Arc<str>>,
         mut prev: i64,
     ) {
         self.context_input = machine.reads_execution_input;
-        let run = self.run_machine(&machine, input, &mut prev);
+        let run = self.run_machine(&machine, input, input_text, &mut prev);
         let outcome = match machine.timeout_seconds {
             Some(t) => {
                 let d = self.services.config.scaled(Duration::from_secs(t));
@@ -183,7 +184,7 @@ impl Run {
             "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.services.config.account_id),
         });
         if self.context_input {
-            execution["Input"] = self.exec.input.clone();
+            execution["Input"] = self.exec.input_value();
         }
         json!({
             "Execution": execution,
@@ -196,16 +197,20 @@ impl Run {
         &'a self,
         m: &'a StateMachine,
         input: Value,
+        input_text: Option<Arc<str>>,
         prev: &'a mut i64,
     ) -> BoxFuture<'a, Result<Value, StatesError>> {
         Box::pin(async move {
             let mut name = m.start_at.as_str();
             let mut input = input;
+            // The JSON text of `input` when known (the previous state's output).
+            let mut text = input_text;
             loop {
                 let state = m.states.get(name).ok_or_else(|| {
                     StatesError::runtime(format!("state {name:?} does not exist"))
                 })?;
-                let (output, next) = self.run_state(state, input, prev).await?;
+                let (output, out_text, next) =
+                    self.run_state(state, input, text.take(), prev).await?;
                 match next {
                     Some(n) => {
                         name = m
@@ -216,6 +221,7 @@ impl Run {
                                 StatesError::runtime(format!("state {n:?} does not exist"))
                             })?;
                         input = output;
+                        text = Some(out_text);
                     }
                     None => return Ok(output),
                 }
@@ -223,24 +229,27 @@ impl Run {
         })
     }
 
-    /// Runs one state entry; returns its output and the next state (None = end of machine).
+    /// Runs one state entry; returns its output, the output's JSON text and the next state (None
+    /// = end of machine). `raw_text` is `raw`'s JSON text when the caller has it.
     async fn run_state(
         &self,
         state: &State,
         raw: Value,
+        raw_text: Option<Arc<str>>,
         prev: &mut i64,
-    ) -> Result<(Value, Option<String>), StatesError> {
+    ) -> Result<(Value, Arc<str>, Option<String>), StatesError> {
         let (entered_event, exited_event) = state_events(&state.kind);
         let name = state.name.as_str();
         // Counted: one transition per state entered (retries are added below).
         self.exec.history.add_transition();
         let entered = now_iso();
-        let input_text = raw.to_string();
+        let input_text = raw_text.unwrap_or_else(|| Arc::from(raw.to_string()));
         let input_len = input_text.len();
-        self.record(
+        self.exec.history.record_shared(
             prev,
             entered_event,
-            json!({"name": name, "input": input_text}),
+            json!({"name": name}),
+            Some(("input", input_text)),
         )?;
         self.check_payload_len(input_len, "input", name)?;
         tracing::debug!(execution = %self.exec.arn, state = name, "state entered");
@@ -333,12 +342,17 @@ impl Run {
                 return self.run_with_retry(state, raw, &entered, prev).await;
             }
         };
-        let text = output.to_string();
+        let text: Arc<str> = Arc::from(output.to_string());
         self.check_payload_text(&text, "output", name)?;
         if let Some(exited_event) = exited_event {
-            self.record(prev, exited_event, json!({"name": name, "output": text}))?;
+            self.exec.history.record_shared(
+                prev,
+                exited_event,
+                json!({"name": name}),
+                Some(("output", text.clone())),
+            )?;
         }
-        Ok((output, next))
+        Ok((output, text, next))
     }
 
     fn until(&self, t: chrono::DateTime<Utc>) -> Duration {
@@ -352,7 +366,7 @@ impl Run {
         raw: Value,
         entered: &str,
         prev: &mut i64,
-    ) -> Result<(Value, Option<String>), StatesError> {
+    ) -> Result<(Value, Arc<str>, Option<String>), StatesError> {
         let exited_event = state_events(&state.kind)
             .1
             .unwrap_or_else(|| unreachable!("only Task, Parallel and Map are retried"));
@@ -361,12 +375,14 @@ impl Run {
             let ctx = self.context(&state.name, entered, retry.retry_count);
             let err = match self.attempt(state, &raw, ctx, prev).await {
                 Ok((out, text)) => {
-                    self.record(
+                    let text: Arc<str> = Arc::from(text);
+                    self.exec.history.record_shared(
                         prev,
                         exited_event.clone(),
-                        json!({"name": state.name, "output": text}),
+                        json!({"name": state.name}),
+                        Some(("output", text.clone())),
                     )?;
-                    return Ok((out, state.next.clone()));
+                    return Ok((out, text, state.next.clone()));
                 }
                 Err(e) => e,
             };
@@ -383,14 +399,15 @@ impl Run {
             }
             if let Some(c) = find_catcher(&state.catch, &err) {
                 let out = paths::apply_result_path(&c.result_path, raw, err.to_value())?;
-                let text = out.to_string();
+                let text: Arc<str> = Arc::from(out.to_string());
                 self.check_payload_text(&text, "output", &state.name)?;
-                self.record(
+                self.exec.history.record_shared(
                     prev,
                     exited_event.clone(),
-                    json!({"name": state.name, "output": text}),
+                    json!({"name": state.name}),
+                    Some(("output", text.clone())),
                 )?;
-                return Ok((out, Some(c.next.clone())));
+                return Ok((out, text, Some(c.next.clone())));
             }
             return Err(err);
         }
@@ -727,7 +744,7 @@ impl Run {
             let input = eff.clone();
             async move {
                 let mut p = start;
-                self.run_machine(b, input, &mut p).await
+                self.run_machine(b, input, None, &mut p).await
             }
         });
         match futures::future::try_join_all(futs).await {
@@ -791,7 +808,7 @@ impl Run {
                 }
                 None => item,
             };
-            match self.run_machine(processor, input, &mut p).await {
+            match self.run_machine(processor, input, None, &mut p).await {
                 Ok(v) => {
                     self.record(
                         &mut p,

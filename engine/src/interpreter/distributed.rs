@@ -107,7 +107,7 @@ fn child_entry(child: &Execution, res: &ExecutionResult) -> Value {
     let summary = child.summary();
     let mut e = json!({
         "ExecutionArn": child.arn,
-        "Input": child.input.to_string(),
+        "Input": &*child.input,
         "InputDetails": {"Included": true},
         "Name": child.name,
         "RedriveCount": 0,
@@ -396,7 +396,7 @@ impl Run {
             "arn:aws:states:{}:{}:execution:{child_machine}:{child_name}",
             cfg.region, cfg.account_id
         );
-        let input_text = input.to_string();
+        let input_text: Arc<str> = Arc::from(input.to_string());
         let (tx, _rx) = watch::channel(None);
         let child = Arc::new(
             Execution::new(
@@ -404,7 +404,7 @@ impl Run {
                 child_name.to_string(),
                 child_sm_arn.to_string(),
                 Utc::now(),
-                input.clone(),
+                input_text.clone(),
                 History::new(cfg.max_history_events),
                 tx,
             )
@@ -415,10 +415,11 @@ impl Run {
         child.history.observe_payload(input_text.len());
         let mut prev = 0;
         // Cannot overflow: first event.
-        let _ = child.history.record(
+        let _ = child.history.record_shared(
             &mut prev,
             EventType::ExecutionStarted,
-            json!({"input": input_text, "stateMachineArn": child_sm_arn, "mapRunArn": run.arn}),
+            json!({"input": null, "stateMachineArn": child_sm_arn, "mapRunArn": run.arn}),
+            Some(("input", input_text.clone())),
         );
         if input_text.len() > MAX_PAYLOAD_BYTES {
             child.finish(
@@ -433,14 +434,16 @@ impl Run {
                 )),
             );
         } else {
-            drop(input_text);
             let r = Run::new(
                 self.services.clone(),
                 child.clone(),
                 child_machine.to_string(),
             );
             let machine = processor.clone();
-            let task = tokio::spawn(async move { r.run_execution(machine, input, prev).await });
+            let task = tokio::spawn(async move {
+                r.run_execution(machine, input, Some(input_text), prev)
+                    .await
+            });
             child.set_abort(task.abort_handle());
             if let Err(e) = task.await
                 && !e.is_cancelled()
