@@ -94,7 +94,11 @@ async fn main() {
     }
     let wall = t0.elapsed();
     let (peak, after) = (status_kib("VmHWM:"), status_kib("VmRSS:"));
-    // Measured after the peak: the parents' histories as GetExecutionHistory-like JSON.
+    // Measured after the peak: one `history()` call (what a progress display polls), and the
+    // parents' histories as GetExecutionHistory-like JSON.
+    let t1 = Instant::now();
+    let one = engine.history(&arns[0]).map(|h| h.len()).unwrap_or(0);
+    let history_call = t1.elapsed();
     let history_bytes: usize = arns
         .iter()
         .map(|a| {
@@ -106,7 +110,8 @@ async fn main() {
         .sum();
     println!(
         "executions={n} tasks={} payload={bytes}B mode={} events={events} \
-         parent-history-json={:.1}MiB wall={:.2}s rss-before={}MiB peak-rss={}MiB rss-after={}MiB",
+         parent-history-json={:.1}MiB wall={:.2}s rss-before={}MiB peak-rss={}MiB rss-after={}MiB \
+         history()-of-{one}-events={:.1}ms",
         n * m,
         if distributed { "distributed" } else { "inline" },
         history_bytes as f64 / 1048576.0,
@@ -114,5 +119,6 @@ async fn main() {
         before / 1024,
         peak / 1024,
         after / 1024,
+        history_call.as_secs_f64() * 1000.0,
     );
 }

@@ -1,5 +1,6 @@
 //! Execution history (AWS `GetExecutionHistory`-shaped events) and the counters AWS bills and
-//! limits Standard workflows by.
+//! limits Standard workflows by. Events are stored compactly (details serialized once, long
+//! payload texts shared across the history) and read back as [`HistoryEvent`]s.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
