@@ -1,13 +1,15 @@
 //! What an embedder configures: the engine's settings and its Lambda functions.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::objects::ObjectStore;
 use crate::quotas::MAX_HISTORY_EVENTS;
 
 /// Engine configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Every wait (Wait states, retry intervals, TimeoutSeconds, HeartbeatSeconds, execution
     /// TimeoutSeconds) is divided by this. `100.0` turns a 60 s retry into 0.6 s.
@@ -29,6 +31,29 @@ pub struct EngineConfig {
     /// (the `Credential=` of their SigV4 `Authorization` header): a per-run secret handed to the
     /// run's own workers, so other users of the machine cannot take or complete its tasks.
     pub endpoint_access_key: Option<String>,
+    /// Where a Distributed Map's `ItemReader` reads and its `ResultWriter` writes (the S3 calls
+    /// `getObject`, `listObjectsV2`, `putObject`). `None`: such a Map fails the execution with
+    /// `States.Runtime`. [`crate::FolderObjects`] keeps objects in a folder.
+    pub objects: Option<Arc<dyn ObjectStore>>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("time_scale", &self.time_scale)
+            .field("seed", &self.seed)
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field("poll_wait", &self.poll_wait)
+            .field("max_history_events", &self.max_history_events)
+            .field("parallel_parameters_once", &self.parallel_parameters_once)
+            .field(
+                "endpoint_access_key",
+                &self.endpoint_access_key.as_ref().map(|_| "<set>"),
+            )
+            .field("objects", &self.objects.as_ref().map(|_| "<object store>"))
+            .finish()
+    }
 }
 
 impl Default for EngineConfig {
@@ -42,6 +67,7 @@ impl Default for EngineConfig {
             max_history_events: MAX_HISTORY_EVENTS,
             parallel_parameters_once: false,
             endpoint_access_key: None,
+            objects: None,
         }
     }
 }

@@ -1,9 +1,8 @@
 //! The embedding API: [`Engine`] (start, list, describe, stop executions; their history) and
 //! execution handles.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use boa_core::history_event::EventType;
 use chrono::Utc;
@@ -14,15 +13,15 @@ use crate::asl::parse::{self, StateMachine};
 use crate::broker::ActivityBroker;
 use crate::config::{EngineConfig, LambdaInvoker};
 use crate::error::{EngineError, StatesError};
-use crate::execution::{Execution, ExecutionResult, ExecutionStatus, ExecutionSummary};
+use crate::execution::{
+    Execution, ExecutionResult, ExecutionStatus, ExecutionSummary, MapRunSummary, Registry,
+};
 use crate::history::{Counts, History, HistoryEvent};
 use crate::interpreter::{Run, Services};
 use crate::quotas::{MAX_PAYLOAD_BYTES, valid_name};
 
 struct EngineInner {
     services: Arc<Services>,
-    executions: Mutex<BTreeMap<String, Arc<Execution>>>,
-    order: Mutex<Vec<String>>,
     endpoint: OnceCell<SocketAddr>,
 }
 
@@ -58,6 +57,7 @@ impl ExecutionHandle {
                 error: Some("States.Runtime".into()),
                 cause: Some("the engine was dropped".into()),
                 counts: Counts::default(),
+                own_counts: Counts::default(),
             },
         }
     }
@@ -72,9 +72,8 @@ impl Engine {
                     config,
                     lambdas,
                     broker,
+                    registry: Registry::default(),
                 }),
-                executions: Mutex::new(BTreeMap::new()),
-                order: Mutex::new(Vec::new()),
                 endpoint: OnceCell::new(),
             }),
         }
@@ -136,7 +135,8 @@ impl Engine {
         if !valid_name(&name) {
             return Err(EngineError::InvalidName(name));
         }
-        let input_len = input.to_string().len();
+        let input_text: Arc<str> = Arc::from(input.to_string());
+        let input_len = input_text.len();
         if input_len > MAX_PAYLOAD_BYTES {
             return Err(EngineError::InvalidExecutionInput(format!(
                 "input is {input_len} bytes, more than {MAX_PAYLOAD_BYTES}"
@@ -158,48 +158,38 @@ impl Engine {
             name.clone(),
             sm_arn.clone(),
             Utc::now(),
-            input.clone(),
+            input_text.clone(),
             History::new(self.config().max_history_events),
             tx,
         ));
-        {
-            let mut map = self
-                .inner
-                .executions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if map.contains_key(&arn) {
-                return Err(EngineError::ExecutionAlreadyExists(arn));
-            }
-            map.insert(arn.clone(), exec.clone());
-            self.inner
-                .order
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(arn.clone());
+        if !self.inner.services.registry.insert(exec.clone()) {
+            return Err(EngineError::ExecutionAlreadyExists(arn));
         }
         exec.history.observe_payload(input_len);
         let mut prev = 0;
         // Cannot overflow: first event.
-        let _ = exec.history.record(
+        let _ = exec.history.record_shared(
             &mut prev,
             EventType::ExecutionStarted,
-            json!({"input": input.to_string(), "stateMachineArn": sm_arn}),
+            json!({"input": null, "stateMachineArn": sm_arn}),
+            Some(("input", input_text.clone())),
         );
         tracing::info!(execution = %arn, "execution started");
         let run = Run::new(self.inner.services.clone(), exec.clone(), sm_name);
-        let task = tokio::spawn(async move { run.run_execution(machine, input, prev).await });
+        let machine = Arc::new(machine);
+        let task = tokio::spawn(async move {
+            run.run_execution(machine, input, Some(input_text), prev)
+                .await
+        });
         exec.set_abort(task.abort_handle());
         Ok(ExecutionHandle { arn, rx })
     }
 
     fn get(&self, arn: &str) -> Result<Arc<Execution>, EngineError> {
         self.inner
-            .executions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .services
+            .registry
             .get(arn)
-            .cloned()
             .ok_or_else(|| EngineError::ExecutionDoesNotExist(arn.to_string()))
     }
 
@@ -212,20 +202,70 @@ impl Engine {
         })
     }
 
-    /// Executions in start order, optionally only those with `status`.
+    /// Top-level executions in start order, optionally only those with `status`. Child
+    /// executions of Distributed Maps are not listed (see
+    /// [`Engine::list_executions_including_children`] and [`Engine::child_executions`]).
     pub fn list_executions(&self, status: Option<ExecutionStatus>) -> Vec<ExecutionSummary> {
-        let order = self
-            .inner
-            .order
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        order
+        self.list(status, false)
+    }
+
+    /// Every execution in start order, child workflow executions of Distributed Maps included
+    /// (their `map_run_arn` is set), optionally only those with `status`.
+    pub fn list_executions_including_children(
+        &self,
+        status: Option<ExecutionStatus>,
+    ) -> Vec<ExecutionSummary> {
+        self.list(status, true)
+    }
+
+    fn list(&self, status: Option<ExecutionStatus>, children: bool) -> Vec<ExecutionSummary> {
+        self.inner
+            .services
+            .registry
+            .list(children)
             .iter()
-            .filter_map(|a| self.get(a).ok())
             .map(|e| e.summary())
             .filter(|s| status.is_none_or(|st| s.status == st))
             .collect()
+    }
+
+    /// The Map Runs the Distributed Maps of an execution started, in start order (like AWS
+    /// `ListMapRuns`).
+    pub fn map_runs(&self, execution_arn: &str) -> Result<Vec<MapRunSummary>, EngineError> {
+        self.get(execution_arn)?;
+        Ok(self
+            .inner
+            .services
+            .registry
+            .map_runs_of(execution_arn)
+            .iter()
+            .map(|r| r.summary())
+            .collect())
+    }
+
+    /// One Map Run (like AWS `DescribeMapRun`).
+    pub fn describe_map_run(&self, map_run_arn: &str) -> Result<MapRunSummary, EngineError> {
+        self.inner
+            .services
+            .registry
+            .map_run(map_run_arn)
+            .map(|r| r.summary())
+            .ok_or_else(|| EngineError::MapRunDoesNotExist(map_run_arn.to_string()))
+    }
+
+    /// The child workflow executions of a Map Run in item order (like AWS `ListExecutions`
+    /// with `mapRunArn`); items not started yet have none. Each child's history is
+    /// [`Engine::history`] of its ARN.
+    pub fn child_executions(
+        &self,
+        map_run_arn: &str,
+    ) -> Result<Vec<ExecutionSummary>, EngineError> {
+        self.inner
+            .services
+            .registry
+            .map_run(map_run_arn)
+            .map(|r| r.children().iter().map(|c| c.summary()).collect())
+            .ok_or_else(|| EngineError::MapRunDoesNotExist(map_run_arn.to_string()))
     }
 
     pub fn describe_execution(&self, execution_arn: &str) -> Result<ExecutionSummary, EngineError> {
@@ -237,7 +277,9 @@ impl Engine {
         Ok(self.get(execution_arn)?.history.events())
     }
 
-    /// Stops a running execution (`ExecutionAborted`); outstanding activity tasks are closed.
+    /// Stops a running execution (`ExecutionAborted`); outstanding activity tasks are closed,
+    /// and the running Map Runs of its Distributed Maps are aborted with their child executions
+    /// (status ABORTED).
     pub fn stop_execution(
         &self,
         execution_arn: &str,
@@ -245,6 +287,12 @@ impl Engine {
         cause: Option<&str>,
     ) -> Result<(), EngineError> {
         let e = self.get(execution_arn)?;
+        if e.is_running() {
+            self.inner
+                .services
+                .registry
+                .abort_map_runs_of(execution_arn);
+        }
         e.abort();
         e.finish(
             ExecutionStatus::Aborted,

@@ -14,8 +14,12 @@ pub mod names {
     pub const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
     pub const INTRINSIC_FAILURE: &str = "States.IntrinsicFailure";
     pub const BRANCH_FAILED: &str = "States.BranchFailed";
-    /// Not produced by this engine (no ItemReader support).
+    /// A Distributed Map's ItemReader could not read its items.
     pub const ITEM_READER_FAILED: &str = "States.ItemReaderFailed";
+    /// A Distributed Map's ResultWriter could not write its results.
+    pub const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
+    /// A Map Run's failed child executions exceeded its tolerated failure count or percentage.
+    pub const EXCEED_TOLERATED_FAILURE_THRESHOLD: &str = "States.ExceedToleratedFailureThreshold";
     /// Not produced by this engine (no IAM).
     pub const PERMISSIONS: &str = "States.Permissions";
 }
@@ -72,6 +76,8 @@ pub enum EngineError {
     ExecutionAlreadyExists(String),
     #[error("execution {0} does not exist")]
     ExecutionDoesNotExist(String),
+    #[error("map run {0} does not exist")]
+    MapRunDoesNotExist(String),
     #[error("invalid execution input: {0}")]
     InvalidExecutionInput(String),
     #[error("invalid name {0:?}: 1-80 characters of letters, digits, '-' and '_'")]

@@ -1,7 +1,9 @@
 //! Execution history (AWS `GetExecutionHistory`-shaped events) and the counters AWS bills and
-//! limits Standard workflows by.
+//! limits Standard workflows by. Events are stored compactly (details serialized once, long
+//! payload texts shared across the history) and read back as [`HistoryEvent`]s.
 
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use boa_core::history_event::EventType;
 use chrono::{DateTime, Utc};
@@ -38,6 +40,16 @@ pub struct Counts {
     pub max_payload_bytes: usize,
 }
 
+impl Counts {
+    /// Adds another execution's counts (a child's): transitions and events are summed, the
+    /// largest payload is the larger of the two.
+    pub fn add(&mut self, other: &Counts) {
+        self.state_transitions += other.state_transitions;
+        self.history_events += other.history_events;
+        self.max_payload_bytes = self.max_payload_bytes.max(other.max_payload_bytes);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct History {
     inner: Mutex<Inner>,
@@ -46,9 +58,73 @@ pub(crate) struct History {
 
 #[derive(Debug, Default)]
 struct Inner {
-    events: Vec<HistoryEvent>,
+    events: Vec<Stored>,
     counts: Counts,
     overflowed: bool,
+    /// Every payload text of at least [`SHARE_MIN_BYTES`] in the history, once: equal inputs
+    /// and outputs (a state's output and the next state's input, a Choice's input and output,
+    /// a Lambda's payload and its state's input…) are kept as one string.
+    texts: HashSet<Arc<str>>,
+}
+
+/// Payload texts shorter than this are stored inline with their event.
+const SHARE_MIN_BYTES: usize = 64;
+
+/// The details fields that hold state or task payloads as JSON text.
+const PAYLOAD_FIELDS: [&str; 3] = ["input", "output", "parameters"];
+
+impl Inner {
+    fn share(&mut self, text: Arc<str>) -> Arc<str> {
+        if let Some(t) = self.texts.get(&*text) {
+            return t.clone();
+        }
+        self.texts.insert(text.clone());
+        text
+    }
+
+    fn share_str(&mut self, text: &str) -> Arc<str> {
+        match self.texts.get(text) {
+            Some(t) => t.clone(),
+            None => self.share(Arc::from(text)),
+        }
+    }
+}
+
+/// An event as kept: its details serialized once into an exact-size string. Details hold the
+/// states' inputs and outputs, already JSON text; a `Value` tree per event (maps, keys,
+/// strings with growth slack) cost several times the text, for a history that can reach
+/// 25,000 events of up to 256 KiB. [`History::events`] parses them back.
+///
+/// A long input, output or parameters field (`payload`) is kept apart, as text shared with every
+/// other event of the history holding the same text.
+#[derive(Debug)]
+struct Stored {
+    timestamp: DateTime<Utc>,
+    previous_event_id: i64,
+    kind: EventType,
+    details: Box<str>,
+    /// A details field holding JSON text, shared with other events (left `null` in `details`,
+    /// so the field keeps its place).
+    payload: Option<(&'static str, Arc<str>)>,
+}
+
+impl Stored {
+    fn to_event(&self, index: usize) -> HistoryEvent {
+        HistoryEvent {
+            id: index as i64 + 1,
+            previous_event_id: self.previous_event_id,
+            timestamp: self.timestamp,
+            kind: self.kind.clone(),
+            details: {
+                let mut d: Value = serde_json::from_str(&self.details).unwrap_or(Value::Null);
+                if let (Some((field, text)), Value::Object(m)) = (&self.payload, &mut d) {
+                    // An existing key keeps its position.
+                    m.insert((*field).to_string(), Value::String(text.to_string()));
+                }
+                d
+            },
+        }
+    }
 }
 
 impl History {
@@ -71,6 +147,17 @@ impl History {
         kind: EventType,
         details: Value,
     ) -> Result<i64, StatesError> {
+        self.record_shared(prev, kind, details, None)
+    }
+
+    /// [`History::record`] with a details field (`input`/`output`) whose JSON text is shared.
+    pub(crate) fn record_shared(
+        &self,
+        prev: &mut i64,
+        kind: EventType,
+        details: Value,
+        payload: Option<(&'static str, Arc<str>)>,
+    ) -> Result<i64, StatesError> {
         let mut g = self.lock();
         if g.overflowed || g.events.len() >= self.max_events {
             g.overflowed = true;
@@ -82,14 +169,22 @@ impl History {
                 ),
             ));
         }
-        let id = push(&mut g, *prev, kind, details);
+        let id = push(&mut g, *prev, kind, details, payload);
         *prev = id;
         Ok(id)
     }
 
     /// Appends an event regardless of the limit (terminal execution events).
     pub(crate) fn record_final(&self, prev: i64, kind: EventType, details: Value) -> i64 {
-        push(&mut self.lock(), prev, kind, details)
+        push(&mut self.lock(), prev, kind, details, None)
+    }
+
+    /// Frees the growth slack of an ended execution's history, and its index of shared texts
+    /// (events recorded later, such as a late `MapRunAborted`, are still kept).
+    pub(crate) fn shrink(&self) {
+        let mut g = self.lock();
+        g.events.shrink_to_fit();
+        g.texts = HashSet::new();
     }
 
     pub(crate) fn add_transition(&self) {
@@ -106,7 +201,12 @@ impl History {
     }
 
     pub(crate) fn events(&self) -> Vec<HistoryEvent> {
-        self.lock().events.clone()
+        let g = self.lock();
+        g.events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.to_event(i))
+            .collect()
     }
 
     pub(crate) fn last_id(&self) -> i64 {
@@ -114,15 +214,93 @@ impl History {
     }
 }
 
-fn push(g: &mut Inner, prev: i64, kind: EventType, details: Value) -> i64 {
+fn push(
+    g: &mut Inner,
+    prev: i64,
+    kind: EventType,
+    mut details: Value,
+    payload: Option<(&'static str, Arc<str>)>,
+) -> i64 {
     let id = g.events.len() as i64 + 1;
-    g.events.push(HistoryEvent {
-        id,
-        previous_event_id: prev,
+    let payload = match payload {
+        Some((field, text)) if text.len() >= SHARE_MIN_BYTES => Some((field, g.share(text))),
+        Some((field, text)) => {
+            details[field] = Value::String(text.to_string());
+            None
+        }
+        None => {
+            let mut found = None;
+            if let Value::Object(m) = &mut details {
+                for field in PAYLOAD_FIELDS {
+                    if let Some(v @ Value::String(_)) = m.get_mut(field)
+                        && v.as_str().is_some_and(|t| t.len() >= SHARE_MIN_BYTES)
+                    {
+                        let Value::String(text) = std::mem::take(v) else {
+                            unreachable!("matched a string")
+                        };
+                        found = Some((field, g.share_str(&text)));
+                        break;
+                    }
+                }
+            }
+            found
+        }
+    };
+    g.events.push(Stored {
         timestamp: Utc::now(),
+        previous_event_id: prev,
         kind,
-        details,
+        // `into_boxed_str` drops the serializer's growth slack.
+        details: details.to_string().into_boxed_str(),
+        payload,
     });
     g.counts.history_events = g.events.len() as u64;
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compact_events_read_back_as_recorded_and_share_equal_payloads() {
+        let h = History::new(10);
+        let big = format!("{{\"blob\":\"{}\"}}", "x".repeat(200));
+        let mut prev = 0;
+        h.record(
+            &mut prev,
+            EventType::LambdaFunctionScheduled,
+            json!({"resource": "r", "input": big, "timeoutInSeconds": 3}),
+        )
+        .unwrap();
+        h.record_shared(
+            &mut prev,
+            EventType::TaskStateExited,
+            json!({"name": "T"}),
+            Some(("output", Arc::from(big.as_str()))),
+        )
+        .unwrap();
+        h.record(
+            &mut prev,
+            EventType::TaskStateEntered,
+            json!({"name": "U", "input": "{}"}),
+        )
+        .unwrap();
+        let ev = h.events();
+        assert_eq!(
+            ev[0].details,
+            json!({"resource": "r", "input": big, "timeoutInSeconds": 3})
+        );
+        // Fields keep their order.
+        let keys: Vec<&String> = ev[0].details.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["resource", "input", "timeoutInSeconds"]);
+        assert_eq!(ev[1].details, json!({"name": "T", "output": big}));
+        assert_eq!(ev[2].details, json!({"name": "U", "input": "{}"}));
+        assert_eq!((ev[2].id, ev[2].previous_event_id), (3, 2));
+        let g = h.lock();
+        let (a, b) = (&g.events[0].payload, &g.events[1].payload);
+        assert!(Arc::ptr_eq(&a.as_ref().unwrap().1, &b.as_ref().unwrap().1));
+        assert!(g.events[2].payload.is_none());
+    }
 }

@@ -28,17 +28,21 @@ use crate::asl::template::Template;
 use crate::broker::{ActivityBroker, PendingTask, TaskSignal};
 use crate::config::{EngineConfig, LambdaInvoker};
 use crate::error::{StatesError, names};
-use crate::execution::{Execution, ExecutionStatus};
+use crate::execution::{Execution, ExecutionStatus, Registry};
 use crate::quotas::MAX_PAYLOAD_BYTES;
+
+mod distributed;
 
 const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
 
 /// What every execution of an engine shares: its configuration, the embedder's Lambdas and the
-/// activity broker.
+/// activity broker, and the registry of executions.
 pub(crate) struct Services {
     pub(crate) config: EngineConfig,
     pub(crate) lambdas: Arc<dyn LambdaInvoker>,
     pub(crate) broker: ActivityBroker,
+    /// Every execution (top-level and Distributed Map children) and Map Run.
+    pub(crate) registry: Registry,
 }
 
 /// The history events of a Lambda call: `LambdaFunction*` for a function ARN, `Task*` for the
@@ -72,6 +76,8 @@ pub(crate) struct Run {
     exec: Arc<Execution>,
     sm_name: String,
     rng: Mutex<SplitMix64>,
+    /// Put `Execution.Input` in the context object (only if the machine may read it).
+    context_input: bool,
 }
 
 fn now_iso() -> String {
@@ -98,11 +104,19 @@ impl Run {
             exec,
             sm_name,
             rng: Mutex::new(SplitMix64::new(seed)),
+            context_input: true,
         }
     }
 
-    pub(crate) async fn run_execution(self, machine: StateMachine, input: Value, mut prev: i64) {
-        let run = self.run_machine(&machine, input, &mut prev);
+    pub(crate) async fn run_execution(
+        mut self,
+        machine: Arc<StateMachine>,
+        input: Value,
+        input_text: Option<Arc<str>>,
+        mut prev: i64,
+    ) {
+        self.context_input = machine.reads_execution_input;
+        let run = self.run_machine(&machine, input, input_text, &mut prev);
         let outcome = match machine.timeout_seconds {
             Some(t) => {
                 let d = self.services.config.scaled(Duration::from_secs(t));
@@ -139,7 +153,15 @@ impl Run {
 
     /// Measures a payload; over the quota is `States.DataLimitExceeded`.
     fn check_payload(&self, v: &Value, what: &str, state: &str) -> Result<(), StatesError> {
-        let n = v.to_string().len();
+        self.check_payload_len(v.to_string().len(), what, state)
+    }
+
+    /// [`Run::check_payload`] of a payload already serialized (for its history event).
+    fn check_payload_text(&self, text: &str, what: &str, state: &str) -> Result<(), StatesError> {
+        self.check_payload_len(text.len(), what, state)
+    }
+
+    fn check_payload_len(&self, n: usize, what: &str, state: &str) -> Result<(), StatesError> {
         self.exec.history.observe_payload(n);
         if n > MAX_PAYLOAD_BYTES {
             return Err(StatesError::new(
@@ -152,15 +174,20 @@ impl Run {
         Ok(())
     }
 
+    /// The context object `$$` of a state. `Execution.Input` is a copy of the whole execution
+    /// input, so it is left out when no path of the machine can read it.
     fn context(&self, state: &str, entered: &str, retry_count: u32) -> Value {
+        let mut execution = json!({
+            "Id": self.exec.arn,
+            "Name": self.exec.name,
+            "StartTime": self.exec.start.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.services.config.account_id),
+        });
+        if self.context_input {
+            execution["Input"] = self.exec.input_value();
+        }
         json!({
-            "Execution": {
-                "Id": self.exec.arn,
-                "Name": self.exec.name,
-                "Input": self.exec.input,
-                "StartTime": self.exec.start.to_rfc3339_opts(SecondsFormat::Millis, true),
-                "RoleArn": format!("arn:aws:iam::{}:role/local-engine", self.services.config.account_id),
-            },
+            "Execution": execution,
             "StateMachine": {"Id": self.exec.state_machine_arn, "Name": self.sm_name},
             "State": {"Name": state, "EnteredTime": entered, "RetryCount": retry_count},
         })
@@ -170,16 +197,20 @@ impl Run {
         &'a self,
         m: &'a StateMachine,
         input: Value,
+        input_text: Option<Arc<str>>,
         prev: &'a mut i64,
     ) -> BoxFuture<'a, Result<Value, StatesError>> {
         Box::pin(async move {
             let mut name = m.start_at.as_str();
             let mut input = input;
+            // The JSON text of `input` when known (the previous state's output).
+            let mut text = input_text;
             loop {
                 let state = m.states.get(name).ok_or_else(|| {
                     StatesError::runtime(format!("state {name:?} does not exist"))
                 })?;
-                let (output, next) = self.run_state(state, input, prev).await?;
+                let (output, out_text, next) =
+                    self.run_state(state, input, text.take(), prev).await?;
                 match next {
                     Some(n) => {
                         name = m
@@ -190,6 +221,7 @@ impl Run {
                                 StatesError::runtime(format!("state {n:?} does not exist"))
                             })?;
                         input = output;
+                        text = Some(out_text);
                     }
                     None => return Ok(output),
                 }
@@ -197,24 +229,29 @@ impl Run {
         })
     }
 
-    /// Runs one state entry; returns its output and the next state (None = end of machine).
+    /// Runs one state entry; returns its output, the output's JSON text and the next state (None
+    /// = end of machine). `raw_text` is `raw`'s JSON text when the caller has it.
     async fn run_state(
         &self,
         state: &State,
         raw: Value,
+        raw_text: Option<Arc<str>>,
         prev: &mut i64,
-    ) -> Result<(Value, Option<String>), StatesError> {
+    ) -> Result<(Value, Arc<str>, Option<String>), StatesError> {
         let (entered_event, exited_event) = state_events(&state.kind);
         let name = state.name.as_str();
         // Counted: one transition per state entered (retries are added below).
         self.exec.history.add_transition();
         let entered = now_iso();
-        self.record(
+        let input_text = raw_text.unwrap_or_else(|| Arc::from(raw.to_string()));
+        let input_len = input_text.len();
+        self.exec.history.record_shared(
             prev,
             entered_event,
-            json!({"name": name, "input": raw.to_string()}),
+            json!({"name": name}),
+            Some(("input", input_text)),
         )?;
-        self.check_payload(&raw, "input", name)?;
+        self.check_payload_len(input_len, "input", name)?;
         tracing::debug!(execution = %self.exec.arn, state = name, "state entered");
         let ctx = self.context(name, &entered, 0);
 
@@ -305,15 +342,17 @@ impl Run {
                 return self.run_with_retry(state, raw, &entered, prev).await;
             }
         };
-        self.check_payload(&output, "output", name)?;
+        let text: Arc<str> = Arc::from(output.to_string());
+        self.check_payload_text(&text, "output", name)?;
         if let Some(exited_event) = exited_event {
-            self.record(
+            self.exec.history.record_shared(
                 prev,
                 exited_event,
-                json!({"name": name, "output": output.to_string()}),
+                json!({"name": name}),
+                Some(("output", text.clone())),
             )?;
         }
-        Ok((output, next))
+        Ok((output, text, next))
     }
 
     fn until(&self, t: chrono::DateTime<Utc>) -> Duration {
@@ -327,7 +366,7 @@ impl Run {
         raw: Value,
         entered: &str,
         prev: &mut i64,
-    ) -> Result<(Value, Option<String>), StatesError> {
+    ) -> Result<(Value, Arc<str>, Option<String>), StatesError> {
         let exited_event = state_events(&state.kind)
             .1
             .unwrap_or_else(|| unreachable!("only Task, Parallel and Map are retried"));
@@ -335,13 +374,15 @@ impl Run {
         loop {
             let ctx = self.context(&state.name, entered, retry.retry_count);
             let err = match self.attempt(state, &raw, ctx, prev).await {
-                Ok(out) => {
-                    self.record(
+                Ok((out, text)) => {
+                    let text: Arc<str> = Arc::from(text);
+                    self.exec.history.record_shared(
                         prev,
                         exited_event.clone(),
-                        json!({"name": state.name, "output": out.to_string()}),
+                        json!({"name": state.name}),
+                        Some(("output", text.clone())),
                     )?;
-                    return Ok((out, state.next.clone()));
+                    return Ok((out, text, state.next.clone()));
                 }
                 Err(e) => e,
             };
@@ -358,26 +399,29 @@ impl Run {
             }
             if let Some(c) = find_catcher(&state.catch, &err) {
                 let out = paths::apply_result_path(&c.result_path, raw, err.to_value())?;
-                self.check_payload(&out, "output", &state.name)?;
-                self.record(
+                let text: Arc<str> = Arc::from(out.to_string());
+                self.check_payload_text(&text, "output", &state.name)?;
+                self.exec.history.record_shared(
                     prev,
                     exited_event.clone(),
-                    json!({"name": state.name, "output": out.to_string()}),
+                    json!({"name": state.name}),
+                    Some(("output", text.clone())),
                 )?;
-                return Ok((out, Some(c.next.clone())));
+                return Ok((out, text, Some(c.next.clone())));
             }
             return Err(err);
         }
     }
 
-    /// One attempt of a Task/Parallel/Map state, from raw input to final output.
+    /// One attempt of a Task/Parallel/Map state, from raw input to final output (and its JSON
+    /// text, for the exit event).
     async fn attempt(
         &self,
         state: &State,
         raw: &Value,
         mut ctx: Value,
         prev: &mut i64,
-    ) -> Result<Value, StatesError> {
+    ) -> Result<(Value, String), StatesError> {
         let token = match &state.kind {
             Kind::Task { resource, .. } if resource.contains(":activity:") => {
                 let t = format!(
@@ -436,6 +480,30 @@ impl Run {
                 item_selector,
                 processor,
                 max_concurrency,
+                distributed: Some(dist),
+            } => {
+                let mc = resolve_seconds(max_concurrency, &eff, &ctx, "MaxConcurrencyPath")?;
+                self.run_distributed(
+                    distributed::MapArgs {
+                        state,
+                        items_path,
+                        item_selector: item_selector.as_ref(),
+                        processor,
+                        max_concurrency: mc,
+                        dist,
+                    },
+                    eff,
+                    &ctx,
+                    prev,
+                )
+                .await?
+            }
+            Kind::Map {
+                items_path,
+                item_selector,
+                processor,
+                max_concurrency,
+                distributed: None,
             } => {
                 let mc = resolve_seconds(max_concurrency, &eff, &ctx, "MaxConcurrencyPath")?;
                 self.run_map(
@@ -459,8 +527,9 @@ impl Run {
         };
         let out = paths::apply_result_path(&state.result_path, raw.clone(), result)?;
         let out = paths::apply_filter_path(&state.output_path, out, &ctx)?;
-        self.check_payload(&out, "output", &state.name)?;
-        Ok(out)
+        let text = out.to_string();
+        self.check_payload_text(&text, "output", &state.name)?;
+        Ok((out, text))
     }
 
     async fn run_lambda(
@@ -675,7 +744,7 @@ impl Run {
             let input = eff.clone();
             async move {
                 let mut p = start;
-                self.run_machine(b, input, &mut p).await
+                self.run_machine(b, input, None, &mut p).await
             }
         });
         match futures::future::try_join_all(futs).await {
@@ -698,8 +767,8 @@ impl Run {
         }
     }
 
-    /// Results keep item order. `MaxConcurrency` 0 = unlimited. The first failed iteration
-    /// fails the Map with its own error and cancels the rest. ToleratedFailure* are ignored.
+    /// An INLINE Map. Results keep item order. `MaxConcurrency` 0 = unlimited. The first failed
+    /// iteration fails the Map with its own error and cancels the rest.
     #[allow(clippy::too_many_arguments)]
     async fn run_map(
         &self,
@@ -712,16 +781,7 @@ impl Run {
         ctx: &Value,
         prev: &mut i64,
     ) -> Result<Value, StatesError> {
-        let items = match items_path {
-            IoPath::Default | IoPath::Null => eff.clone(),
-            IoPath::Path(p) => p.query(&eff, ctx)?,
-        };
-        let Value::Array(items) = items else {
-            return Err(StatesError::runtime(format!(
-                "Map state '{}': ItemsPath does not select an array",
-                state.name
-            )));
-        };
+        let items = select_items(state, items_path, &eff, ctx)?;
         let n = items.len();
         let start = self.record(
             prev,
@@ -748,7 +808,7 @@ impl Run {
                 }
                 None => item,
             };
-            match self.run_machine(processor, input, &mut p).await {
+            match self.run_machine(processor, input, None, &mut p).await {
                 Ok(v) => {
                     self.record(
                         &mut p,
@@ -790,6 +850,26 @@ impl Run {
                 Err(e)
             }
         }
+    }
+}
+
+/// The array `ItemsPath` selects from the effective input.
+fn select_items(
+    state: &State,
+    items_path: &IoPath,
+    eff: &Value,
+    ctx: &Value,
+) -> Result<Vec<Value>, StatesError> {
+    let items = match items_path {
+        IoPath::Default | IoPath::Null => eff.clone(),
+        IoPath::Path(p) => p.query(eff, ctx)?,
+    };
+    match items {
+        Value::Array(items) => Ok(items),
+        _ => Err(StatesError::runtime(format!(
+            "Map state '{}': ItemsPath does not select an array",
+            state.name
+        ))),
     }
 }
 

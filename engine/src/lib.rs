@@ -8,7 +8,8 @@
 //!
 //! Each module imports only modules of the layers above it in this list (no cycles):
 //!
-//! 1. [`error`], [`quotas`], [`config`]: error types and names, AWS quotas and name rules, the
+//! 1. [`error`], [`quotas`], [`objects`], [`config`]: error types and names, AWS quotas and name
+//!    rules, the object-store port of Distributed Maps ([`ObjectStore`], [`FolderObjects`]), the
 //!    engine's configuration and its Lambda port;
 //! 2. [`asl`]: the definition model, compiled once at parse time
 //!    (`jsonpath` → `intrinsics` → `template` → `paths` → `choice`, `retry` → `parse`);
@@ -16,11 +17,25 @@
 //! 4. [`broker`]: activity tasks waiting for workers, answers routed back by task token;
 //! 5. [`endpoint`]: the loopback HTTP server speaking the Step Functions JSON protocol for
 //!    activity workers (`aws-sdk-sfn` with `endpoint_url`); uses only the broker;
-//! 6. [`execution`]: one execution's record, status and result;
-//! 7. `interpreter`: runs one execution state by state (private);
+//! 6. [`execution`]: one execution's record, status and result; Map Runs; the registry of every
+//!    execution (top-level and Distributed Map children);
+//! 7. `interpreter`: runs one execution state by state (private); its `distributed` part runs a
+//!    Distributed Map as a Map Run of child executions;
 //! 8. [`engine`]: the embedding API, [`Engine`].
 //!
 //! Every wait is divided by [`EngineConfig::time_scale`].
+//!
+//! # Distributed Map
+//!
+//! A Map whose `ItemProcessor.ProcessorConfig.Mode` is `DISTRIBUTED` runs each item as a child
+//! workflow execution with its own history (and 25,000-event limit), as
+//! <https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html> describes;
+//! the parent's history only records the Map Run (`MapRunStarted`, `MapRunSucceeded`/`Failed`/
+//! `Aborted`). [`Engine::map_runs`], [`Engine::describe_map_run`], [`Engine::child_executions`]
+//! and [`Engine::list_executions_including_children`] show them; [`Engine::history`] takes a
+//! child's ARN. [`ExecutionResult::counts`] includes the children's counts,
+//! [`ExecutionResult::own_counts`] does not. `ItemReader` and `ResultWriter` go through
+//! [`EngineConfig::objects`].
 
 pub mod asl;
 pub mod broker;
@@ -31,12 +46,16 @@ pub mod error;
 pub mod execution;
 pub mod history;
 mod interpreter;
+pub mod objects;
 pub mod quotas;
 
 pub use broker::{ActivityBroker, ActivityInfo, BrokerError, ClaimEvent, ClaimedTask, PendingTask};
 pub use config::{EngineConfig, LambdaInvoker, TaskFailure};
 pub use engine::{Engine, ExecutionHandle};
 pub use error::{DefinitionError, EngineError, StatesError};
-pub use execution::{ExecutionResult, ExecutionStatus, ExecutionSummary};
+pub use execution::{
+    ExecutionResult, ExecutionStatus, ExecutionSummary, MapRunItemCounts, MapRunSummary,
+};
 pub use history::{Counts, HistoryEvent};
+pub use objects::{FolderObjects, ObjectError, ObjectInfo, ObjectStore};
 pub use quotas::{MAX_HISTORY_EVENTS, MAX_PAYLOAD_BYTES};

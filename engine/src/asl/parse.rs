@@ -2,6 +2,7 @@
 //! Every error names the state and the field.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
@@ -20,6 +21,10 @@ pub struct StateMachine {
     pub states: BTreeMap<String, State>,
     /// Top-level `TimeoutSeconds` (execution timeout); ignored in branches.
     pub timeout_seconds: Option<u64>,
+    /// Whether some path of this (sub-)machine may read `$$.Execution.Input`. When not, the
+    /// interpreter leaves the execution input out of the context object it builds for every
+    /// state, instead of copying it each time.
+    pub reads_execution_input: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,11 +91,73 @@ pub enum Kind {
         /// ItemSelector, or the legacy Parameters of a Map.
         item_selector: Option<Template>,
         /// ItemProcessor, or the legacy Iterator.
-        processor: Box<StateMachine>,
-        /// 0 = unlimited.
+        processor: Arc<StateMachine>,
+        /// 0 = unlimited (INLINE) or AWS's default of 10,000 (DISTRIBUTED).
         max_concurrency: Seconds,
+        /// `ProcessorConfig.Mode` `DISTRIBUTED`: what only a Distributed Map has.
+        distributed: Option<Box<Distributed>>,
     },
 }
+
+/// A percentage given literally or by a path into the effective input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Percentage {
+    Fixed(f64),
+    Path(Path),
+}
+
+/// `ProcessorConfig.ExecutionType` of a Distributed Map's child workflow executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExecutionType {
+    Standard,
+    /// Run like STANDARD children by this engine (with their own history).
+    Express,
+}
+
+/// The fields of a Distributed Map
+/// (<https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html>).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distributed {
+    pub execution_type: ChildExecutionType,
+    /// Where the items come from instead of `ItemsPath`.
+    pub item_reader: Option<ItemReader>,
+    pub result_writer: Option<ResultWriter>,
+    pub tolerated_failure_count: Option<Seconds>,
+    pub tolerated_failure_percentage: Option<Percentage>,
+    /// Names the Map Run and child state machine (`<machine>/<Label>`); default: the state name.
+    pub label: Option<String>,
+}
+
+/// The S3 read an `ItemReader` makes
+/// (<https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemSource {
+    /// `arn:aws:states:::s3:getObject` with `ReaderConfig.InputType` `JSON`: the object is a
+    /// JSON array whose elements are the items.
+    JsonObject,
+    /// `arn:aws:states:::s3:listObjectsV2`: one item per object under `Prefix`
+    /// (`{"Key", "Size", "LastModified", "StorageClass"}`).
+    ListObjects,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemReader {
+    pub source: ItemSource,
+    /// `Bucket` and `Key` (getObject) or `Bucket` and `Prefix` (listObjectsV2); `.$` allowed.
+    pub parameters: Template,
+    /// `ReaderConfig.MaxItems(Path)`: read at most this many items.
+    pub max_items: Option<Seconds>,
+}
+
+/// `ResultWriter` with `arn:aws:states:::s3:putObject`: `Bucket` and `Prefix` (`.$` allowed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultWriter {
+    pub parameters: Template,
+}
+
+pub const S3_GET_OBJECT: &str = "arn:aws:states:::s3:getObject";
+pub const S3_LIST_OBJECTS_V2: &str = "arn:aws:states:::s3:listObjectsV2";
+pub const S3_PUT_OBJECT: &str = "arn:aws:states:::s3:putObject";
 
 impl Kind {
     pub fn type_name(&self) -> &'static str {
@@ -150,8 +217,12 @@ fn allowed(ty: &str) -> Option<Vec<&'static str>> {
         }
         "Map" => {
             v.extend(IO.iter().chain(&FLOW).chain(&RESULT));
-            // ToleratedFailure* and Label are accepted and ignored (no Distributed Map).
+            // ItemReader, ItemBatcher, ResultWriter, ToleratedFailure* and Label are checked
+            // against ProcessorConfig.Mode when the Map is parsed.
             v.extend([
+                "ItemReader",
+                "ItemBatcher",
+                "ResultWriter",
                 "ItemsPath",
                 "ItemSelector",
                 "ItemProcessor",
@@ -245,7 +316,39 @@ fn parse_machine(obj: &Map<String, Value>, scope: &str) -> Result<StateMachine, 
         start_at,
         states,
         timeout_seconds: None,
+        reads_execution_input: obj.values().any(may_read_execution_input),
     })
+}
+
+/// Context fields that never lead to `$$.Execution.Input`.
+const CONTEXT_FIELDS_WITHOUT_INPUT: [&str; 8] = [
+    ".Execution.Id",
+    ".Execution.Name",
+    ".Execution.StartTime",
+    ".Execution.RoleArn",
+    ".StateMachine",
+    ".State",
+    ".Map",
+    ".Task",
+];
+
+/// Whether a string of the definition may read the execution input: every `$$` in it must be
+/// followed by one of [`CONTEXT_FIELDS_WITHOUT_INPUT`] (then a non-name character) for the
+/// answer to be no; `$$`, `$$.Execution`, `$$..x` or `$$['Execution']` count as reading it.
+fn may_read_execution_input(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.match_indices("$$").any(|(i, _)| {
+            let rest = &s[i + 2..];
+            !CONTEXT_FIELDS_WITHOUT_INPUT.iter().any(|f| {
+                rest.strip_prefix(f).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            })
+        }),
+        Value::Array(a) => a.iter().any(may_read_execution_input),
+        Value::Object(o) => o.values().any(may_read_execution_input),
+        _ => false,
+    }
 }
 
 fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionError> {
@@ -422,14 +525,36 @@ fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionEr
             let po = proc
                 .as_object()
                 .ok_or_else(|| e(format!("{field} must be an object")))?;
-            if let Some(mode) = po.get("ProcessorConfig").and_then(|c| c.get("Mode"))
-                && mode != "INLINE"
-            {
-                return Err(e(format!(
-                    "{field}.ProcessorConfig.Mode {mode} is not supported (only INLINE)"
-                )));
-            }
+            let distributed_mode = processor_mode(po, field).map_err(e)?;
+            let mut po = po.clone();
+            po.remove("ProcessorConfig");
+            let po = &po;
             let processor = parse_machine(po, &format!("{scope}state {name:?} {field}: "))?;
+            let distributed = match distributed_mode {
+                Some(execution_type) => {
+                    Some(Box::new(parse_distributed(obj, execution_type).map_err(e)?))
+                }
+                None => {
+                    for f in [
+                        "ItemReader",
+                        "ItemBatcher",
+                        "ResultWriter",
+                        "ToleratedFailurePercentage",
+                        "ToleratedFailurePercentagePath",
+                        "ToleratedFailureCount",
+                        "ToleratedFailureCountPath",
+                        "Label",
+                    ] {
+                        if obj.contains_key(f) {
+                            return Err(e(format!(
+                                "field {f} is only allowed in a Distributed Map \
+                                 ({field}.ProcessorConfig.Mode DISTRIBUTED)"
+                            )));
+                        }
+                    }
+                    None
+                }
+            };
             let item_selector = match (template("ItemSelector")?, template("Parameters")?) {
                 (Some(_), Some(_)) => {
                     return Err(e(
@@ -439,11 +564,15 @@ fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionEr
                 (a, b) => a.or(b),
             };
             let items_path = io_path("ItemsPath", false)?;
+            if obj.contains_key("ItemsPath") && obj.contains_key("ItemReader") {
+                return Err(e("only one of ItemsPath and ItemReader may be given".into()));
+            }
             Kind::Map {
                 items_path,
                 item_selector,
-                processor: Box::new(processor),
+                processor: Arc::new(processor),
                 max_concurrency: seconds("MaxConcurrency")?.unwrap_or(Seconds::Fixed(0)),
+                distributed,
             }
         }
         _ => unreachable!("checked by allowed()"),
@@ -485,6 +614,274 @@ fn parse_state(name: &str, v: &Value, scope: &str) -> Result<State, DefinitionEr
         catch,
         next,
     })
+}
+
+/// `ProcessorConfig`: `None` for INLINE (the default, and the legacy Iterator), the child
+/// execution type for DISTRIBUTED.
+fn processor_mode(
+    po: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<ChildExecutionType>, String> {
+    let Some(pc) = po.get("ProcessorConfig") else {
+        return Ok(None);
+    };
+    let at = format!("{field}.ProcessorConfig");
+    check_keys(pc, &at, &["Mode", "ExecutionType"])?;
+    let mode = match pc.get("Mode") {
+        None => "INLINE",
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => return Err(format!("{at}.Mode must be INLINE or DISTRIBUTED")),
+    };
+    let ty = pc.get("ExecutionType");
+    match mode {
+        "INLINE" => match ty {
+            None => Ok(None),
+            Some(_) => Err(format!(
+                "{at}.ExecutionType is only allowed with Mode DISTRIBUTED"
+            )),
+        },
+        "DISTRIBUTED" => {
+            if field == "Iterator" {
+                return Err(format!(
+                    "{at}.Mode DISTRIBUTED needs ItemProcessor (not the legacy Iterator)"
+                ));
+            }
+            match ty.and_then(Value::as_str) {
+                Some("STANDARD") => Ok(Some(ChildExecutionType::Standard)),
+                Some("EXPRESS") => Ok(Some(ChildExecutionType::Express)),
+                _ => Err(format!(
+                    "{at}.ExecutionType must be STANDARD or EXPRESS with Mode DISTRIBUTED"
+                )),
+            }
+        }
+        other => Err(format!(
+            "{at}.Mode {other:?} is not supported (INLINE or DISTRIBUTED)"
+        )),
+    }
+}
+
+/// The Distributed-only fields of a Map state
+/// (<https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html>).
+fn parse_distributed(
+    obj: &Map<String, Value>,
+    execution_type: ChildExecutionType,
+) -> Result<Distributed, String> {
+    if obj.contains_key("ItemBatcher") {
+        return Err(
+            "field ItemBatcher is not supported by the local engine (one item per child execution)"
+                .into(),
+        );
+    }
+    let item_reader = obj.get("ItemReader").map(parse_item_reader).transpose()?;
+    let result_writer = obj
+        .get("ResultWriter")
+        .map(parse_result_writer)
+        .transpose()?;
+    let count = match (
+        obj.get("ToleratedFailureCount"),
+        obj.get("ToleratedFailureCountPath"),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "only one of ToleratedFailureCount and ToleratedFailureCountPath may be given"
+                    .into(),
+            );
+        }
+        (Some(v), None) => Some(Seconds::Fixed(
+            v.as_u64()
+                .ok_or("field ToleratedFailureCount must be a non-negative integer")?,
+        )),
+        (None, Some(p)) => Some(Seconds::Path(path_value(p, "ToleratedFailureCountPath")?)),
+        (None, None) => None,
+    };
+    let percentage = match (
+        obj.get("ToleratedFailurePercentage"),
+        obj.get("ToleratedFailurePercentagePath"),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err("only one of ToleratedFailurePercentage and \
+                        ToleratedFailurePercentagePath may be given"
+                .into());
+        }
+        (Some(v), None) => Some(Percentage::Fixed(
+            v.as_f64()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or("field ToleratedFailurePercentage must be a number from 0 to 100")?,
+        )),
+        (None, Some(p)) => Some(Percentage::Path(path_value(
+            p,
+            "ToleratedFailurePercentagePath",
+        )?)),
+        (None, None) => None,
+    };
+    let label = match obj.get("Label") {
+        None => None,
+        Some(Value::String(l))
+            if !l.is_empty()
+                && l.chars().count() <= 40
+                && l.chars().all(|c| {
+                    !c.is_whitespace() && !c.is_control() && !"<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
+                }) =>
+        {
+            Some(l.clone())
+        }
+        Some(_) => {
+            return Err("field Label must be a string of 1-40 characters without \
+                        whitespace or any of <>{}[]?*\"#%\\^|~`$&,;:/"
+                .into());
+        }
+    };
+    Ok(Distributed {
+        execution_type,
+        item_reader,
+        result_writer,
+        tolerated_failure_count: count,
+        tolerated_failure_percentage: percentage,
+        label,
+    })
+}
+
+fn path_value(v: &Value, field: &str) -> Result<Path, String> {
+    let p = v
+        .as_str()
+        .ok_or_else(|| format!("field {field} must be a string"))?;
+    Path::parse(p).map_err(|m| format!("field {field}: {m}"))
+}
+
+fn parse_item_reader(v: &Value) -> Result<ItemReader, String> {
+    let at = "ItemReader";
+    check_keys(v, at, &["Resource", "ReaderConfig", "Parameters"])?;
+    let resource = v
+        .get("Resource")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{at}.Resource must be a string"))?;
+    let rc = v.get("ReaderConfig");
+    if let Some(rc) = rc {
+        check_keys(
+            rc,
+            &format!("{at}.ReaderConfig"),
+            &["InputType", "MaxItems", "MaxItemsPath"],
+        )?;
+    }
+    let input_type = rc.and_then(|c| c.get("InputType"));
+    let source = match resource {
+        S3_GET_OBJECT => match input_type.and_then(Value::as_str) {
+            Some("JSON") => ItemSource::JsonObject,
+            Some(other) => {
+                return Err(format!(
+                    "{at}.ReaderConfig.InputType {other:?} is not supported by the local engine \
+                     (JSON is)"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{at}.ReaderConfig.InputType is required with {S3_GET_OBJECT} (JSON)"
+                ));
+            }
+        },
+        S3_LIST_OBJECTS_V2 => {
+            if input_type.is_some() {
+                return Err(format!(
+                    "{at}.ReaderConfig.InputType is not allowed with {S3_LIST_OBJECTS_V2}"
+                ));
+            }
+            ItemSource::ListObjects
+        }
+        other => {
+            return Err(format!(
+                "{at}.Resource {other:?} is not supported ({S3_GET_OBJECT} or {S3_LIST_OBJECTS_V2})"
+            ));
+        }
+    };
+    let max_items = match (
+        rc.and_then(|c| c.get("MaxItems")),
+        rc.and_then(|c| c.get("MaxItemsPath")),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{at}.ReaderConfig: only one of MaxItems and MaxItemsPath may be given"
+            ));
+        }
+        (Some(n), None) => Some(Seconds::Fixed(n.as_u64().ok_or_else(|| {
+            format!("{at}.ReaderConfig.MaxItems must be a non-negative integer")
+        })?)),
+        (None, Some(p)) => Some(Seconds::Path(path_value(
+            p,
+            &format!("{at}.ReaderConfig.MaxItemsPath"),
+        )?)),
+        (None, None) => None,
+    };
+    let params = v
+        .get("Parameters")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| format!("{at}.Parameters must be an object"))?;
+    let (want, required): (&[&str], usize) = match source {
+        ItemSource::JsonObject => (&["Bucket", "Key"], 2),
+        ItemSource::ListObjects => (&["Bucket", "Prefix"], 1),
+    };
+    let parameters = s3_parameters(params, &format!("{at}.Parameters"), want, required)?;
+    Ok(ItemReader {
+        source,
+        parameters,
+        max_items,
+    })
+}
+
+fn parse_result_writer(v: &Value) -> Result<ResultWriter, String> {
+    let at = "ResultWriter";
+    if v.get("WriterConfig").is_some() {
+        return Err(format!(
+            "{at}.WriterConfig is not supported by the local engine (results are written \
+             untransformed, as JSON)"
+        ));
+    }
+    check_keys(v, at, &["Resource", "Parameters"])?;
+    match v.get("Resource").and_then(Value::as_str) {
+        Some(S3_PUT_OBJECT) => {}
+        Some(other) => {
+            return Err(format!(
+                "{at}.Resource {other:?} is not supported ({S3_PUT_OBJECT})"
+            ));
+        }
+        None => return Err(format!("{at}.Resource must be a string")),
+    }
+    let params = v
+        .get("Parameters")
+        .filter(|p| p.is_object())
+        .ok_or_else(|| format!("{at}.Parameters must be an object"))?;
+    Ok(ResultWriter {
+        parameters: s3_parameters(
+            params,
+            &format!("{at}.Parameters"),
+            &["Bucket", "Prefix"],
+            1,
+        )?,
+    })
+}
+
+/// Checks an S3 Parameters object: only `allowed` fields (each possibly as `<field>.$`), and the
+/// first `required` of them present. Compiles it as a payload template.
+fn s3_parameters(
+    params: &Value,
+    at: &str,
+    allowed: &[&str],
+    required: usize,
+) -> Result<Template, String> {
+    let obj = params
+        .as_object()
+        .ok_or_else(|| format!("{at} must be an object"))?;
+    for k in obj.keys() {
+        let base = k.strip_suffix(".$").unwrap_or(k);
+        if !allowed.contains(&base) {
+            return Err(format!("{at}: unknown field {k}"));
+        }
+    }
+    for f in &allowed[..required] {
+        if !obj.contains_key(*f) && !obj.contains_key(&format!("{f}.$")) {
+            return Err(format!("{at}.{f} is required"));
+        }
+    }
+    Template::compile(params).map_err(|m| format!("{at}: {m}"))
 }
 
 fn error_equals(v: &Value, at: &str, last: bool) -> Result<Vec<String>, String> {
@@ -621,6 +1018,28 @@ mod tests {
         assert_eq!(a.retry[0].interval_seconds, 1.0);
         assert_eq!(a.retry[0].backoff_rate, 2.0);
         assert_eq!(a.retry[1].max_attempts, 0);
+    }
+
+    #[test]
+    fn finds_reads_of_the_execution_input() {
+        let m = |p: &str| {
+            parse_definition(&json!({"StartAt": "A", "States": {"A": {"Type": "Pass",
+                "Parameters": {"x.$": p}, "End": true}}}))
+            .unwrap()
+            .reads_execution_input
+        };
+        assert!(!m("$.a"));
+        assert!(!m("$$.Execution.Id"));
+        assert!(!m("$$.Map.Item.Value"));
+        assert!(!m(
+            "States.Format('{}-{}', $$.Execution.Name, $$.State.EnteredTime)"
+        ));
+        assert!(m("$$.Execution.Input.x"));
+        assert!(m("$$.Execution"));
+        assert!(m("$$.Execution.IdX"));
+        assert!(m("$$"));
+        assert!(m("$$..Input"));
+        assert!(m("States.JsonToString($$.Execution.Input)"));
     }
 
     #[test]

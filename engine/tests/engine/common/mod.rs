@@ -125,3 +125,31 @@ pub async fn run(engine: &Engine, def: &Value, input: Value) -> ExecutionResult 
 pub fn single(state: Value) -> Value {
     serde_json::json!({"StartAt": "S", "States": {"S": state}})
 }
+
+/// A fresh empty folder under the system temp dir, for a `FolderObjects` store.
+pub fn temp_folder(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("boa-engine-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("create temp folder");
+    dir
+}
+
+/// An engine whose Distributed Maps read and write objects in `folder`.
+pub fn engine_with_objects(fake: Arc<Fake>, folder: &std::path::Path, max_events: usize) -> Engine {
+    Engine::new(
+        EngineConfig {
+            time_scale: 1000.0,
+            seed: 42,
+            poll_wait: Duration::from_millis(300),
+            max_history_events: max_events,
+            objects: Some(Arc::new(engine::FolderObjects::new(folder))),
+            ..EngineConfig::default()
+        },
+        fake,
+    )
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .expect("JSON file")
+}
