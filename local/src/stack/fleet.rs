@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use boa_aws::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, tags};
 use boa_core::worker_env::vars;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::faults::{Dice, Faults};
 
@@ -31,7 +31,7 @@ pub struct LocalFleetConfig {
     pub endpoint_url: String,
     /// The folder `pipeline.toml` lives in: scripts are relative to it.
     pub scripts_dir: PathBuf,
-    /// Logs (`w_<id>.log`), tag files and work folders go below it.
+    /// The run's own folder: logs (`logs/w_<id>.log`), tag files and work folders go below it.
     pub run_dir: PathBuf,
     /// Simulated boot time (real time, already scaled).
     pub boot_time: Duration,
@@ -42,7 +42,8 @@ pub struct LocalFleetConfig {
 }
 
 /// How often each fleet call was made: the benchmark reports EC2 API requests per worker.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct FleetCounters {
     pub run_instances_calls: u64,
     pub instances_launched: u64,
@@ -288,6 +289,7 @@ impl LocalFleet {
                 ))
                 .process_group(0)
                 .kill_on_drop(true);
+            die_with_this_process(&mut cmd);
             {
                 let s = me.lock();
                 if s.shut_down
@@ -416,6 +418,29 @@ impl LocalFleet {
                 i.state = InstanceState::Terminated;
             }
         }
+    }
+}
+
+/// The worker gets SIGKILL when the process that started it dies, however it dies (SIGKILL of
+/// the CLI included): a local "instance" never outlives its run, and its scripts follow it through
+/// their guards (see the worker's `script` module). The kernel sends the signal when the *thread*
+/// that forked the worker exits; workers are started from the async runtime's worker threads,
+/// which live as long as the runtime, that is the run.
+fn die_with_this_process(cmd: &mut tokio::process::Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
+    // system calls (prctl, getppid); it allocates nothing on success.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The parent may have died between fork and prctl: then nobody would send the signal.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the run that started this worker is gone",
+                ));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -5,17 +5,36 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use boa_aws::ports::{ObjectInfo, Objects, PortError};
 
+#[derive(Debug, Clone)]
 pub struct LocalObjects {
     pub root: PathBuf,
+    /// Buckets kept somewhere else than `<root>/<bucket>` (a run's own artifact bucket).
+    elsewhere: Vec<(String, PathBuf)>,
 }
 
 impl LocalObjects {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalObjects { root: root.into() }
+        LocalObjects {
+            root: root.into(),
+            elsewhere: vec![],
+        }
+    }
+
+    /// Keeps `bucket` in the folder `dir` instead of `<root>/<bucket>`.
+    pub fn with_bucket(mut self, bucket: &str, dir: impl Into<PathBuf>) -> Self {
+        self.elsewhere.push((bucket.to_string(), dir.into()));
+        self
+    }
+
+    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.elsewhere
+            .iter()
+            .find(|(b, _)| b == bucket)
+            .map_or_else(|| self.root.join(bucket), |(_, d)| d.clone())
     }
 
     pub fn path(&self, bucket: &str, key: &str) -> PathBuf {
-        self.root.join(bucket).join(key)
+        self.bucket_dir(bucket).join(key)
     }
 }
 
@@ -102,7 +121,7 @@ impl Objects for LocalObjects {
     /// Prefixes are taken to end at a `/` (the only kind build-on-aws lists under).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
         check_key(prefix)?;
-        let base = self.root.join(bucket);
+        let base = self.bucket_dir(bucket);
         let mut out = vec![];
         list_files(
             &self.path(bucket, prefix.trim_end_matches('/')),
