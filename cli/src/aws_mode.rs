@@ -61,6 +61,11 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     println!("execution: {arn}");
     println!("console:   {}", console_url(&arn));
     if !cli.run.wait {
+        if cli.common.html.is_some() {
+            eprintln!(
+                "build-on-aws: --html writes the report when the run ends: add --wait, or later run `build-on-aws status {arn} --html FILE`"
+            );
+        }
         return Ok(Outcome::Started);
     }
     let requested = input.requested_tasks(&p).unwrap_or_default();
@@ -187,6 +192,7 @@ fn write_html(
         history,
         counts: None,
         time_scale: 1.0,
+        workers: &[],
     });
     std::fs::write(path, page)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;

@@ -32,6 +32,16 @@ pub struct Counts {
     pub instances_launched: u64,
 }
 
+/// A worker instance's life: launched, booted (its worker running), gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSpan {
+    pub id: String,
+    pub step: String,
+    pub launched: chrono::DateTime<chrono::Utc>,
+    pub running: Option<chrono::DateTime<chrono::Utc>>,
+    pub ended: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Everything the page shows.
 pub struct Report<'a> {
     pub title: &'a str,
@@ -45,6 +55,8 @@ pub struct Report<'a> {
     pub counts: Option<Counts>,
     /// Pipeline time = real time × this (local mode); 1 on AWS.
     pub time_scale: f64,
+    /// The workers' lives, when known (local runs; empty for an AWS execution).
+    pub workers: &'a [WorkerSpan],
 }
 
 /// Step Functions Standard workflows' list price per state transition (USD), for the estimate.
@@ -548,9 +560,14 @@ fn timeline(r: &Report, order: &[String]) -> String {
         .history
         .iter()
         .filter_map(|e| e.timestamp)
-        .min()
-        .or_else(|| atts.iter().filter_map(|a| a.scheduled).min());
-    let t_end = r.history.iter().filter_map(|e| e.timestamp).max();
+        .chain(r.workers.iter().map(|w| w.launched))
+        .min();
+    let t_end = r
+        .history
+        .iter()
+        .filter_map(|e| e.timestamp)
+        .chain(r.workers.iter().filter_map(|w| w.ended))
+        .max();
     let (Some(t0), Some(t_end)) = (t0, t_end) else {
         return "<p class=\"muted\">No history to draw a timeline from.</p>\n".into();
     };
@@ -571,14 +588,25 @@ fn timeline(r: &Report, order: &[String]) -> String {
             }
         )
     };
+    // An activity is named `<stack>-<Step>`: the step's own name is what the page shows.
+    let step_of = |w: &WorkerSpan| {
+        r.pipeline
+            .steps
+            .iter()
+            .find(|s| w.step == s.name || w.step.ends_with(&format!("-{}", s.name)))
+            .map_or_else(|| w.step.clone(), |s| s.name.clone())
+    };
+    let worker_label = |w: &WorkerSpan| format!("worker {} ({})", w.id, step_of(w));
     let longest = atts
         .iter()
         .map(|a| label(a).chars().count())
+        .chain(r.workers.iter().map(|w| worker_label(w).chars().count()))
         .max()
         .unwrap_or(10);
     let (label_w, chart_w, row_h, top) = (longest as f64 * 7.0 + 16.0, 760.0, 18.0, 26.0);
     let x = |s: f64| label_w + s / total * chart_w;
-    let height = top + atts.len() as f64 * row_h + 10.0;
+    let rows = atts.len() + r.workers.len();
+    let height = top + rows as f64 * row_h + 10.0;
     let width = label_w + chart_w + 20.0;
     let mut svg = format!(
         "<svg id=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" style=\"max-width:100%;height:auto\" viewBox=\"0 0 {width:.0} {height:.0}\" role=\"img\" aria-label=\"timeline\">"
@@ -641,9 +669,45 @@ fn timeline(r: &Report, order: &[String]) -> String {
             );
         }
     }
+    // Then each worker's life: booting, then its worker process running (busy or idle).
+    for (j, w) in r.workers.iter().enumerate() {
+        let y = top + (atts.len() + j) as f64 * row_h;
+        let name = worker_label(w);
+        let _ = write!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#5a6272\">{}</text>",
+            label_w - 8.0,
+            y + 12.0,
+            esc(&name)
+        );
+        let l = secs(w.launched);
+        let up = w.running.map(secs);
+        let end = w.ended.map_or(total, secs);
+        let boot_end = up.unwrap_or(end);
+        let _ = write!(
+            svg,
+            "<rect class=\"boot\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"9\" fill=\"#8fa3c4\"><title>{}: booting {}</title></rect>",
+            x(l),
+            y + 4.0,
+            (x(boot_end) - x(l)).max(1.0),
+            esc(&name),
+            esc(&human((boot_end - l) * r.time_scale))
+        );
+        if let Some(up) = up {
+            let _ = write!(
+                svg,
+                "<rect class=\"alive\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"9\" fill=\"#e6ebf3\" stroke=\"#8fa3c4\" stroke-width=\"0.8\"><title>{}: worker running {}</title></rect>",
+                x(up),
+                y + 4.0,
+                (x(end) - x(up)).max(1.0),
+                esc(&name),
+                esc(&human((end - up) * r.time_scale))
+            );
+        }
+    }
     svg.push_str("</svg>\n");
     let mut h = format!(
-        "<div class=\"legend\"><span><i style=\"background:#c9d3e3\"></i>waiting for a worker (boot)</span><span><i style=\"background:#2e9d5f\"></i>ran, succeeded</span><span><i style=\"background:#d33f49\"></i>ran, failed</span><span><i style=\"background:#e08a1e\"></i>stopped while running</span> <span class=\"muted\">pipeline time: {}",
+        "<div class=\"legend\"><span><i style=\"background:#8fa3c4\"></i>worker booting</span><span><i style=\"background:#e6ebf3;border:1px solid #8fa3c4\"></i>worker running</span><span><i style=\"background:#c9d3e3\"></i>task waiting for a worker</span><span><i style=\"background:#2e9d5f\"></i>ran, succeeded</span><span><i style=\"background:#d33f49\"></i>ran, failed</span><span><i style=\"background:#e08a1e\"></i>stopped while running</span> <span class=\"muted\">pipeline time: {}",
         esc(&human(pipeline_total))
     );
     if (r.time_scale - 1.0).abs() > f64::EPSILON {
@@ -773,6 +837,7 @@ mod tests {
             history: &[],
             counts: None,
             time_scale: 100.0,
+            workers: &[],
         });
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(!page.contains("<img src=x"), "{page}");

@@ -55,16 +55,15 @@ impl Signals {
     /// The next signal: (number, name).
     async fn next(&mut self) -> (i32, &'static str) {
         tokio::select! {
-            _ = self.int.recv() => (libc_sig::SIGINT, "SIGINT"),
-            _ = self.term.recv() => (libc_sig::SIGTERM, "SIGTERM"),
+            _ = self.int.recv() => (SIGINT, "SIGINT"),
+            _ = self.term.recv() => (SIGTERM, "SIGTERM"),
         }
     }
 }
 
-mod libc_sig {
-    pub const SIGINT: i32 = 2;
-    pub const SIGTERM: i32 = 15;
-}
+/// Signal numbers (Linux): a run stopped by one exits 128 + its number.
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
 
 /// The live progress: one updating line with a bar on a terminal, one line per change otherwise.
 struct Live {
@@ -229,6 +228,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     // Every worker and script of the run is gone before the record says the run ended.
     stack.shutdown().await;
     record.fleet = stack.fleet().counters();
+    record.instances = stack.fleet().spans();
     record.ended = Some(chrono::Utc::now());
     if let Err(e) = record
         .save_history(&run_dir, &history)
@@ -274,6 +274,17 @@ fn write_html(
             instances_launched: record.fleet.instances_launched,
         }),
         time_scale: record.time_scale,
+        workers: &record
+            .instances
+            .iter()
+            .map(|i| html::WorkerSpan {
+                id: i.id.clone(),
+                step: i.step.clone(),
+                launched: i.launched,
+                running: i.running,
+                ended: i.ended,
+            })
+            .collect::<Vec<_>>(),
     });
     std::fs::write(path, page)
         .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;

@@ -61,11 +61,25 @@ pub struct FleetCounters {
     pub peak_alive_per_activity: BTreeMap<String, u64>,
 }
 
+/// One instance's life, for the run report's timeline: launched, its worker running (after the
+/// simulated boot), gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpan {
+    pub id: String,
+    /// The step it serves (its activity's name, or the step of a hand-started worker).
+    pub step: String,
+    pub launched: chrono::DateTime<Utc>,
+    pub running: Option<chrono::DateTime<Utc>>,
+    pub ended: Option<chrono::DateTime<Utc>>,
+}
+
 struct Inst {
     id: String,
     state: InstanceState,
     instance_type: String,
     launch_time: chrono::DateTime<Utc>,
+    running_since: Option<chrono::DateTime<Utc>>,
+    ended_at: Option<chrono::DateTime<Utc>>,
     tags: BTreeMap<String, String>,
     tags_file: PathBuf,
     pid: Option<u32>,
@@ -208,6 +222,8 @@ impl LocalFleet {
                 state: InstanceState::Pending,
                 instance_type: "by-hand".into(),
                 launch_time: Utc::now(),
+                running_since: None,
+                ended_at: None,
                 tags: BTreeMap::new(),
                 tags_file: PathBuf::new(),
                 pid: None,
@@ -306,6 +322,7 @@ impl LocalFleet {
                     tracing::error!(instance = %id, error = %e, "cannot start worker process");
                     if let Some(i) = me.lock().instances.get_mut(&id) {
                         i.state = InstanceState::Terminated;
+                        i.ended_at = Some(Utc::now());
                     }
                     return;
                 }
@@ -314,6 +331,7 @@ impl LocalFleet {
                 let mut s = me.lock();
                 if let Some(i) = s.instances.get_mut(&id) {
                     i.state = InstanceState::Running;
+                    i.running_since = Some(Utc::now());
                     i.pid = child.id();
                     i.tags_file = tags_file;
                 }
@@ -324,6 +342,7 @@ impl LocalFleet {
             let mut s = me.lock();
             if let Some(i) = s.instances.get_mut(&id) {
                 i.state = InstanceState::Terminated;
+                i.ended_at.get_or_insert_with(Utc::now);
                 i.pid = None;
             }
         });
@@ -340,6 +359,7 @@ impl LocalFleet {
             {
                 tracing::info!(instance = %id, "fault: booted without a worker");
                 i.state = InstanceState::Running;
+                i.running_since = Some(Utc::now());
             }
         });
     }
@@ -417,7 +437,29 @@ impl LocalFleet {
             if i.state.is_live() {
                 i.state = InstanceState::Terminated;
             }
+            i.ended_at.get_or_insert_with(Utc::now);
         }
+    }
+
+    /// Every instance's life so far, in launch order.
+    pub fn spans(&self) -> Vec<InstanceSpan> {
+        let s = self.lock();
+        let mut v: Vec<InstanceSpan> = s
+            .instances
+            .values()
+            .map(|i| InstanceSpan {
+                id: i.id.clone(),
+                step: i.hand.clone().unwrap_or_else(|| {
+                    let a = i.tags.get(tags::ACTIVITY).cloned().unwrap_or_default();
+                    a.rsplit(':').next().unwrap_or_default().to_string()
+                }),
+                launched: i.launch_time,
+                running: i.running_since,
+                ended: i.ended_at,
+            })
+            .collect();
+        v.sort_by(|a, b| (a.launched, &a.id).cmp(&(b.launched, &b.id)));
+        v
     }
 }
 
@@ -508,6 +550,8 @@ impl Fleet for LocalFleet {
                     state: InstanceState::Pending,
                     instance_type: spec.instance_type.clone(),
                     launch_time: Utc::now(),
+                    running_since: None,
+                    ended_at: None,
                     tags: spec.tags.clone(),
                     tags_file: PathBuf::new(),
                     pid: None,
@@ -582,7 +626,10 @@ impl Fleet for LocalFleet {
             if let Some(i) = s.instances.get_mut(id) {
                 match i.pid {
                     Some(p) => Self::signal(p, nix::sys::signal::Signal::SIGTERM),
-                    None => i.state = InstanceState::Terminated,
+                    None => {
+                        i.state = InstanceState::Terminated;
+                        i.ended_at.get_or_insert_with(Utc::now);
+                    }
                 }
                 if i.state == InstanceState::Running {
                     i.state = InstanceState::ShuttingDown;

@@ -25,7 +25,7 @@ use serde_json::Value;
 use statemachine_gen::Arns;
 
 pub use faults::{Dice, Faults};
-pub use fleet::{FleetCounters, LocalFleet, LocalFleetConfig};
+pub use fleet::{FleetCounters, InstanceSpan, LocalFleet, LocalFleetConfig};
 pub use objects::LocalObjects;
 pub use record::RunRecord;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fleet::FleetCounters;
+use super::fleet::{FleetCounters, InstanceSpan};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -36,6 +36,9 @@ pub struct RunRecord {
     /// The process that runs it (to tell a RUNNING record whose process is gone).
     #[serde(default)]
     pub pid: Option<u32>,
+    /// Each worker instance's life (launch, worker running, gone).
+    #[serde(default)]
+    pub instances: Vec<InstanceSpan>,
 }
 
 fn one() -> f64 {
@@ -94,6 +97,7 @@ impl RunRecord {
             time_scale,
             lambda_invocations: Default::default(),
             pid: Some(std::process::id()),
+            instances: vec![],
         }
     }
 

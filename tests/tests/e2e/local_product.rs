@@ -333,6 +333,12 @@ fn the_html_report_renders_in_a_browser_with_every_task_and_failure() {
         dom.contains("data-step=\"MakeBinaryPackage\" data-class=\"mixed\""),
         "{dom}"
     );
+    // The timeline has every task attempt and every worker's boot.
+    assert!(
+        dom.contains("class=\"run\" data-attempt=\"MakeSourceTarball 4.28.2\""),
+        "{dom}"
+    );
+    assert!(dom.contains("class=\"boot\""), "{dom}");
     // `status --html` writes the same report again from the saved run.
     let again = cli.path().join("again.html");
     let st = cli.run(&["status", "--html", again.to_str().unwrap()]);
