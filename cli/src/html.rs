@@ -845,4 +845,79 @@ mod tests {
         // One script only: the page's own.
         assert_eq!(page.matches("<script>").count(), 1);
     }
+
+    #[test]
+    fn an_execution_read_from_its_history_alone_renders_the_same_sections() {
+        // The AWS case: no engine counts, no worker spans; results and timings from the history.
+        let t0 = chrono::Utc::now();
+        let at = |ms: i64| Some(t0 + chrono::Duration::milliseconds(ms));
+        let item: Item = [("version".to_string(), "4.28.2".to_string())].into();
+        let task = TaskRecord {
+            step: "MakeSourceTarball".into(),
+            item: item.clone(),
+            status: Status::Succeeded,
+            skip: None,
+            reason: None,
+            instance_id: Some("i-0abc".into()),
+            log_stream: Some("w_i-0abc".into()),
+            elapsed_s: Some(600.0),
+            attempts: Some(1),
+            error: None,
+            cause: None,
+        };
+        let results = NormalizedResults::new(vec![task]);
+        let ev = |id: i64, prev: i64, kind: EventType, ts, payload: Option<String>| HistoryEvent {
+            id,
+            previous_event_id: prev,
+            kind,
+            timestamp: ts,
+            resource: None,
+            state_name: None,
+            payload,
+            error: None,
+            cause: None,
+        };
+        let input =
+            serde_json::json!({"step": "MakeSourceTarball", "item": item, "mode": "normal"});
+        let history = vec![
+            ev(1, 0, EventType::ExecutionStarted, at(0), None),
+            ev(
+                2,
+                1,
+                EventType::ActivityScheduled,
+                at(1_000),
+                Some(input.to_string()),
+            ),
+            ev(3, 2, EventType::ActivityStarted, at(90_000), None),
+            ev(4, 3, EventType::ActivitySucceeded, at(690_000), None),
+            ev(5, 4, EventType::ExecutionSucceeded, at(700_000), None),
+        ];
+        let p = pipeline();
+        let page = render(&Report {
+            title: "run-1",
+            status: "SUCCEEDED",
+            execution_arn: "arn:aws:states:eu-west-1:1:execution:sm:run-1",
+            error: None,
+            cause: None,
+            pipeline: &p,
+            results: Some(&results),
+            history: &history,
+            counts: None,
+            time_scale: 1.0,
+            workers: &[],
+        });
+        assert!(
+            page.contains("data-task=\"MakeSourceTarball 4.28.2\""),
+            "{page}"
+        );
+        assert!(page.contains("class=\"run\" data-attempt=\"MakeSourceTarball 4.28.2\""));
+        assert!(page.contains("<td>history events</td><td>5</td>"), "{page}");
+        assert!(
+            !page.contains("state transitions"),
+            "not known for an AWS execution"
+        );
+        // Real time is pipeline time on AWS: no "real" beside it.
+        assert!(page.contains("pipeline time: 11m 40s</span>"), "{page}");
+        assert!(page.contains("10m 00s · i-0abc"), "{page}");
+    }
 }

@@ -79,7 +79,7 @@ impl Live {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {bar:30} {msg}")
+                indicatif::ProgressStyle::with_template("{spinner} {bar:20} {wide_msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             b.enable_steady_tick(Duration::from_millis(120));
