@@ -48,9 +48,16 @@ pub struct Cli {
 pub enum Cmd {
     /// Print the results of a finished (or failed) execution: an execution ARN (AWS), a local run
     /// name, or nothing for the latest local run.
+    ///
+    /// With --html FILE, also writes the run's report page; with --list, lists the local runs of
+    /// the run folder instead.
     Status {
         /// An execution ARN, or a local run name (default: the latest local run).
         execution: Option<String>,
+
+        /// List every local run of the run folder (name, status, start, counts), oldest first.
+        #[arg(long, conflicts_with = "execution")]
+        list: bool,
     },
 }
 
@@ -171,6 +178,13 @@ pub struct CommonArgs {
         global = true
     )]
     pub run_dir: PathBuf,
+
+    /// Also write the run's report to FILE: one self-contained HTML page (no network needed to
+    /// view it) with the pipeline graph coloured by outcome, a steps × items grid, each failure
+    /// with its error, cause and log tail, a timeline of tasks and worker boots, and the run's
+    /// counts. Works for a run (when it ends) and for `status` (local run or execution ARN).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub html: Option<PathBuf>,
 }
 
 /// AWS mode.
@@ -370,7 +384,13 @@ mod tests {
             &["--json", "--pipeline", "p.toml", "--run-dir", "r", "status"],
         ] {
             let c = parse(args).unwrap();
-            assert!(matches!(c.cmd, Some(Cmd::Status { execution: None })));
+            assert!(matches!(
+                c.cmd,
+                Some(Cmd::Status {
+                    execution: None,
+                    list: false
+                })
+            ));
             assert!(c.common.json, "{args:?}");
             assert_eq!(c.common.pipeline, PathBuf::from("p.toml"));
             assert_eq!(c.common.run_dir, PathBuf::from("r"));

@@ -7,8 +7,8 @@ use std::time::Duration;
 use boa_aws::ports::Executions;
 use boa_core::history_event::EventType;
 
-use crate::progress::{Progress, normalized_from_history};
-use crate::{Cli, CliError, Outcome, load_input, table};
+use crate::progress::{Progress, TaskKey, task_results};
+use crate::{Cli, CliError, Outcome, html, load_input, table};
 
 /// The Step Functions console page of an execution.
 pub fn console_url(execution_arn: &str) -> String {
@@ -61,20 +61,35 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     println!("execution: {arn}");
     println!("console:   {}", console_url(&arn));
     if !cli.run.wait {
+        if cli.common.html.is_some() {
+            eprintln!(
+                "build-on-aws: --html writes the report when the run ends: add --wait, or later run `build-on-aws status {arn} --html FILE`"
+            );
+        }
         return Ok(Outcome::Started);
     }
-    let total = input.requested_tasks(&p).map(|t| t.len()).unwrap_or(0);
-    follow(&sfn, &arn, total, cli.common.json, &p).await
+    let requested = input.requested_tasks(&p).unwrap_or_default();
+    follow(
+        &sfn,
+        &arn,
+        &requested,
+        cli.common.json,
+        cli.common.html.as_deref(),
+        &p,
+    )
+    .await
 }
 
 async fn follow(
     sfn: &aws_sdk_sfn::Client,
     arn: &str,
-    total: usize,
+    requested: &[TaskKey],
     json: bool,
+    html_path: Option<&Path>,
     p: &boa_core::Pipeline,
 ) -> Result<Outcome, CliError> {
     let ex = boa_aws::adapters::SfnExecutions(sfn.clone());
+    let start = std::time::Instant::now();
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(200));
     loop {
@@ -89,35 +104,50 @@ async fn follow(
             }
         };
         if let Ok(h) = ex.history(arn).await {
-            bar.set_message(Progress::from_history(&h).line(total, None));
+            bar.set_message(Progress::from_history(&h, requested).line(
+                requested.len(),
+                None,
+                start.elapsed(),
+                1.0,
+            ));
         }
         if status != "RUNNING" {
             bar.finish_and_clear();
             let h = ex.history(arn).await.unwrap_or_default();
-            return finish(&h, &status, json, p).await;
+            let results = results_of(&h).await?;
+            write_html(html_path, arn, &status, &h, p, results.as_ref())?;
+            return finish(results, &h, &status, json, p);
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
-async fn finish(
+/// The execution's task results: the object NormalizeResults named, read from S3 with the
+/// ambient credentials (or what had finished, for an execution that ended before it).
+async fn results_of(
+    history: &[boa_aws::ports::HistoryEvent],
+) -> Result<Option<boa_core::NormalizedResults>, CliError> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let objects = boa_aws::adapters::S3Objects::new(&aws);
+    task_results(history, &objects)
+        .await
+        .map_err(CliError::Failed)
+}
+
+fn finish(
+    results: Option<boa_core::NormalizedResults>,
     history: &[boa_aws::ports::HistoryEvent],
     status: &str,
     json: bool,
     p: &boa_core::Pipeline,
 ) -> Result<Outcome, CliError> {
     let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let objects = boa_aws::adapters::S3Objects::new(&aws);
-    let normalized = normalized_from_history(history, &objects)
-        .await
-        .map_err(CliError::Failed)?;
-    match normalized {
+    match results {
         Some(r) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                print!("{}", table::render(&r, &order));
+                print!("{}", table::render(&r, &order, 1.0));
             }
             if r.summary.failed > 0 || status != "SUCCEEDED" {
                 Ok(Outcome::Failed)
@@ -145,7 +175,51 @@ async fn finish(
     }
 }
 
-pub async fn status(arn: &str, json: bool, pipeline: &Path) -> Result<Outcome, CliError> {
+/// The report page of an execution, from its history (counts the history shows; Step Functions
+/// does not report transitions or launches).
+fn write_html(
+    path: Option<&Path>,
+    arn: &str,
+    status: &str,
+    history: &[boa_aws::ports::HistoryEvent],
+    p: &boa_core::Pipeline,
+    results: Option<&boa_core::NormalizedResults>,
+) -> Result<(), CliError> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let last_failure = history.iter().rev().find(|e| {
+        matches!(
+            e.kind,
+            EventType::ExecutionFailed | EventType::ExecutionAborted
+        )
+    });
+    let name = arn.rsplit(':').next().unwrap_or(arn);
+    let page = html::render(&html::Report {
+        title: name,
+        status,
+        execution_arn: arn,
+        error: last_failure.and_then(|e| e.error.as_deref()),
+        cause: last_failure.and_then(|e| e.cause.as_deref()),
+        pipeline: p,
+        results,
+        history,
+        counts: None,
+        time_scale: 1.0,
+        workers: &[],
+    });
+    std::fs::write(path, page)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    eprintln!("build-on-aws: report written to {}", path.display());
+    Ok(())
+}
+
+pub async fn status(
+    arn: &str,
+    json: bool,
+    html_path: Option<&Path>,
+    pipeline: &Path,
+) -> Result<Outcome, CliError> {
     let p = boa_core::Pipeline::load(pipeline).map_err(|e| CliError::BadInput(e.to_string()))?;
     let sfn = client().await;
     let status = sfn
@@ -163,10 +237,11 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> Result<Outcome, C
             .history(arn)
             .await
             .map(|h| {
-                let p = Progress::from_history(&h);
+                let r = crate::progress::attempts(&h);
+                let ended = r.iter().filter(|a| a.ended.is_some()).count();
                 format!(
-                    "{} succeeded, {} skipped, {} running so far",
-                    p.succeeded, p.skipped, p.running
+                    "{ended} task attempts ended, {} running so far",
+                    r.len() - ended
                 )
             })
             .unwrap_or_default();
@@ -179,7 +254,9 @@ pub async fn status(arn: &str, json: bool, pipeline: &Path) -> Result<Outcome, C
         .history(arn)
         .await
         .map_err(|e| CliError::Failed(format!("cannot read the history of {arn}: {e}")))?;
-    finish(&h, &status, json, &p).await
+    let results = results_of(&h).await?;
+    write_html(html_path, arn, &status, &h, &p, results.as_ref())?;
+    finish(results, &h, &status, json, &p)
 }
 
 #[cfg(test)]

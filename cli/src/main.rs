@@ -4,6 +4,7 @@
 
 mod args;
 mod aws_mode;
+mod html;
 mod local_mode;
 mod progress;
 mod table;
@@ -27,6 +28,8 @@ pub enum Outcome {
     Started,
     /// The run ended with a failed task, or the execution failed; the results say which.
     Failed,
+    /// A local run was stopped by this signal (SIGINT, SIGTERM): exit 128 + its number.
+    Interrupted(i32),
 }
 
 /// Why a command could not do its work; the message names the bad value and the fix.
@@ -46,7 +49,8 @@ impl fmt::Display for CliError {
     }
 }
 
-/// Exit codes: 0 nothing failed, 1 a task or the run failed, 2 bad input or usage.
+/// Exit codes: 0 nothing failed, 1 a task or the run failed, 2 bad input or usage, 130/143 a
+/// local run stopped by Ctrl-C (SIGINT) / SIGTERM.
 pub const EXIT_SUCCEEDED: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -56,6 +60,7 @@ fn exit_code(result: Result<Outcome, CliError>) -> u8 {
     match result {
         Ok(Outcome::Succeeded | Outcome::Started) => EXIT_SUCCEEDED,
         Ok(Outcome::Failed) => EXIT_FAILED,
+        Ok(Outcome::Interrupted(sig)) => u8::try_from(128 + sig).unwrap_or(EXIT_FAILED),
         Err(e) => {
             eprintln!("build-on-aws: {e}");
             match e {
@@ -80,7 +85,7 @@ fn pipeline_help(path: &Path) -> String {
         )),
     }
     s.push_str(
-        "\nExamples:\n  build-on-aws --local 4.28.2 ubuntu-22.04-jammy debian-12-bookworm\n  build-on-aws --local MakeSourceTarball --skip-ec2\n  build-on-aws --dry-run --mode test 4.28.2   # print the input, start nothing\n  build-on-aws --wait 4.28.2                 # on AWS (state machine ARN set), follow until done\n  build-on-aws status                        # results of the latest local run\n\nExit codes: 0 nothing failed, 1 a task failed, 2 bad input or configuration.",
+        "\nExamples:\n  build-on-aws --local 4.28.2 ubuntu-22.04-jammy debian-12-bookworm\n  build-on-aws --local MakeSourceTarball --skip-ec2\n  build-on-aws --dry-run --mode test 4.28.2   # print the input, start nothing\n  build-on-aws --wait 4.28.2                 # on AWS (state machine ARN set), follow until done\n  build-on-aws status                        # results of the latest local run\n  build-on-aws status --list                 # every local run of the run folder\n  build-on-aws status --html report.html     # the latest run's report page (also: a run, an ARN)\n\nCtrl-C stops a local run: the execution is stopped (ABORTED), its workers and scripts too, and\nthe run record is saved. Each local run keeps its logs, tags and work folders in\n<run dir>/runs/<run name>/, so several runs can share a run folder at once.\n\nExit codes: 0 nothing failed, 1 a task failed, 2 bad input or configuration, 130/143 a local\nrun stopped by SIGINT/SIGTERM.",
     );
     s
 }
@@ -174,11 +179,20 @@ pub fn load_input(
 
 /// Runs the command the arguments name.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    if let Some(Cmd::Status { execution }) = &cli.cmd {
+    if let Some(Cmd::Status { execution, list }) = &cli.cmd {
         let c = &cli.common;
         return match execution.as_deref() {
-            Some(e) if e.starts_with("arn:") => aws_mode::status(e, c.json, &c.pipeline).await,
-            other => local_mode::status(&c.run_dir, other, c.json, &c.pipeline),
+            Some(e) if e.starts_with("arn:") => {
+                aws_mode::status(e, c.json, c.html.as_deref(), &c.pipeline).await
+            }
+            other => local_mode::status(
+                &c.run_dir,
+                other,
+                *list,
+                c.json,
+                c.html.as_deref(),
+                &c.pipeline,
+            ),
         };
     }
     if cli.run.dry_run {
@@ -318,6 +332,8 @@ mod tests {
         assert_eq!(exit_code(Ok(Outcome::Succeeded)), 0);
         assert_eq!(exit_code(Ok(Outcome::Started)), 0);
         assert_eq!(exit_code(Ok(Outcome::Failed)), 1);
+        assert_eq!(exit_code(Ok(Outcome::Interrupted(2))), 130);
+        assert_eq!(exit_code(Ok(Outcome::Interrupted(15))), 143);
         assert_eq!(exit_code(Err(CliError::Failed("x".into()))), 1);
         assert_eq!(exit_code(Err(CliError::BadInput("x".into()))), 2);
     }

@@ -12,13 +12,20 @@ fn item_text(item: &boa_core::Item, order: &[String]) -> String {
 }
 
 /// Renders every task (status, worker, elapsed, attempts) and then the failures with their logs.
-pub fn render(r: &NormalizedResults, axis_order: &[String]) -> String {
+/// Elapsed times are pipeline time (what the task takes on AWS: real × `time_scale`), with the
+/// real time beside them when the scale is not 1 (local mode).
+pub fn render(r: &NormalizedResults, axis_order: &[String], time_scale: f64) -> String {
+    let scaled = (time_scale - 1.0).abs() > f64::EPSILON;
     let mut rows: Vec<[String; 6]> = vec![[
         "STEP".into(),
         "FOR".into(),
         "STATUS".into(),
         "WORKER".into(),
-        "ELAPSED".into(),
+        if scaled {
+            "ELAPSED (REAL)".into()
+        } else {
+            "ELAPSED".into()
+        },
         "TRIES".into(),
     ]];
     for t in &r.tasks {
@@ -38,7 +45,13 @@ pub fn render(r: &NormalizedResults, axis_order: &[String]) -> String {
             item_text(&t.item, axis_order),
             status,
             t.instance_id.clone().unwrap_or_else(|| "-".into()),
-            t.elapsed_s.map_or("-".into(), |e| format!("{e:.1}s")),
+            t.elapsed_s.map_or("-".into(), |e| {
+                if scaled {
+                    format!("{} ({e:.1}s)", crate::progress::human(e * time_scale))
+                } else {
+                    crate::progress::human(e)
+                }
+            }),
             t.attempts.map_or("-".into(), |a| a.to_string()),
         ]);
     }

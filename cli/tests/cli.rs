@@ -38,6 +38,11 @@ fn help_teaches_the_pipelines_steps_axes_and_examples() {
         "Examples",
         "status",
         "--env",
+        "--html <FILE>",
+        "self-contained HTML page",
+        "status --list",
+        "Ctrl-C stops a local run",
+        "130/143",
     ] {
         assert!(help.contains(s), "{s} missing from --help:\n{help}");
     }
@@ -288,4 +293,21 @@ fn env_cannot_override_what_build_on_aws_sets_itself() {
             "{kv}: {err}"
         );
     }
+}
+
+#[test]
+fn status_list_and_html_need_a_run_and_say_how_to_start_one() {
+    let out = run(&["status", "--list"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("build-on-aws --local"),
+        "{out:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("r.html");
+    let out = run(&["status", "--html", page.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!page.exists(), "no page without a run");
+    let out = run(&["status", "--list", "some-run"]);
+    assert_eq!(out.status.code(), Some(2), "--list takes no run: {out:?}");
 }

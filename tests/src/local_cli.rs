@@ -65,15 +65,49 @@ impl LocalCli {
         }
     }
 
+    /// `bin/build-on-aws ARGS` started in the background (stdout and stderr piped), with extra
+    /// environment.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        Command::new(root().join("bin/build-on-aws"))
+            .args(args)
+            .current_dir(root())
+            .env("BOA_RUN_DIR", self.run_dir.path())
+            .env("BOA_PIPELINE", root().join("pipeline.toml"))
+            .env_remove("BOA_STATE_MACHINE_ARN")
+            .env_remove("BOA_TIME_SCALE")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("bin/build-on-aws starts")
+    }
+
     /// The saved run records (`runs/*.json`), as JSON.
     pub fn records(&self) -> Vec<serde_json::Value> {
         let dir = self.run_dir.path().join("runs");
         let mut out = vec![];
         for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(e.path()).expect("record readable");
+            let p = e.path();
+            if !p.is_file() || p.extension().is_none_or(|x| x != "json") {
+                continue; // a run's own folder
+            }
+            let text = std::fs::read_to_string(&p).expect("record readable");
             out.push(serde_json::from_str(&text).expect("record is JSON"));
         }
         out
+    }
+
+    /// The own folder of the run named `name` (`runs/<name>`: logs, tags, work, objects).
+    pub fn run_folder(&self, name: &str) -> PathBuf {
+        self.run_dir.path().join("runs").join(name)
+    }
+
+    /// The own folder of the only run of the folder.
+    pub fn only_run_folder(&self) -> PathBuf {
+        let records = self.records();
+        assert_eq!(records.len(), 1, "one run expected: {records:?}");
+        self.run_folder(records[0]["name"].as_str().expect("a run name"))
     }
 
     pub fn path(&self) -> &Path {
@@ -122,6 +156,52 @@ pub fn worker_bin() -> PathBuf {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     target.join("debug").join("worker")
+}
+
+/// Live processes (pid, command line) whose environment mentions `marker` (e.g. a run folder:
+/// the CLI, every worker it starts and every script they run carry it).
+pub fn processes_with(marker: &Path) -> Vec<(u32, String)> {
+    let needle = marker.as_os_str().as_encoded_bytes();
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let close = s.rfind(')')?;
+                s[close + 1..].split_whitespace().next().map(|st| st == "Z")
+            })
+            .unwrap_or(true);
+        if zombie || pid == std::process::id() {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.windows(needle.len()).any(|w| w == needle) {
+            let cmd = std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default();
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// Waits (polling, at most `bound`) until `f` returns something; the last value otherwise.
+pub fn wait_for<T>(bound: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = std::time::Instant::now() + bound;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Whether any process of the process group led by `pid` is still alive.

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use boa_aws::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, tags};
 use boa_core::worker_env::vars;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::faults::{Dice, Faults};
 
@@ -31,7 +31,7 @@ pub struct LocalFleetConfig {
     pub endpoint_url: String,
     /// The folder `pipeline.toml` lives in: scripts are relative to it.
     pub scripts_dir: PathBuf,
-    /// Logs (`w_<id>.log`), tag files and work folders go below it.
+    /// The run's own folder: logs (`logs/w_<id>.log`), tag files and work folders go below it.
     pub run_dir: PathBuf,
     /// Simulated boot time (real time, already scaled).
     pub boot_time: Duration,
@@ -42,7 +42,8 @@ pub struct LocalFleetConfig {
 }
 
 /// How often each fleet call was made: the benchmark reports EC2 API requests per worker.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct FleetCounters {
     pub run_instances_calls: u64,
     pub instances_launched: u64,
@@ -60,11 +61,25 @@ pub struct FleetCounters {
     pub peak_alive_per_activity: BTreeMap<String, u64>,
 }
 
+/// One instance's life, for the run report's timeline: launched, its worker running (after the
+/// simulated boot), gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpan {
+    pub id: String,
+    /// The step it serves (its activity's name, or the step of a hand-started worker).
+    pub step: String,
+    pub launched: chrono::DateTime<Utc>,
+    pub running: Option<chrono::DateTime<Utc>>,
+    pub ended: Option<chrono::DateTime<Utc>>,
+}
+
 struct Inst {
     id: String,
     state: InstanceState,
     instance_type: String,
     launch_time: chrono::DateTime<Utc>,
+    running_since: Option<chrono::DateTime<Utc>>,
+    ended_at: Option<chrono::DateTime<Utc>>,
     tags: BTreeMap<String, String>,
     tags_file: PathBuf,
     pid: Option<u32>,
@@ -207,6 +222,8 @@ impl LocalFleet {
                 state: InstanceState::Pending,
                 instance_type: "by-hand".into(),
                 launch_time: Utc::now(),
+                running_since: None,
+                ended_at: None,
                 tags: BTreeMap::new(),
                 tags_file: PathBuf::new(),
                 pid: None,
@@ -288,6 +305,7 @@ impl LocalFleet {
                 ))
                 .process_group(0)
                 .kill_on_drop(true);
+            die_with_this_process(&mut cmd);
             {
                 let s = me.lock();
                 if s.shut_down
@@ -304,6 +322,7 @@ impl LocalFleet {
                     tracing::error!(instance = %id, error = %e, "cannot start worker process");
                     if let Some(i) = me.lock().instances.get_mut(&id) {
                         i.state = InstanceState::Terminated;
+                        i.ended_at = Some(Utc::now());
                     }
                     return;
                 }
@@ -312,6 +331,7 @@ impl LocalFleet {
                 let mut s = me.lock();
                 if let Some(i) = s.instances.get_mut(&id) {
                     i.state = InstanceState::Running;
+                    i.running_since = Some(Utc::now());
                     i.pid = child.id();
                     i.tags_file = tags_file;
                 }
@@ -322,6 +342,7 @@ impl LocalFleet {
             let mut s = me.lock();
             if let Some(i) = s.instances.get_mut(&id) {
                 i.state = InstanceState::Terminated;
+                i.ended_at.get_or_insert_with(Utc::now);
                 i.pid = None;
             }
         });
@@ -338,6 +359,7 @@ impl LocalFleet {
             {
                 tracing::info!(instance = %id, "fault: booted without a worker");
                 i.state = InstanceState::Running;
+                i.running_since = Some(Utc::now());
             }
         });
     }
@@ -415,7 +437,52 @@ impl LocalFleet {
             if i.state.is_live() {
                 i.state = InstanceState::Terminated;
             }
+            i.ended_at.get_or_insert_with(Utc::now);
         }
+    }
+
+    /// Every instance's life so far, in launch order.
+    pub fn spans(&self) -> Vec<InstanceSpan> {
+        let s = self.lock();
+        let mut v: Vec<InstanceSpan> = s
+            .instances
+            .values()
+            .map(|i| InstanceSpan {
+                id: i.id.clone(),
+                step: i.hand.clone().unwrap_or_else(|| {
+                    let a = i.tags.get(tags::ACTIVITY).cloned().unwrap_or_default();
+                    a.rsplit(':').next().unwrap_or_default().to_string()
+                }),
+                launched: i.launch_time,
+                running: i.running_since,
+                ended: i.ended_at,
+            })
+            .collect();
+        v.sort_by(|a, b| (a.launched, &a.id).cmp(&(b.launched, &b.id)));
+        v
+    }
+}
+
+/// The worker gets SIGKILL when the process that started it dies, however it dies (SIGKILL of
+/// the CLI included): a local "instance" never outlives its run, and its scripts follow it through
+/// their guards (see the worker's `script` module). The kernel sends the signal when the *thread*
+/// that forked the worker exits; workers are started from the async runtime's worker threads,
+/// which live as long as the runtime, that is the run.
+fn die_with_this_process(cmd: &mut tokio::process::Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
+    // system calls (prctl, getppid); it allocates nothing on success.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The parent may have died between fork and prctl: then nobody would send the signal.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the run that started this worker is gone",
+                ));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -483,6 +550,8 @@ impl Fleet for LocalFleet {
                     state: InstanceState::Pending,
                     instance_type: spec.instance_type.clone(),
                     launch_time: Utc::now(),
+                    running_since: None,
+                    ended_at: None,
                     tags: spec.tags.clone(),
                     tags_file: PathBuf::new(),
                     pid: None,
@@ -557,7 +626,10 @@ impl Fleet for LocalFleet {
             if let Some(i) = s.instances.get_mut(id) {
                 match i.pid {
                     Some(p) => Self::signal(p, nix::sys::signal::Signal::SIGTERM),
-                    None => i.state = InstanceState::Terminated,
+                    None => {
+                        i.state = InstanceState::Terminated;
+                        i.ended_at.get_or_insert_with(Utc::now);
+                    }
                 }
                 if i.state == InstanceState::Running {
                     i.state = InstanceState::ShuttingDown;

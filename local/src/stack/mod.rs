@@ -25,7 +25,7 @@ use serde_json::Value;
 use statemachine_gen::Arns;
 
 pub use faults::{Dice, Faults};
-pub use fleet::{FleetCounters, LocalFleet, LocalFleetConfig};
+pub use fleet::{FleetCounters, InstanceSpan, LocalFleet, LocalFleetConfig};
 pub use objects::LocalObjects;
 pub use record::RunRecord;
 
@@ -49,8 +49,14 @@ pub struct LocalOptions {
     pub pipeline_path: PathBuf,
     /// The `worker` binary.
     pub worker_bin: PathBuf,
-    /// Logs, work folders, tag files, run records and the object folder live below it.
+    /// The run folder: run records and the `done_when` object folder (`objects/`, shared by the
+    /// runs of the folder as a bucket is) live below it, and each run's own folder (see
+    /// [`LocalOptions::own_dir`]).
     pub run_dir: PathBuf,
+    /// The execution's name. With one, everything a run changes (logs, tag files, work folders,
+    /// the stack's artifact bucket) lives in `<run_dir>/runs/<name>/`, so runs started in one
+    /// folder at once share no mutable state; without one, directly in `run_dir`.
+    pub run_name: Option<String>,
     /// Every wait (retries, boot, idle timeout, heartbeats, health-check period) is divided by it.
     pub time_scale: f64,
     /// Simulated boot time of a worker, before the time scale.
@@ -76,6 +82,7 @@ impl LocalOptions {
             pipeline_path: pipeline_path.into(),
             worker_bin: worker_bin.into(),
             run_dir: run_dir.into(),
+            run_name: None,
             time_scale: 100.0,
             boot_time: Duration::from_secs(30),
             faults: Faults::none(),
@@ -88,7 +95,27 @@ impl LocalOptions {
     fn scaled(&self, d: Duration) -> Duration {
         boa_core::duration::scaled(d, self.time_scale)
     }
+
+    /// The run's own folder: `<run_dir>/runs/<run_name>`, or `run_dir` without a name. Its
+    /// `logs/` hold the workers' logs (`w_<instance>.log`), `tags/` their tag files, `work/` their
+    /// work folders and `objects/` the stack's artifact bucket (attempts, locks).
+    pub fn own_dir(&self) -> PathBuf {
+        match &self.run_name {
+            Some(n) => record::run_folder(&self.run_dir, n),
+            None => self.run_dir.clone(),
+        }
+    }
+
+    /// The objects "S3" holds for this run: `done_when` buckets in `<run_dir>/objects/<bucket>`
+    /// (shared, so a later run skips what is done), the stack's own bucket in the run's folder.
+    pub fn objects(&self) -> LocalObjects {
+        LocalObjects::new(self.run_dir.join("objects"))
+            .with_bucket(LOCAL_ARTIFACT_BUCKET, self.own_dir().join("objects"))
+    }
 }
+
+/// The local stack's artifact bucket (`s3://build-on-aws-local`).
+pub const LOCAL_ARTIFACT_BUCKET: &str = "build-on-aws-local";
 
 /// Sleeps for a duration divided by the time scale (start-workers' launch backoff).
 struct ScaledSleeper(f64);
@@ -233,10 +260,30 @@ impl Executions for EngineExecutions {
 
     async fn running_children(
         &self,
-        _execution_arn: &str,
+        execution_arn: &str,
     ) -> Result<Vec<ExecutionSummary>, PortError> {
-        // TODO(engine-dmap): the engine's child executions.
-        Ok(vec![])
+        let runs = self
+            .0
+            .map_runs(execution_arn)
+            .map_err(|e| PortError::NotFound(e.to_string()))?;
+        let mut out = vec![];
+        for r in runs {
+            let children = self
+                .0
+                .child_executions(&r.map_run_arn)
+                .map_err(|e| PortError::NotFound(e.to_string()))?;
+            out.extend(
+                children
+                    .into_iter()
+                    .filter(|c| c.status == ExecutionStatus::Running)
+                    .map(|c| ExecutionSummary {
+                        arn: c.execution_arn,
+                        name: c.name,
+                        start: Some(c.start_date),
+                    }),
+            );
+        }
+        Ok(out)
     }
 
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
@@ -272,9 +319,16 @@ impl LocalStack {
         }
         let pipeline = Pipeline::load(&opts.pipeline_path).map_err(|e| e.to_string())?;
         let pipeline = Arc::new(pipeline);
-        for d in ["logs", "tags", "work", "objects"] {
-            std::fs::create_dir_all(opts.run_dir.join(d))
-                .map_err(|e| format!("cannot create {}: {e}", opts.run_dir.join(d).display()))?;
+        let own = opts.own_dir();
+        for d in [
+            own.join("logs"),
+            own.join("tags"),
+            own.join("work"),
+            own.join("objects"),
+            opts.run_dir.join("objects"),
+        ] {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
         }
         let definition = statemachine_gen::generate(
             &pipeline,
@@ -305,7 +359,7 @@ impl LocalStack {
             worker_bin: opts.worker_bin.clone(),
             endpoint_url: String::new(),
             scripts_dir,
-            run_dir: opts.run_dir.clone(),
+            run_dir: own.clone(),
             boot_time: opts.scaled(opts.boot_time),
             time_scale: opts.time_scale,
             extra_env,
@@ -318,6 +372,8 @@ impl LocalStack {
             poll_wait: Duration::from_millis(500),
             parallel_parameters_once: opts.parallel_parameters_once,
             endpoint_access_key: Some(access_key),
+            // A Distributed Map's ResultWriter writes into the run's artifact bucket.
+            objects: Some(Arc::new(objects::EngineObjects(opts.objects()))),
             ..EngineConfig::default()
         };
         // The engine needs the functions, the functions need the fleet, and the fleet needs the
@@ -340,20 +396,20 @@ impl LocalStack {
             &stack_name,
             LOCAL_REGION,
             LOCAL_ACCOUNT,
-            "s3://build-on-aws-local",
+            &format!("s3://{LOCAL_ARTIFACT_BUCKET}"),
         );
         cfg.state_machine_arn = engine.state_machine_arn(&stack_name);
         cfg.endpoint_url = Some(endpoint_url);
         cfg.shutdown = Shutdown::Exit;
-        cfg.log_dir = Some(opts.run_dir.join("logs").display().to_string());
-        cfg.work_dir = opts.run_dir.join("work").display().to_string();
+        cfg.log_dir = Some(own.join("logs").display().to_string());
+        cfg.work_dir = own.join("work").display().to_string();
         cfg.time_scale = opts.time_scale;
         let cfg = Arc::new(cfg);
         let lambdas = Arc::new(LocalLambdas {
             pipeline: Arc::clone(&pipeline),
             cfg: Arc::clone(&cfg),
             fleet: Arc::clone(&fleet),
-            objects: LocalObjects::new(opts.run_dir.join("objects")),
+            objects: opts.objects(),
             sleeper: ScaledSleeper(opts.time_scale),
             prefix,
             fail_rate: opts.faults.fail_lambda,
@@ -385,7 +441,7 @@ impl LocalStack {
         let p = Arc::clone(&self.pipeline);
         let runs = Arc::clone(&self.health_runs);
         let scale = self.opts.time_scale;
-        let objects = LocalObjects::new(self.opts.run_dir.join("objects"));
+        let objects = self.opts.objects();
         let h = tokio::spawn(async move {
             let sleeper = ScaledSleeper(scale);
             let mut tick = tokio::time::interval(period);
@@ -483,14 +539,61 @@ impl LocalStack {
             .unwrap_or_default()
     }
 
+    /// The execution's history followed by the histories of its Distributed Maps' child
+    /// executions, each child's event ids shifted past the events before it (so every
+    /// `previous_event_id` chain stays within its own execution): what a run's progress and report
+    /// read. Without a Distributed Map, the same as [`LocalStack::history`].
+    pub fn history_with_children(&self, execution_arn: &str) -> Vec<HistoryEvent> {
+        let mut out = self.history(execution_arn);
+        let Ok(runs) = self.engine.map_runs(execution_arn) else {
+            return out;
+        };
+        for r in runs {
+            for c in self
+                .engine
+                .child_executions(&r.map_run_arn)
+                .unwrap_or_default()
+            {
+                let offset = out.iter().map(|e| e.id).max().unwrap_or(0);
+                out.extend(self.history(&c.execution_arn).into_iter().map(|mut e| {
+                    e.id += offset;
+                    if e.previous_event_id != 0 {
+                        e.previous_event_id += offset;
+                    }
+                    e
+                }));
+            }
+        }
+        out
+    }
+
     /// The results NormalizeResults wrote for an execution (`runs/<name>/results.json` in the
-    /// run's objects folder); `None` when it never ran or they cannot be read.
+    /// run's artifact bucket); `None` when it never ran or they cannot be read.
     pub fn results(&self, execution_arn: &str) -> Option<boa_core::NormalizedResults> {
         let at = self
             .cfg
             .record_object(&boa_core::results::results_key(execution_arn))?;
-        let path = LocalObjects::new(self.opts.run_dir.join("objects")).path(&at.bucket, &at.key);
+        let path = self.opts.objects().path(&at.bucket, &at.key);
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// The run's "S3": its own artifact bucket and the shared `done_when` buckets.
+    pub fn objects(&self) -> LocalObjects {
+        self.opts.objects()
+    }
+
+    /// Stops a running execution as Step Functions' `StopExecution` does (status ABORTED, with
+    /// `error` and `cause`); its activity tasks are closed. The workers keep running until
+    /// [`LocalStack::shutdown`].
+    pub fn stop(&self, execution_arn: &str, error: &str, cause: &str) -> Result<(), String> {
+        self.engine
+            .stop_execution(execution_arn, Some(error), Some(cause))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The run's own folder (see [`LocalOptions::own_dir`]).
+    pub fn own_dir(&self) -> PathBuf {
+        self.opts.own_dir()
     }
 
     pub fn engine(&self) -> &Engine {

@@ -5,17 +5,36 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use boa_aws::ports::{ObjectInfo, Objects, PortError};
 
+#[derive(Debug, Clone)]
 pub struct LocalObjects {
     pub root: PathBuf,
+    /// Buckets kept somewhere else than `<root>/<bucket>` (a run's own artifact bucket).
+    elsewhere: Vec<(String, PathBuf)>,
 }
 
 impl LocalObjects {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalObjects { root: root.into() }
+        LocalObjects {
+            root: root.into(),
+            elsewhere: vec![],
+        }
+    }
+
+    /// Keeps `bucket` in the folder `dir` instead of `<root>/<bucket>`.
+    pub fn with_bucket(mut self, bucket: &str, dir: impl Into<PathBuf>) -> Self {
+        self.elsewhere.push((bucket.to_string(), dir.into()));
+        self
+    }
+
+    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+        self.elsewhere
+            .iter()
+            .find(|(b, _)| b == bucket)
+            .map_or_else(|| self.root.join(bucket), |(_, d)| d.clone())
     }
 
     pub fn path(&self, bucket: &str, key: &str) -> PathBuf {
-        self.root.join(bucket).join(key)
+        self.bucket_dir(bucket).join(key)
     }
 }
 
@@ -115,7 +134,7 @@ impl Objects for LocalObjects {
     /// Prefixes are taken to end at a `/` (the only kind build-on-aws lists under).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
         check_key(prefix)?;
-        let base = self.root.join(bucket);
+        let base = self.bucket_dir(bucket);
         let mut out = vec![];
         list_files(
             &self.path(bucket, prefix.trim_end_matches('/')),
@@ -133,5 +152,46 @@ impl Objects for LocalObjects {
         _expires_s: u64,
     ) -> Result<String, PortError> {
         Ok(format!("file://{}", self.path(bucket, key).display()))
+    }
+}
+
+/// The same folders as the engine's object store (a Distributed Map's `ItemReader` and
+/// `ResultWriter`), bucket by bucket.
+pub struct EngineObjects(pub LocalObjects);
+
+fn engine_err(e: PortError) -> engine::ObjectError {
+    engine::ObjectError(e.to_string())
+}
+
+#[async_trait]
+impl engine::ObjectStore for EngineObjects {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, engine::ObjectError> {
+        self.0
+            .get(bucket, key)
+            .await
+            .map_err(engine_err)?
+            .ok_or_else(|| engine::ObjectError(format!("s3://{bucket}/{key} does not exist")))
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), engine::ObjectError> {
+        self.0.put(bucket, key, &body).await.map_err(engine_err)
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<engine::ObjectInfo>, engine::ObjectError> {
+        let listed = self.0.list(bucket, prefix).await.map_err(engine_err)?;
+        Ok(listed
+            .into_iter()
+            .map(|o| engine::ObjectInfo {
+                size: std::fs::metadata(self.0.path(bucket, &o.key))
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+                last_modified: o.last_modified.unwrap_or_else(chrono::Utc::now),
+                key: o.key,
+            })
+            .collect())
     }
 }

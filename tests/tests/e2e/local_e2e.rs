@@ -112,7 +112,11 @@ fn a_failing_distro_is_reported_with_its_worker_and_log_and_publish_still_runs()
             .contains("compiler crashed"),
         "{bad:?}"
     );
-    let log = cli.path().join("logs").join(format!("w_{id}.log"));
+    // Each run keeps its logs in its own folder (runs/<name>/logs).
+    let log = cli
+        .only_run_folder()
+        .join("logs")
+        .join(format!("w_{id}.log"));
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     assert!(text.contains("compiler crashed"), "{text}");
     // needs = "any-succeeded": publishing goes on with the distro that built.

@@ -3,6 +3,7 @@
 mod cli_aws_mode;
 mod local_chaos;
 mod local_e2e;
+mod local_product;
 mod moto_ec2;
 mod moto_s3;
 mod moto_sfn;
