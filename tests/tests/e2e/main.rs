@@ -1,6 +1,7 @@
 //! The integration tests of `tests`, in one binary (one link of the dependency tree, not one per file).
 
 mod cli_aws_mode;
+mod distributed;
 mod local_chaos;
 mod local_e2e;
 mod local_product;
