@@ -3,6 +3,7 @@
 //! Distributed Map (child executions, Map Runs, ItemReader and ResultWriter objects).
 
 mod activities;
+mod api;
 mod common;
 mod distributed_map;
 mod retry_catch;
