@@ -473,3 +473,93 @@ async fn embedded_executions_are_visible_through_the_api() {
         pass_machine()
     );
 }
+
+/// A Distributed Map's Map Run through the API: API_ListMapRuns.html, API_DescribeMapRun.html,
+/// and API_ListExecutions.html with `mapRunArn` (the child workflow executions, with paging);
+/// a child's history through GetExecutionHistory; an unknown Map Run is `ResourceNotFound`.
+#[tokio::test]
+async fn distributed_map_runs_and_children() {
+    let e = engine(Fake::echo(), 1000.0);
+    let c = sfn(&e).await;
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.items",
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+        "End": true}}});
+    let sm = create_machine(&c, "dmap", &def).await;
+    let d = start_and_wait(&c, &sm, &json!({"items": [1, 2, 3]})).await;
+    assert_eq!(d.status(), &Status::Succeeded);
+    assert_eq!(output(&d), json!([1, 2, 3]));
+    let runs = c
+        .list_map_runs()
+        .execution_arn(d.execution_arn())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(runs.map_runs().len(), 1);
+    let run_arn = runs.map_runs()[0].map_run_arn().to_string();
+    let desc = c
+        .describe_map_run()
+        .map_run_arn(&run_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(desc.status().as_str(), "SUCCEEDED");
+    let counts = desc.item_counts().unwrap();
+    assert_eq!((counts.total(), counts.succeeded()), (3, 3));
+    let mut children = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let p = c
+            .list_executions()
+            .map_run_arn(&run_arn)
+            .max_results(2)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .unwrap();
+        children.extend(p.executions().iter().cloned());
+        match p.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(children.len(), 3);
+    assert!(
+        children
+            .iter()
+            .all(|x| x.map_run_arn() == Some(run_arn.as_str()))
+    );
+    let h = api_history(&c, children[0].execution_arn()).await;
+    assert_eq!(
+        types(&h),
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    // The parent's own executions list does not include the children.
+    let top = c
+        .list_executions()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(top.executions().len(), 1);
+    let parent = api_history(&c, d.execution_arn()).await;
+    let t = types(&parent);
+    assert!(t.contains(&"MapRunStarted".to_string()), "{t:?}");
+    let started = parent
+        .iter()
+        .find_map(|e| e.map_run_started_event_details())
+        .unwrap();
+    assert_eq!(started.map_run_arn(), Some(run_arn.as_str()));
+    let err = c
+        .describe_map_run()
+        .map_run_arn(format!("{run_arn}x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(api_err(&err), ("ResourceNotFound".into(), 400));
+}

@@ -5,6 +5,7 @@
 mod activities;
 mod api;
 mod common;
+mod conformance;
 mod distributed_map;
 mod retry_catch;
 mod states;
