@@ -59,6 +59,71 @@ pub enum Cmd {
         #[arg(long, conflicts_with = "execution")]
         list: bool,
     },
+    /// The embedded Step Functions engine on its own: serve the Step Functions API for any
+    /// Amazon States Language machine (like a local Step Functions), or run one machine once.
+    ///
+    /// Nothing of a pipeline is involved. The engine has no Lambda functions here: a Lambda task
+    /// fails with Lambda.ResourceNotFoundException (catch it, or use Pass states to stand in).
+    /// engine/README.md lists what is supported.
+    Engine {
+        #[command(subcommand)]
+        cmd: EngineCmd,
+    },
+}
+
+/// `build-on-aws engine …`
+#[derive(Debug, Subcommand)]
+pub enum EngineCmd {
+    /// Serve the Step Functions API on 127.0.0.1 (never another interface) until Ctrl-C
+    ///
+    /// Point the AWS CLI or any SDK at it with --endpoint-url (any credentials and region
+    /// work): create-state-machine, start-execution, describe-execution,
+    /// get-execution-history, list-executions, stop-execution, and the activity calls a
+    /// worker makes (get-activity-task, send-task-success…). State lives in memory: it is gone
+    /// when the server stops.
+    ///
+    /// Example:
+    ///   build-on-aws engine serve --port 8083 &
+    ///   aws stepfunctions --endpoint-url http://127.0.0.1:8083 create-state-machine \
+    ///       --name hello --role-arn arn:aws:iam::123456789012:role/any \
+    ///       --definition '{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}'
+    #[command(verbatim_doc_comment)]
+    Serve {
+        /// TCP port on 127.0.0.1 (0 picks a free one; the URL is printed).
+        #[arg(long, default_value_t = 8083)]
+        port: u16,
+
+        /// Divide every wait (Wait states, retry intervals, timeouts, heartbeats) by this.
+        #[arg(long, default_value_t = 1.0, value_parser = positive_scale)]
+        time_scale: f64,
+    },
+    /// Run one execution of MACHINE.json and print its status, output and history as JSON.
+    ///
+    /// Exit status 0 when the execution SUCCEEDED, 1 otherwise (FAILED, TIMED_OUT, ABORTED),
+    /// 2 when the definition or input is not valid. Ctrl-C stops the execution (ABORTED).
+    /// Lambda tasks fail with Lambda.ResourceNotFoundException; activity tasks wait for a worker
+    /// nobody runs (use `engine serve` for activities).
+    ///
+    /// Example: build-on-aws engine run machine.json --input '{"n": 3}'
+    Run {
+        /// The state machine definition (Amazon States Language, JSONPath), a JSON file.
+        machine: PathBuf,
+
+        /// The execution input, JSON text.
+        #[arg(long, default_value = "{}")]
+        input: String,
+
+        /// Divide every wait (Wait states, retry intervals, timeouts, heartbeats) by this.
+        #[arg(long, default_value_t = 1.0, value_parser = positive_scale)]
+        time_scale: f64,
+    },
+}
+
+fn positive_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }
 
 /// Where a run happens.

@@ -4,6 +4,7 @@
 
 mod args;
 mod aws_mode;
+mod engine_cmd;
 mod html;
 mod local_mode;
 mod progress;
@@ -179,6 +180,9 @@ pub fn load_input(
 
 /// Runs the command the arguments name.
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+    if let Some(Cmd::Engine { cmd }) = &cli.cmd {
+        return engine_cmd::run(cmd).await;
+    }
     if let Some(Cmd::Status { execution, list }) = &cli.cmd {
         let c = &cli.common;
         return match execution.as_deref() {

@@ -194,6 +194,17 @@ impl ActivityBroker {
             .ok_or_else(|| BrokerError::ActivityDoesNotExist(arn.to_string()))
     }
 
+    /// Every activity, by ARN (like AWS `ListActivities`).
+    pub fn list_activities(&self) -> Vec<ActivityInfo> {
+        self.lock().activities.values().cloned().collect()
+    }
+
+    /// Deletes an activity (like AWS `DeleteActivity`: no error when it does not exist).
+    /// Tasks already published for it stay pending until their execution ends.
+    pub fn delete_activity(&self, arn: &str) {
+        self.lock().activities.remove(arn);
+    }
+
     /// Tasks waiting unclaimed, per activity ARN (activities with none are omitted).
     pub fn pending_tasks(&self) -> BTreeMap<String, Vec<PendingTask>> {
         self.lock()

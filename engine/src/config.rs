@@ -94,6 +94,32 @@ pub trait LambdaInvoker: Send + Sync {
     async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskFailure>;
 }
 
+/// A Lambda port with no functions: every Lambda task fails with
+/// `Lambda.ResourceNotFoundException`, the error Step Functions reports for a function that
+/// does not exist (<https://docs.aws.amazon.com/step-functions/latest/dg/connect-lambda.html>,
+/// <https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html#API_Invoke_Errors>).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLambdas;
+
+impl TaskFailure {
+    /// The failure of invoking a function that does not exist.
+    pub fn function_not_found(function: &str) -> Self {
+        Self {
+            error: "Lambda.ResourceNotFoundException".into(),
+            cause: format!(
+                "Function not found: {function} (the local engine has no such function)"
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LambdaInvoker for NoLambdas {
+    async fn invoke(&self, function: &str, _payload: Value) -> Result<Value, TaskFailure> {
+        Err(TaskFailure::function_not_found(function))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,16 @@
-//! Loopback HTTP endpoint speaking the Step Functions JSON protocol (awsJson1_0) for activity
-//! workers: `POST /` with `X-Amz-Target: AWSStepFunctions.<Op>`.
+//! Loopback HTTP endpoint speaking the Step Functions JSON protocol (awsJson1_0): `POST /` with
+//! `X-Amz-Target: AWSStepFunctions.<Op>`.
 //!
-//! Operations: GetActivityTask (long poll), SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat,
-//! CreateActivity, DescribeActivity. Errors are HTTP 400 `{"__type": ..., "message": ...}`.
+//! This module answers the activity operations itself: GetActivityTask (long poll),
+//! SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat, CreateActivity, DescribeActivity,
+//! ListActivities, DeleteActivity. Any other operation goes to the [`Operations`] it is given
+//! (the engine's control plane, [`crate::api`]). Errors are HTTP 400
+//! `{"__type": ..., "message": ...}` with the `__type` also in `x-amzn-errortype`, as
+//! <https://docs.aws.amazon.com/step-functions/latest/apireference/CommonErrors.html> and each
+//! operation's "Errors" section describe.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,11 +25,19 @@ use crate::broker::{ActivityBroker, BrokerError};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
+/// The operations this module does not answer itself (the control plane).
+#[async_trait::async_trait]
+pub trait Operations: Send + Sync {
+    /// `None` when `op` is not one of them.
+    async fn call(&self, op: &str, body: &Value) -> Option<Result<Value, ApiError>>;
+}
+
 #[derive(Clone)]
 struct AppState {
     broker: ActivityBroker,
     poll_wait: Duration,
     access_key: Option<String>,
+    control: Option<Arc<dyn Operations>>,
 }
 
 /// Binds `addr` (use port 0 for a free port) and serves in a background task.
@@ -33,26 +47,33 @@ pub async fn serve(
     broker: ActivityBroker,
     poll_wait: Duration,
     access_key: Option<String>,
+    control: Option<Arc<dyn Operations>>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(broker, poll_wait, access_key);
+    let app = router(broker, poll_wait, access_key, control);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "activity endpoint stopped");
+            tracing::error!(error = %e, "Step Functions endpoint stopped");
         }
     });
-    tracing::info!(%bound, "activity endpoint listening");
+    tracing::info!(%bound, "Step Functions endpoint listening");
     Ok((bound, task))
 }
 
 /// The axum router (for embedding in another server).
-pub fn router(broker: ActivityBroker, poll_wait: Duration, access_key: Option<String>) -> Router {
+pub fn router(
+    broker: ActivityBroker,
+    poll_wait: Duration,
+    access_key: Option<String>,
+    control: Option<Arc<dyn Operations>>,
+) -> Router {
     Router::new().route("/", post(handle)).with_state(AppState {
         broker,
         poll_wait,
         access_key,
+        control,
     })
 }
 
@@ -73,13 +94,15 @@ fn reply(status: StatusCode, body: Value, error_type: Option<&str>) -> Response 
     resp
 }
 
-/// An API error: AWS `__type` and message.
-struct ApiError {
-    type_name: &'static str,
-    message: String,
+/// An API error: AWS `__type` and message (answered with HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub type_name: &'static str,
+    pub message: String,
 }
 
-fn api_error(type_name: &'static str, message: impl std::fmt::Display) -> ApiError {
+/// An [`ApiError`].
+pub fn api_error(type_name: &'static str, message: impl std::fmt::Display) -> ApiError {
     ApiError {
         type_name,
         message: message.to_string(),
@@ -98,7 +121,8 @@ fn broker_error(e: BrokerError) -> ApiError {
     api_error(e.type_name(), &e)
 }
 
-fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
+/// A required string field of a request, or `ValidationException`.
+pub fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
     body.get(name).and_then(Value::as_str).ok_or_else(|| {
         api_error(
             "ValidationException",
@@ -188,9 +212,32 @@ async fn dispatch(app: &AppState, op: &str, body: &Value) -> Result<Value, ApiEr
             Ok(json!({"activityArn": a.arn, "name": a.name,
                       "creationDate": a.created.timestamp_millis() as f64 / 1000.0}))
         }
-        other => Err(api_error(
-            "UnknownOperationException",
-            format!("operation {other} is not supported by the local engine"),
-        )),
+        "ListActivities" => {
+            // https://docs.aws.amazon.com/step-functions/latest/apireference/API_ListActivities.html
+            let all: Vec<Value> = b
+                .list_activities()
+                .iter()
+                .map(|a| {
+                    json!({"activityArn": a.arn, "name": a.name,
+                                "creationDate": a.created.timestamp_millis() as f64 / 1000.0})
+                })
+                .collect();
+            Ok(json!({"activities": all}))
+        }
+        "DeleteActivity" => {
+            b.delete_activity(field(body, "activityArn")?);
+            Ok(json!({}))
+        }
+        other => {
+            if let Some(c) = &app.control
+                && let Some(r) = c.call(other, body).await
+            {
+                return r;
+            }
+            Err(api_error(
+                "UnknownOperationException",
+                format!("operation {other} is not supported by the local engine"),
+            ))
+        }
     }
 }

@@ -12,17 +12,19 @@ use tokio::sync::{OnceCell, watch};
 use crate::asl::parse::{self, StateMachine};
 use crate::broker::ActivityBroker;
 use crate::config::{EngineConfig, LambdaInvoker};
-use crate::error::{EngineError, StatesError};
+use crate::error::{DefinitionError, EngineError, StatesError};
 use crate::execution::{
     Execution, ExecutionResult, ExecutionStatus, ExecutionSummary, MapRunSummary, Registry,
 };
 use crate::history::{Counts, History, HistoryEvent};
 use crate::interpreter::{Run, Services};
+use crate::machines::{Created, ExecutionMachine, Machines, StateMachineInfo};
 use crate::quotas::{MAX_PAYLOAD_BYTES, valid_name};
 
-struct EngineInner {
+pub(crate) struct EngineInner {
     services: Arc<Services>,
     endpoint: OnceCell<SocketAddr>,
+    machines: Machines,
 }
 
 /// The embedded Step Functions engine. Cheap to clone; `Send + Sync`.
@@ -75,6 +77,7 @@ impl Engine {
                     registry: Registry::default(),
                 }),
                 endpoint: OnceCell::new(),
+                machines: Machines::default(),
             }),
         }
     }
@@ -88,20 +91,46 @@ impl Engine {
         &self.inner.services.broker
     }
 
-    /// Starts (once) the loopback activity endpoint and returns its address.
+    /// Starts (once) the engine's loopback endpoint and returns its address. It serves the Step
+    /// Functions API: the activity operations workers use and the control plane (state
+    /// machines, executions, history, Map Runs); see [`crate::api`].
     pub async fn activity_endpoint(&self) -> std::io::Result<SocketAddr> {
-        let broker = self.inner.services.broker.clone();
-        let wait = self.inner.services.config.poll_wait;
-        let key = self.inner.services.config.endpoint_access_key.clone();
+        let this = self.clone();
         self.inner
             .endpoint
             .get_or_try_init(|| async move {
-                crate::endpoint::serve(broker, wait, key, ([127, 0, 0, 1], 0).into())
+                this.serve_api(([127, 0, 0, 1], 0).into())
                     .await
                     .map(|(addr, _task)| addr)
             })
             .await
             .copied()
+    }
+
+    /// Serves the Step Functions API on `addr` (another endpoint than
+    /// [`Engine::activity_endpoint`]'s; `engine serve` binds the port it is given). The server
+    /// holds the engine weakly: once every [`Engine`] clone is dropped it answers errors.
+    pub async fn serve_api(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let s = &self.inner.services;
+        crate::endpoint::serve(
+            s.broker.clone(),
+            s.config.poll_wait,
+            s.config.endpoint_access_key.clone(),
+            Some(Arc::new(crate::api::ControlPlane::new(self))),
+            addr,
+        )
+        .await
+    }
+
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<EngineInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(w: &std::sync::Weak<EngineInner>) -> Option<Engine> {
+        w.upgrade().map(|inner| Engine { inner })
     }
 
     /// The ARN of a state machine given its name (or the ARN itself).
@@ -118,7 +147,9 @@ impl Engine {
     }
 
     /// Starts an execution. `execution_name` defaults to a UUID. Must be called inside a Tokio
-    /// runtime. The definition is parsed first; errors name the bad state and field.
+    /// runtime. The definition is parsed first; errors name the bad state and field. The state
+    /// machine is registered under that name with this definition (created, or updated when it
+    /// had another), so the API lists and describes it.
     pub fn start_execution(
         &self,
         state_machine: &str,
@@ -128,6 +159,20 @@ impl Engine {
     ) -> Result<ExecutionHandle, EngineError> {
         let machine: StateMachine = parse::parse_definition(definition)?;
         let sm_arn = self.state_machine_arn(state_machine);
+        let sm_name = sm_arn.rsplit(':').next().unwrap_or_default().to_string();
+        let text: Arc<str> = Arc::from(definition.to_string());
+        let revision = self.inner.machines.upsert(&sm_arn, &sm_name, text.clone());
+        self.start_parsed(machine, &sm_arn, execution_name, input, (text, revision))
+    }
+
+    fn start_parsed(
+        &self,
+        machine: StateMachine,
+        sm_arn: &str,
+        execution_name: Option<&str>,
+        input: Value,
+        started_with: (Arc<str>, String),
+    ) -> Result<ExecutionHandle, EngineError> {
         let sm_name = sm_arn.rsplit(':').next().unwrap_or_default().to_string();
         let name = execution_name
             .map(str::to_string)
@@ -156,7 +201,7 @@ impl Engine {
         let exec = Arc::new(Execution::new(
             arn.clone(),
             name.clone(),
-            sm_arn.clone(),
+            sm_arn.to_string(),
             Utc::now(),
             input_text.clone(),
             History::new(self.config().max_history_events),
@@ -165,6 +210,9 @@ impl Engine {
         if !self.inner.services.registry.insert(exec.clone()) {
             return Err(EngineError::ExecutionAlreadyExists(arn));
         }
+        self.inner
+            .machines
+            .started(&arn, started_with.0, started_with.1);
         exec.history.observe_payload(input_len);
         let mut prev = 0;
         // Cannot overflow: first event.
@@ -185,7 +233,180 @@ impl Engine {
         Ok(ExecutionHandle { arn, rx })
     }
 
+    /// Creates a state machine from its definition text (like AWS `CreateStateMachine`):
+    /// idempotent for the same name and definition, `StateMachineAlreadyExists` for the same
+    /// name with another definition. The definition is validated as executions parse it.
+    pub fn create_state_machine(
+        &self,
+        name: &str,
+        definition: &str,
+        role_arn: &str,
+    ) -> Result<StateMachineInfo, EngineError> {
+        if !valid_name(name) {
+            return Err(EngineError::InvalidName(name.to_string()));
+        }
+        validate_definition(definition)?;
+        let arn = self.state_machine_arn(name);
+        let info = StateMachineInfo {
+            arn: arn.clone(),
+            name: name.to_string(),
+            definition: Arc::from(definition),
+            role_arn: role_arn.to_string(),
+            kind: "STANDARD".into(),
+            creation_date: Utc::now(),
+            update_date: None,
+            revision_id: uuid::Uuid::new_v4().to_string(),
+        };
+        match self.inner.machines.create(info) {
+            Created::New(m) | Created::Same(m) => Ok(m),
+            Created::Conflict => Err(EngineError::StateMachineAlreadyExists(arn)),
+        }
+    }
+
+    pub fn describe_state_machine(&self, arn: &str) -> Result<StateMachineInfo, EngineError> {
+        check_arn(arn, "stateMachine")?;
+        self.inner
+            .machines
+            .get(arn)
+            .ok_or_else(|| EngineError::StateMachineDoesNotExist(arn.to_string()))
+    }
+
+    /// Every state machine, by ARN.
+    pub fn list_state_machines(&self) -> Vec<StateMachineInfo> {
+        self.inner.machines.list()
+    }
+
+    /// Changes a state machine's definition and/or role (like AWS `UpdateStateMachine`);
+    /// running executions keep the definition they started with.
+    pub fn update_state_machine(
+        &self,
+        arn: &str,
+        definition: Option<&str>,
+        role_arn: Option<&str>,
+    ) -> Result<StateMachineInfo, EngineError> {
+        check_arn(arn, "stateMachine")?;
+        if let Some(d) = definition {
+            validate_definition(d)?;
+        }
+        self.inner
+            .machines
+            .update(arn, |m| {
+                if let Some(d) = definition {
+                    m.definition = Arc::from(d);
+                    m.revision_id = uuid::Uuid::new_v4().to_string();
+                }
+                if let Some(r) = role_arn {
+                    m.role_arn = r.to_string();
+                }
+                m.update_date = Some(Utc::now());
+            })
+            .ok_or_else(|| EngineError::StateMachineDoesNotExist(arn.to_string()))
+    }
+
+    /// Deletes a state machine (no error if it does not exist); its running executions go on.
+    pub fn delete_state_machine(&self, arn: &str) -> Result<(), EngineError> {
+        check_arn(arn, "stateMachine")?;
+        self.inner.machines.delete(arn);
+        Ok(())
+    }
+
+    /// Starts an execution of a created state machine (like AWS `StartExecution`): `input` is
+    /// JSON text (default `{}`). A name already used answers the running execution when its
+    /// input is the same, and `ExecutionAlreadyExists` otherwise (or once it has ended).
+    /// Returns the execution and whether it was started by this call.
+    pub fn start_execution_of(
+        &self,
+        state_machine_arn: &str,
+        execution_name: Option<&str>,
+        input: Option<&str>,
+    ) -> Result<(ExecutionSummary, bool), EngineError> {
+        check_arn(state_machine_arn, "stateMachine")?;
+        let m =
+            self.inner.machines.get(state_machine_arn).ok_or_else(|| {
+                EngineError::StateMachineDoesNotExist(state_machine_arn.to_string())
+            })?;
+        let input: Value = serde_json::from_str(input.unwrap_or("{}"))
+            .map_err(|e| EngineError::InvalidExecutionInput(format!("input is not JSON: {e}")))?;
+        if let Some(name) = execution_name {
+            let arn = format!(
+                "arn:aws:states:{}:{}:execution:{}:{name}",
+                self.config().region,
+                self.config().account_id,
+                m.name
+            );
+            if let Some(e) = self.inner.services.registry.get(&arn) {
+                // https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html:
+                // the same name and input while the first runs is idempotent.
+                if e.is_running() && *e.input == *input.to_string() {
+                    return Ok((e.summary(), false));
+                }
+                return Err(EngineError::ExecutionAlreadyExists(arn));
+            }
+        }
+        let def: Value = serde_json::from_str(&m.definition)
+            .map_err(|e| DefinitionError::new(format!("the definition is not JSON: {e}")))?;
+        let machine = parse::parse_definition(&def)?;
+        let h = self.start_parsed(
+            machine,
+            &m.arn,
+            execution_name,
+            input,
+            (m.definition.clone(), m.revision_id.clone()),
+        )?;
+        Ok((self.describe_execution(h.arn())?, true))
+    }
+
+    /// The state machine an execution started from, with the definition it started with (like
+    /// AWS `DescribeStateMachineForExecution`).
+    pub fn state_machine_for_execution(
+        &self,
+        execution_arn: &str,
+    ) -> Result<ExecutionMachine, EngineError> {
+        let e = self.get(execution_arn)?;
+        let (definition, revision_id) = self
+            .inner
+            .machines
+            .started_with(execution_arn)
+            .or_else(|| {
+                // A Distributed Map child: its parent's machine.
+                let parent = e.map_run_arn.as_ref().and_then(|r| {
+                    self.inner
+                        .services
+                        .registry
+                        .map_run(r)
+                        .map(|r| r.execution_arn.clone())
+                })?;
+                self.inner.machines.started_with(&parent)
+            })
+            .ok_or_else(|| EngineError::StateMachineDoesNotExist(e.state_machine_arn.clone()))?;
+        let machine = self
+            .inner
+            .machines
+            .get(&e.state_machine_arn)
+            .unwrap_or_else(|| StateMachineInfo {
+                arn: e.state_machine_arn.clone(),
+                name: e
+                    .state_machine_arn
+                    .rsplit(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                definition: definition.clone(),
+                role_arn: String::new(),
+                kind: "STANDARD".into(),
+                creation_date: e.start,
+                update_date: None,
+                revision_id: revision_id.clone(),
+            });
+        Ok(ExecutionMachine {
+            machine,
+            definition,
+            revision_id,
+        })
+    }
+
     fn get(&self, arn: &str) -> Result<Arc<Execution>, EngineError> {
+        check_arn(arn, "execution")?;
         self.inner
             .services
             .registry
@@ -272,6 +493,11 @@ impl Engine {
         Ok(self.get(execution_arn)?.summary())
     }
 
+    /// The execution's result, once it has ended.
+    pub fn result(&self, execution_arn: &str) -> Result<Option<ExecutionResult>, EngineError> {
+        Ok(self.get(execution_arn)?.result())
+    }
+
     /// The execution's history so far (also while it runs).
     pub fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, EngineError> {
         Ok(self.get(execution_arn)?.history.events())
@@ -300,6 +526,23 @@ impl Engine {
         );
         Ok(())
     }
+}
+
+/// `InvalidArn` unless `arn` is a Step Functions ARN of `kind` (`stateMachine`, `execution`…).
+pub(crate) fn check_arn(arn: &str, kind: &str) -> Result<(), EngineError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() >= 7 && parts[0] == "arn" && parts[2] == "states" && parts[5] == kind {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidArn(arn.to_string()))
+    }
+}
+
+/// Parses definition text as an execution would (`InvalidDefinition` names the problem).
+fn validate_definition(text: &str) -> Result<StateMachine, EngineError> {
+    let def: Value = serde_json::from_str(text)
+        .map_err(|e| DefinitionError::new(format!("the definition is not JSON: {e}")))?;
+    Ok(parse::parse_definition(&def)?)
 }
 
 #[cfg(test)]

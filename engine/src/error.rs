@@ -82,4 +82,27 @@ pub enum EngineError {
     InvalidExecutionInput(String),
     #[error("invalid name {0:?}: 1-80 characters of letters, digits, '-' and '_'")]
     InvalidName(String),
+    #[error("state machine {0} does not exist")]
+    StateMachineDoesNotExist(String),
+    #[error("a state machine named {0} exists with a different definition")]
+    StateMachineAlreadyExists(String),
+    #[error("invalid ARN {0:?}")]
+    InvalidArn(String),
+}
+
+impl EngineError {
+    /// The Step Functions API error (`__type`) this error is answered as.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EngineError::Definition(_) => "InvalidDefinition",
+            EngineError::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
+            EngineError::ExecutionDoesNotExist(_) => "ExecutionDoesNotExist",
+            EngineError::MapRunDoesNotExist(_) => "ResourceNotFound",
+            EngineError::InvalidExecutionInput(_) => "InvalidExecutionInput",
+            EngineError::InvalidName(_) => "InvalidName",
+            EngineError::StateMachineDoesNotExist(_) => "StateMachineDoesNotExist",
+            EngineError::StateMachineAlreadyExists(_) => "StateMachineAlreadyExists",
+            EngineError::InvalidArn(_) => "InvalidArn",
+        }
+    }
 }

@@ -3,7 +3,9 @@
 //! Distributed Map (child executions, Map Runs, ItemReader and ResultWriter objects).
 
 mod activities;
+mod api;
 mod common;
+mod conformance;
 mod distributed_map;
 mod retry_catch;
 mod states;

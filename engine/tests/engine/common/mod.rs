@@ -153,3 +153,128 @@ pub fn read_json(path: &std::path::Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}")))
         .expect("JSON file")
 }
+
+/// A Step Functions client (the real `aws-sdk-sfn`) pointed at the engine's endpoint.
+pub async fn sfn(e: &Engine) -> aws_sdk_sfn::Client {
+    use aws_sdk_sfn::config::{Credentials, Region};
+    let addr = e.activity_endpoint().await.expect("endpoint starts");
+    let conf = aws_sdk_sfn::config::Builder::new()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(format!("http://{addr}"))
+        .build();
+    aws_sdk_sfn::Client::from_conf(conf)
+}
+
+/// Creates a state machine through the API; returns its ARN.
+pub async fn create_machine(c: &aws_sdk_sfn::Client, name: &str, def: &Value) -> String {
+    c.create_state_machine()
+        .name(name)
+        .definition(def.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/test")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateStateMachine {name}: {e:?}"))
+        .state_machine_arn()
+        .to_string()
+}
+
+/// Polls DescribeExecution until the execution has ended (at most 30 s).
+pub async fn wait_done(
+    c: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    for _ in 0..3000 {
+        let d = c
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .expect("DescribeExecution");
+        if d.status() != &aws_sdk_sfn::types::ExecutionStatus::Running {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{execution_arn} did not end within 30 s");
+}
+
+/// Starts an execution through the API and waits for it to end.
+pub async fn start_and_wait(
+    c: &aws_sdk_sfn::Client,
+    sm_arn: &str,
+    input: &Value,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    let arn = c
+        .start_execution()
+        .state_machine_arn(sm_arn)
+        .input(input.to_string())
+        .send()
+        .await
+        .expect("StartExecution")
+        .execution_arn()
+        .to_string();
+    wait_done(c, &arn).await
+}
+
+/// The whole history through GetExecutionHistory (every page).
+pub async fn api_history(
+    c: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+) -> Vec<aws_sdk_sfn::types::HistoryEvent> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .expect("GetExecutionHistory");
+        out.extend(page.events().iter().cloned());
+        match page.next_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// The event types of a history, as AWS names them.
+pub fn types(events: &[aws_sdk_sfn::types::HistoryEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.r#type().as_str().to_string())
+        .collect()
+}
+
+/// The parsed JSON output of a described execution.
+pub fn output(d: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput) -> Value {
+    serde_json::from_str(d.output().unwrap_or("null")).expect("output is JSON")
+}
+
+/// The `__type` and HTTP status of a failed call.
+pub fn api_err<E, R>(e: &aws_sdk_sfn::error::SdkError<E, R>) -> (String, u16)
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug + HasStatus,
+{
+    let code = match e {
+        aws_sdk_sfn::error::SdkError::ServiceError(s) => s.err().code().map(str::to_string),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("not a service error: {e:?}"));
+    let status = e.raw_response().map(|r| r.status_code()).unwrap_or(0);
+    (code, status)
+}
+
+pub trait HasStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_sfn::config::http::HttpResponse {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
