@@ -155,7 +155,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
             let arn = h.arn().to_string();
             let r = tokio::time::timeout(limit, h.wait()).await;
             let wall_s = t0.elapsed().as_secs_f64();
-            let history = stack.history(&arn);
+            let history = stack.history_with_children(&arn);
             match r {
                 Ok(r) => Execution {
                     name,

@@ -142,6 +142,8 @@ name = "throughput"
 [[axis]]
 name = "batch"
 pattern = '^b\d+$'
+distributed = true
+max_concurrency = 8
 
 [[axis]]
 name = "shard"
