@@ -82,7 +82,7 @@ impl AgentConfig {
 
     /// The name the worker gives GetActivityTask (≤ 80 characters).
     pub fn worker_name(&self) -> String {
-        log_stream(&self.instance_id).chars().take(80).collect()
+        format!("w_{}", self.instance_id).chars().take(80).collect()
     }
 }
 
@@ -423,7 +423,7 @@ impl Agent {
         let started = Instant::now();
         let hash = token_hash(&task.token);
         let token = task.token.as_str();
-        let stream = log_stream(&self.cfg.instance_id);
+        let stream = log_stream(&self.cfg.step, &self.cfg.instance_id);
         let input: ActivityInput = match serde_json::from_str(&task.input) {
             Ok(i) => i,
             Err(e) => {

@@ -244,7 +244,7 @@ async fn success_path_reports_output_with_task_env_fresh_dirs_and_one_init() {
     for (i, (tok, o)) in successes.iter().enumerate() {
         assert_eq!(tok, &format!("tok-{}", i + 1));
         assert_eq!(o.instance_id, "i-test");
-        assert_eq!(o.log_stream, "w_i-test");
+        assert_eq!(o.log_stream, "MakeBinaryPackage/w_i-test");
         assert_eq!(o.attempt, i as u32);
         assert!(o.elapsed_s > 0.0 && o.elapsed_s < 10.0, "{}", o.elapsed_s);
     }
