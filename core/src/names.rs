@@ -47,6 +47,10 @@ pub mod worker {
     pub const SCRIPTS: &str = "BOA_SCRIPTS";
     /// Script paths relative to BOA_SCRIPTS.
     pub const SCRIPT: &str = "BOA_SCRIPT";
+    /// The SHA-256 of each of the step's scripts, a JSON object `{path: hex}`: the worker runs no
+    /// script whose content does not match (set from the pipeline the Lambda or the local stack
+    /// loaded, never from the artifact bucket).
+    pub const SCRIPTS_SHA256: &str = "BOA_SCRIPTS_SHA256";
     pub const INIT_SCRIPT: &str = "BOA_INIT_SCRIPT";
     pub const AFTER_SCRIPT: &str = "BOA_AFTER_SCRIPT";
     pub const CLEANUP_SCRIPT: &str = "BOA_CLEANUP_SCRIPT";

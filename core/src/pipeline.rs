@@ -112,6 +112,32 @@ pub struct Step {
     pub worker: WorkerConfig,
     /// 1-based line of the step's `[[step]]` header.
     pub line: usize,
+    /// The SHA-256 (hex) of each of its scripts, by path, as [`Pipeline::load`] read them; empty
+    /// for a pipeline parsed from text alone.
+    pub script_sha256: BTreeMap<String, String>,
+}
+
+impl Step {
+    /// The step's script paths: `script`, then `init_script`, `after_script`, `cleanup_script`.
+    pub fn scripts(&self) -> impl Iterator<Item = &String> {
+        [
+            Some(&self.script),
+            self.init_script.as_ref(),
+            self.after_script.as_ref(),
+            self.cleanup_script.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// The SHA-256 of `bytes`, as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Step {
@@ -592,7 +618,9 @@ fn key(k: &str) -> Seg {
 }
 
 impl Pipeline {
-    /// Reads and validates a pipeline file; script paths are checked relative to its folder.
+    /// Reads and validates a pipeline file; script paths are checked relative to its folder and
+    /// each script's SHA-256 is recorded ([`Step::script_sha256`]): workers launched from this
+    /// pipeline run those contents only.
     pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
         let file = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| PipelineError {
@@ -603,9 +631,19 @@ impl Pipeline {
                 message: format!("cannot read it: {e}"),
             }],
         })?;
-        let p = Pipeline::parse_named(&src, &file)?;
+        let mut p = Pipeline::parse_named(&src, &file)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut problems = vec![];
+        for s in &mut p.steps {
+            let hashes: BTreeMap<String, String> = s
+                .scripts()
+                .filter_map(|v| {
+                    let bytes = std::fs::read(base.join(v)).ok()?;
+                    Some((v.clone(), sha256_hex(&bytes)))
+                })
+                .collect();
+            s.script_sha256 = hashes;
+        }
         for s in &p.steps {
             for (k, v) in [
                 ("script", Some(&s.script)),
@@ -1461,6 +1499,7 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             done_when,
             worker,
             line: ck.loc.line(&[key("step"), Seg::Index(i)]).unwrap_or(0),
+            script_sha256: BTreeMap::new(),
         });
     }
 

@@ -255,6 +255,7 @@ pub fn worker_env(cfg: &StackConfig, p: &Pipeline, step: &Step) -> WorkerEnv {
         init_script: step.init_script.clone(),
         after_script: step.after_script.clone(),
         cleanup_script: step.cleanup_script.clone(),
+        scripts_sha256: step.script_sha256.clone(),
         step_env: step.env.clone(),
         idle_timeout: step.worker.idle_timeout,
         max_tasks: step.worker.max_tasks_per_worker,
@@ -313,16 +314,17 @@ pub fn pipeline_path() -> std::path::PathBuf {
         .unwrap_or_else(|| "pipeline.toml".into())
 }
 
-/// Reads and validates the pipeline for a Lambda. Script paths are not checked: the scripts
-/// live in the artifact bucket, not next to the function.
+/// Reads and validates the pipeline for a Lambda, with the step scripts deploy bundled beside it
+/// (`/var/task/<path>`): their SHA-256 go into every launch ([`worker_env`]), so a worker runs only
+/// the scripts that were deployed with the functions, whatever the artifact bucket holds later.
 pub fn load_pipeline(path: &std::path::Path) -> Result<Pipeline, String> {
-    let src = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "cannot read the pipeline {}: {e} (set BOA_PIPELINE_FILE or package pipeline.toml with the function)",
+    if !path.is_file() {
+        return Err(format!(
+            "cannot read the pipeline {}: no such file (set BOA_PIPELINE_FILE or package pipeline.toml and its scripts with the function; deploy.sh does)",
             path.display()
-        )
-    })?;
-    Pipeline::parse_named(&src, &path.display().to_string()).map_err(|e| e.to_string())
+        ));
+    }
+    Pipeline::load(path).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -410,5 +412,51 @@ market = "spot"
         // A plain default (no placeholder) still serves every step.
         c.default_instance_profile = "shared".into();
         assert_eq!(instance_profile(&c, build), "shared");
+    }
+}
+
+#[cfg(test)]
+mod script_hashes {
+    use super::*;
+
+    #[test]
+    fn the_loaded_pipeline_fixes_each_scripts_sha256_and_the_launch_carries_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("scripts")).unwrap();
+        std::fs::write(d.join("scripts/build.sh"), "echo build\n").unwrap();
+        std::fs::write(d.join("scripts/init.sh"), "echo init\n").unwrap();
+        std::fs::write(
+            d.join("pipeline.toml"),
+            "name = \"demo\"\n[[axis]]\nname = \"version\"\npattern = '^\\d+$'\n[[step]]\nname = \"Build\"\nscript = \"scripts/build.sh\"\ninit_script = \"scripts/init.sh\"\n",
+        )
+        .unwrap();
+        let p = load_pipeline(&d.join("pipeline.toml")).unwrap();
+        // Changing a script after the load changes nothing the launch carries.
+        std::fs::write(d.join("scripts/build.sh"), "echo tampered\n").unwrap();
+        let cfg = StackConfig::new("demo", "us-east-1", "123456789012", "s3://a/b");
+        let env = worker_env(&cfg, &p, p.step("Build").unwrap());
+        assert_eq!(
+            env.scripts_sha256,
+            [
+                (
+                    "scripts/build.sh".to_string(),
+                    crate::pipeline::sha256_hex(b"echo build\n")
+                ),
+                (
+                    "scripts/init.sh".to_string(),
+                    crate::pipeline::sha256_hex(b"echo init\n")
+                ),
+            ]
+            .into()
+        );
+        // The well-known digest of "abc".
+        assert_eq!(
+            crate::pipeline::sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // Without the scripts beside it, a Lambda refuses to start.
+        std::fs::remove_file(d.join("scripts/init.sh")).unwrap();
+        assert!(load_pipeline(&d.join("pipeline.toml")).is_err());
     }
 }

@@ -111,9 +111,17 @@ pub struct WorkerFailureCause {
     pub log_tail: String,
 }
 
-/// Log stream name for a worker instance.
-pub fn log_stream(instance_id: &str) -> String {
-    format!("w_{instance_id}")
+/// The log stream of a worker of `step`: `<Step>/w_<instance-id>`. The step comes first so each
+/// step's worker role may write only `log-stream:<Step>/*` of the worker log group (the deploy
+/// template scopes it, the deploy audit checks it). The worker, its results, the CLI and the health
+/// check all name streams through this one function.
+pub fn log_stream(step: &str, instance_id: &str) -> String {
+    format!("{}{instance_id}", log_stream_prefix(step))
+}
+
+/// What every log stream of `step`'s workers starts with, `<Step>/w_`.
+pub fn log_stream_prefix(step: &str) -> String {
+    format!("{step}/w_")
 }
 
 /// The environment a task's script runs with (besides the step's own `env`):

@@ -36,6 +36,8 @@ pub struct WorkerEnv {
     pub init_script: Option<String>,
     pub after_script: Option<String>,
     pub cleanup_script: Option<String>,
+    /// The SHA-256 of each script, by path ([`vars::SCRIPTS_SHA256`]); empty = not checked.
+    pub scripts_sha256: BTreeMap<String, String>,
     pub step_env: BTreeMap<String, String>,
     pub idle_timeout: Duration,
     pub max_tasks: u32,
@@ -60,6 +62,10 @@ impl WorkerEnv {
             (
                 vars::STEP_ENV,
                 serde_json::to_string(&self.step_env).expect("strings serialise"),
+            ),
+            (
+                vars::SCRIPTS_SHA256,
+                serde_json::to_string(&self.scripts_sha256).expect("strings serialise"),
             ),
             (vars::IDLE_TIMEOUT_S, fmt_secs(self.idle_timeout)),
             (vars::MAX_TASKS, self.max_tasks.to_string()),
@@ -138,6 +144,24 @@ impl WorkerEnv {
                 BTreeMap::new()
             }),
         };
+        let scripts_sha256: BTreeMap<String, String> = match get(vars::SCRIPTS_SHA256) {
+            None => BTreeMap::new(),
+            Some(v) => serde_json::from_str(&v).unwrap_or_else(|e| {
+                problems.push(format!(
+                    "{} is not a JSON object of strings: {e}",
+                    vars::SCRIPTS_SHA256
+                ));
+                BTreeMap::new()
+            }),
+        };
+        for (path, h) in &scripts_sha256 {
+            if !(h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())) {
+                problems.push(format!(
+                    "{}: '{h}' for {path} is not a SHA-256 (64 hex digits)",
+                    vars::SCRIPTS_SHA256
+                ));
+            }
+        }
         let shutdown = match get(vars::SHUTDOWN).as_deref() {
             None | Some("poweroff") => Shutdown::Poweroff,
             Some("exit") => Shutdown::Exit,
@@ -171,6 +195,7 @@ impl WorkerEnv {
             init_script: get(vars::INIT_SCRIPT),
             after_script: get(vars::AFTER_SCRIPT),
             cleanup_script: get(vars::CLEANUP_SCRIPT),
+            scripts_sha256,
             step_env,
             idle_timeout,
             max_tasks,
@@ -277,6 +302,7 @@ mod tests {
             init_script: Some("scripts/init.sh".into()),
             after_script: None,
             cleanup_script: None,
+            scripts_sha256: [("scripts/init.sh".to_string(), "ab".repeat(32))].into(),
             step_env: [("CC".to_string(), "clang it's".to_string())].into(),
             idle_timeout: Duration::from_secs(300),
             max_tasks: 0,

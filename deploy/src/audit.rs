@@ -301,11 +301,238 @@ pub fn worker_role_of(t: &Value, step: &boa_core::Step) -> Option<String> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Policy evaluation over the template
+
+/// The account, region and stack name [`resolve`] gives the pseudo parameters.
+pub const SAMPLE_ACCOUNT: &str = "123456789012";
+pub const SAMPLE_REGION: &str = "us-east-1";
+pub const SAMPLE_STACK: &str = "build-on-aws-audit";
+
+/// The concrete string a template value stands for, as CloudFormation would make it in
+/// [`SAMPLE_REGION`] of [`SAMPLE_ACCOUNT`] for stack [`SAMPLE_STACK`]: `Ref` of a pseudo
+/// parameter, a parameter (its default, else `<Name>`), an activity (its ARN), a log group (its
+/// name) or any other resource (its logical id); `Fn::GetAtt … Arn` of a log group;
+/// `Fn::Sub` and `Fn::Join`. `None` for anything else.
+pub fn resolve(t: &Value, v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) if o.len() == 1 => {
+            let (k, a) = o.iter().next()?;
+            match k.as_str() {
+                "Ref" => resolve_ref(t, a.as_str()?),
+                "Fn::GetAtt" => {
+                    let (id, attr) = match a {
+                        Value::Array(x) => (x.first()?.as_str()?, x.get(1)?.as_str()?),
+                        Value::String(x) => x.split_once('.')?,
+                        _ => return None,
+                    };
+                    resolve_get_att(t, id, attr)
+                }
+                "Fn::Sub" => {
+                    let (text, vars) = match a {
+                        Value::String(x) => (x.as_str(), None),
+                        Value::Array(x) => (x.first()?.as_str()?, x.get(1)),
+                        _ => return None,
+                    };
+                    let re = Regex::new(r"\$\{([^}!]+)\}").expect("static regex");
+                    let mut out = String::new();
+                    let mut last = 0;
+                    for c in re.captures_iter(text) {
+                        let m = c.get(0).expect("group 0");
+                        let name = c.get(1).expect("group 1").as_str();
+                        out.push_str(&text[last..m.start()]);
+                        let val = match vars.and_then(|m| m.get(name)) {
+                            Some(x) => resolve(t, x)?,
+                            None => match name.split_once('.') {
+                                Some((id, attr)) => resolve_get_att(t, id, attr)?,
+                                None => resolve_ref(t, name)?,
+                            },
+                        };
+                        out.push_str(&val);
+                        last = m.end();
+                    }
+                    out.push_str(&text[last..]);
+                    Some(out)
+                }
+                "Fn::Join" => {
+                    let sep = a.get(0)?.as_str()?;
+                    let parts = a.get(1)?.as_array()?;
+                    let parts: Option<Vec<String>> = parts.iter().map(|x| resolve(t, x)).collect();
+                    Some(parts?.join(sep))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn resolve_ref(t: &Value, name: &str) -> Option<String> {
+    match name {
+        "AWS::Partition" => return Some("aws".into()),
+        "AWS::Region" => return Some(SAMPLE_REGION.into()),
+        "AWS::AccountId" => return Some(SAMPLE_ACCOUNT.into()),
+        "AWS::StackName" => return Some(SAMPLE_STACK.into()),
+        "AWS::URLSuffix" => return Some("amazonaws.com".into()),
+        _ => {}
+    }
+    if let Some(p) = t["Parameters"].get(name) {
+        return Some(
+            p["Default"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| format!("<{name}>"), str::to_string),
+        );
+    }
+    let r = t["Resources"].get(name)?;
+    match r["Type"].as_str()? {
+        "AWS::StepFunctions::Activity" => Some(format!(
+            "arn:aws:states:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:activity:{}",
+            resolve(t, &r["Properties"]["Name"])?
+        )),
+        "AWS::Logs::LogGroup" => resolve(t, &r["Properties"]["LogGroupName"]),
+        _ => Some(name.to_string()),
+    }
+}
+
+fn resolve_get_att(t: &Value, id: &str, attr: &str) -> Option<String> {
+    let r = t["Resources"].get(id)?;
+    match (r["Type"].as_str()?, attr) {
+        ("AWS::Logs::LogGroup", "Arn") => Some(format!(
+            "arn:aws:logs:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:log-group:{}:*",
+            resolve_ref(t, id)?
+        )),
+        _ => None,
+    }
+}
+
+/// IAM's wildcard match (`*` any run of characters, `?` one), case-sensitive as for ARNs.
+pub fn iam_glob(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    let (mut pi, mut vi, mut star, mut mark) = (0, 0, None, 0);
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = vi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            vi = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether any statement of role `role_id` allows `action` on the resource `arn`. Statements
+/// with a condition count as allowing (the answer over-approximates what IAM allows, so "no"
+/// is a proof of denial); a resource the evaluator cannot resolve counts as `*`.
+pub fn role_allows(t: &Value, role_id: &str, action: &str, arn: &str) -> bool {
+    iam_statements(t)
+        .into_iter()
+        .filter(|s| s.at.starts_with(&format!("{role_id}/")))
+        .filter(|s| {
+            s.actions
+                .iter()
+                .any(|a| iam_glob(&a.to_ascii_lowercase(), &action.to_ascii_lowercase()))
+        })
+        .any(|s| {
+            s.resources
+                .iter()
+                .any(|r| resolve(t, r).is_none_or(|pattern| iam_glob(&pattern, arn)))
+        })
+}
+
+/// The Step Functions calls a worker makes on its activity (and the tasks it receives).
+pub const WORKER_ACTIVITY_ACTIONS: [&str; 4] = [
+    "states:GetActivityTask",
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+];
+
+/// The CloudWatch Logs calls a worker makes on its log stream.
+pub const WORKER_LOG_ACTIONS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
+
+/// The ARN of `step`'s activity in the template, resolved.
+pub fn activity_arn_of(t: &Value, step: &str) -> Option<String> {
+    resolve_ref(t, &activity_id(step))
+}
+
+/// The ARN of a log stream a worker of `step` (instance `i-0123456789abcdef0`) writes.
+pub fn log_stream_arn_of(t: &Value, step: &str) -> Option<String> {
+    let group = resolve_ref(t, "WorkerLogGroup")?;
+    Some(format!(
+        "arn:aws:logs:{SAMPLE_REGION}:{SAMPLE_ACCOUNT}:log-group:{group}:log-stream:{}",
+        boa_core::task::log_stream(step, "i-0123456789abcdef0")
+    ))
+}
+
+/// Per-step isolation by policy evaluation: the role of `step`'s workers is allowed every
+/// activity call and every log call on its own activity and log streams, and denied them on
+/// every step that does not share its instance profile.
+pub fn evaluation_problems(t: &Value, p: &Pipeline) -> Vec<String> {
+    let mut out = vec![];
+    for a in &p.steps {
+        let Some(role) = worker_role_of(t, a) else {
+            continue;
+        };
+        for b in &p.steps {
+            let shares = a.name == b.name
+                || (!a.worker.instance_profile.is_empty()
+                    && a.worker.instance_profile == b.worker.instance_profile);
+            let targets = [
+                (
+                    &WORKER_ACTIVITY_ACTIONS[..],
+                    activity_arn_of(t, &b.name),
+                    "activity",
+                ),
+                (
+                    &WORKER_LOG_ACTIONS[..],
+                    log_stream_arn_of(t, &b.name),
+                    "log streams",
+                ),
+            ];
+            for (actions, arn, what) in targets {
+                let Some(arn) = arn else {
+                    out.push(format!(
+                        "step {}: cannot resolve the ARN of its {what} in the template",
+                        b.name
+                    ));
+                    continue;
+                };
+                for action in actions {
+                    let allowed = role_allows(t, &role, action, &arn);
+                    if allowed && !shares {
+                        out.push(format!(
+                            "step {}: its workers' role {role} is allowed {action} on step {}'s {what} ({arn})",
+                            a.name, b.name
+                        ));
+                    } else if !allowed && shares {
+                        out.push(format!(
+                            "step {}: its workers' role {role} is not allowed {action} on its own {what} ({arn})",
+                            a.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Per-step isolation: the workers of every step run with a role that polls (and so receives,
 /// heartbeats and completes) only the activities of the steps sharing its instance profile —
-/// one, unless the pipeline names one profile for several steps.
+/// one, unless the pipeline names one profile for several steps — and writes only their log
+/// streams ([`evaluation_problems`]).
 pub fn isolation_problems(t: &Value, p: &Pipeline) -> Vec<String> {
-    let mut out = vec![];
+    let mut out = evaluation_problems(t, p);
     for step in &p.steps {
         let Some(role) = worker_role_of(t, step) else {
             out.push(format!(

@@ -289,8 +289,17 @@ pub fn own_profile_name(step: &str) -> Value {
     sub(format!("${{AWS::StackName}}-{step}"))
 }
 
-/// One worker role per step: a worker of one step can poll only its own activity and gets only
-/// the policies attached to its own role (e.g. only the publisher may write the apt bucket).
+/// The log streams the workers of `step` may create and write: `<Step>/*` of the worker log group.
+pub fn own_log_streams(step: &str) -> Value {
+    sub(format!(
+        "arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:${{WorkerLogGroup}}:log-stream:{}*",
+        boa_core::task::log_stream_prefix(step)
+    ))
+}
+
+/// One worker role per step: a worker of one step can poll only its own activity, write only its
+/// own log streams, and gets only the policies attached to its own role (e.g. only the publisher
+/// may write the apt bucket).
 /// Steps that name the same `instance_profile` share it, as their pipeline says.
 fn worker_groups(p: &Pipeline) -> Vec<WorkerGroup<'_>> {
     let mut named: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
@@ -341,10 +350,11 @@ fn worker_role(g: &WorkerGroup<'_>) -> Value {
             )],
             Value::Null,
         ),
+        // Only the streams of its own steps: `<Step>/w_<instance-id>` (boa_core::task::log_stream).
         stmt(
-            "WriteWorkerLogs",
+            "WriteOwnLogStreams",
             &["logs:CreateLogStream", "logs:PutLogEvents"],
-            vec![get_att("WorkerLogGroup", "Arn")],
+            g.steps.iter().map(|s| own_log_streams(&s.name)).collect(),
             Value::Null,
         ),
         // A worker may tag only itself, only if it belongs to this stack, and only the keys it

@@ -461,7 +461,7 @@ fn stored_result(p: &Pipeline, input: &BuildInput, step: &str, item: Item, faile
     if failed {
         let cause = WorkerFailureCause {
             instance_id: SAMPLE_INSTANCE.into(),
-            log_stream: log_stream(SAMPLE_INSTANCE),
+            log_stream: log_stream(step, SAMPLE_INSTANCE),
             attempt: 2,
             elapsed_s: SAMPLE_ELAPSED_S,
             status: "exit status 2".into(),
@@ -488,7 +488,7 @@ fn stored_result(p: &Pipeline, input: &BuildInput, step: &str, item: Item, faile
     json!({
         "step": step, "item": item, "attempt": 0, "prepare": prepare,
         "outcome": {"status": "succeeded", "instance_id": SAMPLE_INSTANCE,
-                    "log_stream": log_stream(SAMPLE_INSTANCE), "elapsed_s": SAMPLE_ELAPSED_S},
+                    "log_stream": log_stream(step, SAMPLE_INSTANCE), "elapsed_s": SAMPLE_ELAPSED_S},
     })
 }
 

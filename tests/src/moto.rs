@@ -38,6 +38,12 @@ impl Moto {
     ///
     /// Panics with a hint when moto_server is not installed.
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// [`Moto::start`] with extra environment for moto_server (e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, after which it checks every request against its IAM).
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let bin = moto_server_path();
         assert!(
             bin.is_file(),
@@ -51,6 +57,7 @@ impl Moto {
             let mut child = Command::new(&bin)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("SF_EXECUTION_HISTORY_TYPE", "SUCCESS")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub init_script: Option<String>,
     pub after_script: Option<String>,
     pub cleanup_script: Option<String>,
+    /// The SHA-256 every script must have (`BOA_SCRIPTS_SHA256`); empty = not checked.
+    pub scripts_sha256: BTreeMap<String, String>,
     pub step_env: BTreeMap<String, String>,
     pub idle_timeout: Duration,
     /// 0 = unlimited.
@@ -63,6 +65,7 @@ impl AgentConfig {
             init_script: env.init_script.clone().filter(|s| !s.is_empty()),
             after_script: env.after_script.clone().filter(|s| !s.is_empty()),
             cleanup_script: env.cleanup_script.clone().filter(|s| !s.is_empty()),
+            scripts_sha256: env.scripts_sha256.clone(),
             step_env: env.step_env.clone(),
             idle_timeout: env.idle_timeout,
             max_tasks: env.max_tasks,
@@ -82,7 +85,7 @@ impl AgentConfig {
 
     /// The name the worker gives GetActivityTask (≤ 80 characters).
     pub fn worker_name(&self) -> String {
-        log_stream(&self.instance_id).chars().take(80).collect()
+        format!("w_{}", self.instance_id).chars().take(80).collect()
     }
 }
 
@@ -300,7 +303,13 @@ impl Agent {
             "BOA_WORK_DIR".into(),
             self.cfg.work_dir.display().to_string(),
         ));
-        let path = script::resolve(&self.cfg.scripts_dir, &rel);
+        let path = match script::verified(&self.cfg.scripts_dir, &rel, &self.cfg.scripts_sha256) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.note(&format!("cleanup script: {msg}"));
+                return;
+            }
+        };
         self.note(&format!("cleanup script {rel}"));
         let lease = self.keep_lease();
         let (exit, _) =
@@ -333,6 +342,25 @@ impl Agent {
     /// Runs a script with heartbeats, watching for a dead task and for interruptions. Every
     /// heartbeat that succeeds also refreshes the lease tag (one `tag` call at a time, never
     /// retried, never fatal, never delaying the heartbeats).
+    /// [`Self::supervise`] of script `rel` once its SHA-256 is the deployed one; a script that
+    /// does not match is not started (its task fails as `Worker.ScriptFailed`, "not started:
+    /// script … does not match its SHA-256 …").
+    async fn checked_supervise(
+        &self,
+        rel: &str,
+        dir: &Path,
+        env: &[(String, String)],
+        token: &str,
+    ) -> Supervised {
+        match script::verified(&self.cfg.scripts_dir, rel, &self.cfg.scripts_sha256) {
+            Ok(path) => self.supervise(&path, dir, env, token).await,
+            Err(msg) => {
+                self.note(&msg);
+                Supervised::Exited(Exit::NotStarted(msg.clone()), msg)
+            }
+        }
+    }
+
     async fn supervise(
         &self,
         path: &Path,
@@ -423,7 +451,7 @@ impl Agent {
         let started = Instant::now();
         let hash = token_hash(&task.token);
         let token = task.token.as_str();
-        let stream = log_stream(&self.cfg.instance_id);
+        let stream = log_stream(&self.cfg.step, &self.cfg.instance_id);
         let input: ActivityInput = match serde_json::from_str(&task.input) {
             Ok(i) => i,
             Err(e) => {
@@ -480,15 +508,14 @@ impl Agent {
             && let Some(rel) = self.cfg.init_script.clone()
         {
             self.note(&format!("init script {rel}"));
-            let path = script::resolve(&self.cfg.scripts_dir, &rel);
-            result = self.supervise(&path, &dir, &env, token).await;
+            result = self.checked_supervise(&rel, &dir, &env, token).await;
             status_prefix = "init script: ";
         }
         if matches!(&result, Supervised::Exited(e, _) if e.success()) {
             self.init_done = true;
             status_prefix = "";
-            let path = script::resolve(&self.cfg.scripts_dir, &self.cfg.script);
-            result = self.supervise(&path, &dir, &env, token).await;
+            let rel = self.cfg.script.clone();
+            result = self.checked_supervise(&rel, &dir, &env, token).await;
         }
         let elapsed_s = started.elapsed().as_secs_f64();
         let acts = Arc::clone(&self.activities);
@@ -569,7 +596,13 @@ impl Agent {
         let mut env = env.to_vec();
         env.push(("SUCCESS".into(), success.to_string()));
         self.note(&format!("after script {rel} (SUCCESS={success})"));
-        let path = script::resolve(&self.cfg.scripts_dir, rel);
+        let path = match script::verified(&self.cfg.scripts_dir, rel, &self.cfg.scripts_sha256) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.note(&format!("after script: {msg}"));
+                return;
+            }
+        };
         let lease = self.keep_lease();
         let (exit, _) = script::run_to_end(&path, dir, &env, Arc::clone(&self.log)).await;
         lease.abort();

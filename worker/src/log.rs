@@ -35,8 +35,9 @@ impl FileLog {
     /// should not read.
     pub fn open(dir: &Path, stream: &str) -> std::io::Result<FileLog> {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::create_dir_all(dir)?;
+        // A stream `<Step>/w_<id>` is the file `<dir>/<Step>/w_<id>.log`.
         let path = dir.join(format!("{stream}.log"));
+        std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

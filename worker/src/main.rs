@@ -168,7 +168,7 @@ async fn run(env: WorkerEnv, poll_timeout: Duration) -> anyhow::Result<()> {
         PathBuf::from(&env.scripts)
     };
 
-    let stream = log_stream(&instance_id);
+    let stream = log_stream(&env.step, &instance_id);
     let log: Arc<dyn LogSink> =
         if let Some(group) = env.log_group.as_deref().filter(|g| !g.is_empty()) {
             let cw = CloudWatchLogs::create(&sdk, group, &stream)

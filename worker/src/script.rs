@@ -268,6 +268,39 @@ pub fn resolve(scripts_dir: &Path, rel: &str) -> PathBuf {
     scripts_dir.join(rel)
 }
 
+/// The path of script `rel`, once its content is the one deployed: its SHA-256 must be
+/// `sha256[rel]` (`BOA_SCRIPTS_SHA256`, from the launch, not from the artifact bucket). With no
+/// hashes at all nothing is checked (a worker run by hand); with hashes, a script that has none
+/// is refused too. The error says which script and both hashes.
+pub fn verified(
+    scripts_dir: &Path,
+    rel: &str,
+    sha256: &std::collections::BTreeMap<String, String>,
+) -> Result<PathBuf, String> {
+    let path = resolve(scripts_dir, rel);
+    if sha256.is_empty() {
+        return Ok(path);
+    }
+    let Some(want) = sha256.get(rel) else {
+        return Err(format!(
+            "script {rel} has no SHA-256 in BOA_SCRIPTS_SHA256: refusing to run it"
+        ));
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        format!(
+            "script {} cannot be read: {e} (check BOA_SCRIPTS and the step's script paths)",
+            path.display()
+        )
+    })?;
+    let got = boa_core::pipeline::sha256_hex(&bytes);
+    if !got.eq_ignore_ascii_case(want) {
+        return Err(format!(
+            "script {rel} does not match its SHA-256 (SHA-256 {got}, deployed {want}): refusing to run it"
+        ));
+    }
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

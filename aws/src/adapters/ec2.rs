@@ -30,20 +30,23 @@ const NO_CAPACITY: &[&str] = &[
     "Unsupported",
 ];
 
+/// The service as error messages name it.
+pub const SERVICE: &str = "EC2";
+
 /// Maps any EC2 error to a [`PortError`]: the one place EC2 error codes are read.
-pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
+pub fn map_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match common_kind(&e) {
+    match common_kind(SERVICE, operation, &e) {
         Err(pe) => pe,
         Ok((code, message)) if NO_CAPACITY.contains(&code.as_str()) => {
-            PortError::NoCapacity(message)
+            PortError::NoCapacity(format!("{SERVICE} {operation} {code}: {message}"))
         }
         Ok((code, message)) if code.starts_with("InvalidInstanceID.NotFound") => {
-            PortError::NotFound(message)
+            PortError::NotFound(format!("{SERVICE} {operation} {code}: {message}"))
         }
-        Ok((_, message)) => PortError::Other(message),
+        Ok((code, message)) => PortError::call(SERVICE, operation, &code, message),
     }
 }
 
@@ -81,7 +84,7 @@ impl Ec2Fleet {
             .image_ids(ami)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("DescribeImages", e))?;
         let device = out
             .images()
             .first()
@@ -195,7 +198,7 @@ impl Fleet for Ec2Fleet {
                     .build(),
             );
         }
-        let out = req.send().await.map_err(map_error)?;
+        let out = req.send().await.map_err(|e| map_error("RunInstances", e))?;
         Ok(out
             .instances()
             .iter()
@@ -226,7 +229,7 @@ impl Fleet for Ec2Fleet {
             .send();
         let mut out = vec![];
         while let Some(page) = pages.next().await {
-            let page = page.map_err(map_error)?;
+            let page = page.map_err(|e| map_error("DescribeInstances", e))?;
             for r in page.reservations() {
                 for i in r.instances() {
                     let s = state(i.state().and_then(|s| s.name()));
@@ -265,7 +268,7 @@ impl Fleet for Ec2Fleet {
             ))
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("CreateTags", e))?;
         Ok(())
     }
 
@@ -278,7 +281,7 @@ impl Fleet for Ec2Fleet {
             .set_instance_ids(Some(instance_ids.to_vec()))
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("TerminateInstances", e))?;
         Ok(())
     }
 }

@@ -31,14 +31,17 @@ pub struct CloudWatchLogs {
     sending: tokio::sync::Mutex<()>,
 }
 
+/// The service as error messages name it.
+pub const SERVICE: &str = "CloudWatchLogs";
+
 /// Maps a CloudWatch Logs error to a [`PortError`].
-pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
+pub fn map_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match common_kind(&e) {
+    match common_kind(SERVICE, operation, &e) {
         Err(pe) => pe,
-        Ok((_, message)) => PortError::Other(message),
+        Ok((code, message)) => PortError::call(SERVICE, operation, &code, message),
     }
 }
 
@@ -70,7 +73,7 @@ impl CloudWatchLogs {
                     {
                         Ok(())
                     }
-                    Err(e) => Err(map_error(e)),
+                    Err(e) => Err(map_error("CreateLogStream", e)),
                 }
             },
         )
@@ -138,7 +141,10 @@ impl LogSink for CloudWatchLogs {
                             .expect("timestamp and message are set"),
                     );
                 }
-                req.send().await.map(|_| ()).map_err(map_error)
+                req.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| map_error("PutLogEvents", e))
             })
             .await;
             if let Err(e) = r {

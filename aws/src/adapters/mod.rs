@@ -76,35 +76,171 @@ const SERVER_FAULTS: &[&str] = &[
 ];
 
 /// The part of error mapping every service shares: transport failures and timeouts are
-/// `Transient`, throttling codes `Throttled`, server faults `Transient`. `None` = a service error
-/// the service's own table must decide; `code` is then its error code.
-pub(crate) fn common_kind<E>(e: &SdkError<E, HttpResponse>) -> Result<(String, String), PortError>
+/// `Transient`, throttling codes `Throttled`, server faults `Transient`; every message names
+/// `service` and `operation`. `Ok` = a service error the service's own table must decide: its
+/// error code (`HTTP <status>` when the answer carried none, as for a HEAD) and message.
+pub(crate) fn common_kind<E>(
+    service: &str,
+    operation: &str,
+    e: &SdkError<E, HttpResponse>,
+) -> Result<(String, String), PortError>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+    let detail = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
     match e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            Err(PortError::Transient(message))
+            Err(PortError::Transient(format!(
+                "{service} {operation}: {detail}"
+            )))
         }
         SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or_default().to_string();
+            let status = se.raw().status();
+            let code = match se.err().code() {
+                Some(c) if !c.is_empty() => c.to_string(),
+                _ => format!("HTTP {}", status.as_u16()),
+            };
+            let message = se
+                .err()
+                .message()
+                .filter(|m| !m.is_empty())
+                .map_or(detail, str::to_string);
             if THROTTLING_ERRORS.contains(&code.as_str()) {
-                Err(PortError::Throttled(message))
+                Err(PortError::Throttled(format!(
+                    "{service} {operation} {code}: {message}"
+                )))
             } else if SERVER_FAULTS.contains(&code.as_str())
                 || TRANSIENT_ERRORS.contains(&code.as_str())
-                || se.raw().status().is_server_error()
+                || status.is_server_error()
             {
-                Err(PortError::Transient(message))
+                Err(PortError::Transient(format!(
+                    "{service} {operation} {code}: {message}"
+                )))
             } else {
                 Ok((code, message))
             }
         }
-        _ => Err(PortError::Other(message)),
+        _ => Err(PortError::Other(format!("{service} {operation}: {detail}"))),
     }
 }
 
 /// Converts an SDK timestamp.
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use crate::ports::PortError;
+    use boa_core::errors::ErrorName;
+
+    fn refused<E>(
+        make: impl Fn(ErrorMetadata) -> E,
+        status: u16,
+        code: Option<&str>,
+    ) -> SdkError<E, HttpResponse> {
+        let mut meta = ErrorMetadata::builder().message("Access Denied");
+        if let Some(c) = code {
+            meta = meta.code(c);
+        }
+        SdkError::service_error(
+            make(meta.build()),
+            HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn a_refused_call_names_the_service_the_operation_and_the_code() {
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        let e = super::s3::map_error(
+            "HeadObject",
+            refused(HeadObjectError::generic, 403, Some("AccessDenied")),
+        );
+        assert_eq!(
+            e,
+            PortError::call("S3", "HeadObject", "AccessDenied", "Access Denied")
+        );
+        assert_eq!(e.to_string(), "S3 HeadObject AccessDenied: Access Denied");
+        assert_eq!(e.name(), ErrorName::AwsCallFailed);
+        assert!(!e.is_retryable());
+
+        use aws_sdk_sfn::operation::list_executions::ListExecutionsError;
+        let e = super::sfn::map_error(
+            "ListExecutions",
+            refused(ListExecutionsError::generic, 400, Some("InvalidArn")),
+        );
+        assert_eq!(
+            e.to_string(),
+            "SFN ListExecutions InvalidArn: Access Denied"
+        );
+        assert_eq!(e.name(), ErrorName::AwsCallFailed);
+
+        use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
+        let e = super::logs::map_error(
+            "PutLogEvents",
+            refused(
+                PutLogEventsError::generic,
+                400,
+                Some("AccessDeniedException"),
+            ),
+        );
+        assert_eq!(
+            e.to_string(),
+            "CloudWatchLogs PutLogEvents AccessDeniedException: Access Denied"
+        );
+    }
+
+    #[test]
+    fn an_answer_without_a_code_is_named_by_its_status() {
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        let e = super::s3::map_error("HeadObject", refused(HeadObjectError::generic, 403, None));
+        assert_eq!(e.code(), Some("HTTP 403"));
+        assert!(e.to_string().starts_with("S3 HeadObject HTTP 403: "), "{e}");
+        // A bare 404 is "not found", as S3 answers a HEAD of a missing key.
+        let e = super::s3::map_error("HeadObject", refused(HeadObjectError::generic, 404, None));
+        assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
+    }
+
+    #[test]
+    fn throttling_and_faults_keep_their_kind_and_name_the_call() {
+        use aws_sdk_ec2::operation::run_instances::RunInstancesError;
+        let e = super::ec2::map_error(
+            "RunInstances",
+            refused(
+                RunInstancesError::generic,
+                503,
+                Some("RequestLimitExceeded"),
+            ),
+        );
+        assert!(
+            matches!(&e, PortError::Throttled(m) if m.starts_with("EC2 RunInstances RequestLimitExceeded")),
+            "{e:?}"
+        );
+        let e = super::ec2::map_error(
+            "RunInstances",
+            refused(RunInstancesError::generic, 500, Some("InternalError")),
+        );
+        assert!(
+            matches!(&e, PortError::Transient(m) if m.starts_with("EC2 RunInstances InternalError")),
+            "{e:?}"
+        );
+        let e = super::ec2::map_error(
+            "RunInstances",
+            refused(
+                RunInstancesError::generic,
+                400,
+                Some("InvalidAMIID.NotFound"),
+            ),
+        );
+        assert_eq!(e.code(), Some("InvalidAMIID.NotFound"));
+        // A refused launch stays Ec2.LaunchFailed; any other refused call is Aws.CallFailed.
+        assert_eq!(e.launch_name(), ErrorName::Ec2LaunchFailed);
+        assert_eq!(e.name(), ErrorName::AwsCallFailed);
+    }
 }

@@ -12,19 +12,25 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use super::common_kind;
 use crate::ports::{ObjectInfo, Objects, PortError};
 
+/// The service as error messages name it.
+pub const SERVICE: &str = "S3";
+
 /// Maps any S3 error to a [`PortError`]: the one place S3 error codes are read.
-pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
+pub fn map_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match common_kind(&e) {
+    match common_kind(SERVICE, operation, &e) {
         Err(pe) => pe,
         Ok((code, message))
-            if matches!(code.as_str(), "NotFound" | "NoSuchKey" | "NoSuchBucket") =>
+            if matches!(
+                code.as_str(),
+                "NotFound" | "NoSuchKey" | "NoSuchBucket" | "HTTP 404"
+            ) =>
         {
-            PortError::NotFound(message)
+            PortError::NotFound(format!("{SERVICE} {operation} {code}: {message}"))
         }
-        Ok((_, message)) => PortError::Other(message),
+        Ok((code, message)) => PortError::call(SERVICE, operation, &code, message),
     }
 }
 
@@ -89,7 +95,7 @@ impl Objects for S3Objects {
         {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(false),
-            Err(e) => match map_error(e) {
+            Err(e) => match map_error("HeadObject", e) {
                 // A HEAD has no body: some servers answer a missing key with a bare 404.
                 PortError::NotFound(_) => Ok(false),
                 other => Err(other),
@@ -114,7 +120,7 @@ impl Objects for S3Objects {
                 Ok(Some(body.into_bytes().to_vec()))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
-            Err(e) => match map_error(e) {
+            Err(e) => match map_error("GetObject", e) {
                 PortError::NotFound(_) => Ok(None),
                 other => Err(other),
             },
@@ -130,7 +136,7 @@ impl Objects for S3Objects {
             .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("PutObject", e))?;
         Ok(())
     }
 
@@ -157,7 +163,7 @@ impl Objects for S3Objects {
                 if code == "PreconditionFailed" || code == "ConditionalRequestConflict" {
                     Ok(false)
                 } else {
-                    Err(map_error(e))
+                    Err(map_error("PutObject", e))
                 }
             }
         }
@@ -174,7 +180,7 @@ impl Objects for S3Objects {
             .send();
         let mut out = vec![];
         while let Some(page) = pages.next().await {
-            let page = page.map_err(map_error)?;
+            let page = page.map_err(|e| map_error("ListObjectsV2", e))?;
             for o in page.contents() {
                 out.push(ObjectInfo {
                     key: o.key().unwrap_or_default().to_string(),
@@ -205,7 +211,7 @@ impl Objects for S3Objects {
             .set_expected_bucket_owner(self.owner(bucket))
             .presigned(cfg)
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("GetObject", e))?;
         Ok(req.uri().to_string())
     }
 }

@@ -23,20 +23,27 @@ pub const GET_TASK_TIMEOUT: Duration = Duration::from_secs(70);
 /// Operation timeout of every activity call but `GetActivityTask`.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The service as error messages name it.
+pub const SERVICE: &str = "SFN";
+
 /// Maps any Step Functions error to a [`PortError`]: the one place its error codes are read.
-pub fn map_error<E>(e: SdkError<E, HttpResponse>) -> PortError
+pub fn map_error<E>(operation: &str, e: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match common_kind(&e) {
+    match common_kind(SERVICE, operation, &e) {
         Err(pe) => pe,
         Ok((code, message)) => match code.as_str() {
-            "TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist" => PortError::TaskGone(message),
+            "TaskTimedOut" | "InvalidToken" | "TaskDoesNotExist" => {
+                PortError::TaskGone(format!("{SERVICE} {operation} {code}: {message}"))
+            }
             "ExecutionDoesNotExist"
             | "ActivityDoesNotExist"
             | "StateMachineDoesNotExist"
-            | "ResourceNotFound" => PortError::NotFound(message),
-            _ => PortError::Other(message),
+            | "ResourceNotFound" => {
+                PortError::NotFound(format!("{SERVICE} {operation} {code}: {message}"))
+            }
+            _ => PortError::call(SERVICE, operation, &code, message),
         },
     }
 }
@@ -154,7 +161,7 @@ impl Executions for SfnExecutions {
             .send();
         let mut out = vec![];
         while let Some(page) = pages.next().await {
-            let page = page.map_err(map_error)?;
+            let page = page.map_err(|e| map_error("ListExecutions", e))?;
             out.extend(page.executions().iter().map(summary));
         }
         out.sort_by(|a, b| a.arn.cmp(&b.arn));
@@ -173,7 +180,7 @@ impl Executions for SfnExecutions {
             .send();
         let mut map_runs = vec![];
         while let Some(page) = runs.next().await {
-            let page = page.map_err(map_error)?;
+            let page = page.map_err(|e| map_error("ListMapRuns", e))?;
             map_runs.extend(page.map_runs().iter().map(|m| m.map_run_arn().to_string()));
         }
         let mut out = vec![];
@@ -186,7 +193,7 @@ impl Executions for SfnExecutions {
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(map_error)?;
+                let page = page.map_err(|e| map_error("ListExecutions", e))?;
                 out.extend(page.executions().iter().map(summary));
             }
         }
@@ -204,7 +211,7 @@ impl Executions for SfnExecutions {
             .send();
         let mut out = vec![];
         while let Some(page) = pages.next().await {
-            let page = page.map_err(map_error)?;
+            let page = page.map_err(|e| map_error("GetExecutionHistory", e))?;
             out.extend(page.events().iter().map(convert_event));
         }
         out.sort_by_key(|e| e.id);
@@ -226,7 +233,7 @@ impl Activities for SfnActivities {
             .worker_name(worker_name)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("GetActivityTask", e))?;
         match out.task_token() {
             Some(t) if !t.is_empty() => Ok(Some(ActivityTask {
                 token: t.to_string(),
@@ -242,7 +249,7 @@ impl Activities for SfnActivities {
             .task_token(token)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("SendTaskHeartbeat", e))?;
         Ok(())
     }
 
@@ -253,7 +260,7 @@ impl Activities for SfnActivities {
             .output(output)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("SendTaskSuccess", e))?;
         Ok(())
     }
 
@@ -265,7 +272,7 @@ impl Activities for SfnActivities {
             .cause(cause)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(|e| map_error("SendTaskFailure", e))?;
         Ok(())
     }
 }

@@ -30,12 +30,43 @@ pub enum PortError {
     /// Not found (e.g. an execution or object).
     #[error("not found: {0}")]
     NotFound(String),
+    /// An AWS call the service refused with an error code no retry fixes (AccessDenied,
+    /// InvalidParameterValue…): names the service, the operation and the code, e.g.
+    /// "S3 HeadObject AccessDenied: Access Denied".
+    #[error("{service} {operation} {code}: {message}")]
+    Call {
+        /// e.g. `S3`, `EC2`, `SFN`, `CloudWatchLogs`.
+        service: String,
+        /// The API operation, e.g. `HeadObject`.
+        operation: String,
+        /// The AWS error code, e.g. `AccessDenied` (`HTTP <status>` when the answer had none).
+        code: String,
+        message: String,
+    },
     /// Anything else: final.
     #[error("{0}")]
     Other(String),
 }
 
 impl PortError {
+    /// A refused call of `service` `operation` with AWS error `code`.
+    pub fn call(service: &str, operation: &str, code: &str, message: impl Into<String>) -> Self {
+        PortError::Call {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The AWS error code of a refused call.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            PortError::Call { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, PortError::Throttled(_) | PortError::Transient(_))
     }

@@ -591,13 +591,32 @@ fn every_step_has_a_role_of_its_own_that_can_poll_only_its_activity() {
             p.name
         );
         // Policy evaluation over the template: a worker of one step is denied every other
-        // step's activity (no statement of its role allows GetActivityTask on it).
+        // step's activity and log streams, and allowed its own.
         for a in &p.steps {
             let role = deploy::audit::worker_role_of(&t, a).unwrap();
             let polled = deploy::audit::activities_polled_by(&t, &role);
             for b in &p.steps {
                 let may = polled.contains(&format!("Activity{}", b.name));
                 assert_eq!(may, a.name == b.name, "{} polling {}", a.name, b.name);
+                let activity = deploy::audit::activity_arn_of(&t, &b.name).unwrap();
+                let stream = deploy::audit::log_stream_arn_of(&t, &b.name).unwrap();
+                assert!(
+                    stream.ends_with(&format!(":log-stream:{}/w_i-0123456789abcdef0", b.name)),
+                    "{stream}"
+                );
+                for action in deploy::audit::WORKER_ACTIVITY_ACTIONS {
+                    let allowed = deploy::audit::role_allows(&t, &role, action, &activity);
+                    assert_eq!(
+                        allowed,
+                        a.name == b.name,
+                        "{} {action} on {activity}",
+                        a.name
+                    );
+                }
+                for action in deploy::audit::WORKER_LOG_ACTIONS {
+                    let allowed = deploy::audit::role_allows(&t, &role, action, &stream);
+                    assert_eq!(allowed, a.name == b.name, "{} {action} on {stream}", a.name);
+                }
             }
         }
     }
@@ -628,6 +647,50 @@ fn the_isolation_audit_catches_a_role_that_polls_another_steps_activity() {
     assert!(
         problems.contains("step MakeBinaryPackage")
             && problems.contains("ActivityPublishBinaryPackages"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn the_isolation_audit_catches_a_role_that_writes_another_steps_log_streams() {
+    let p = example();
+    let mut t = tpl(&p);
+    let stmts = t["Resources"]["WorkerRoleMakeBinaryPackage"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    let logs = stmts
+        .iter_mut()
+        .find(|s| s["Sid"] == "WriteOwnLogStreams")
+        .expect("the log statement");
+    // What the template granted before streams were per step: the whole worker log group.
+    logs["Resource"] = json!([{"Fn::GetAtt": ["WorkerLogGroup", "Arn"]}]);
+    let problems = deploy::isolation_problems(&t, &p).join("\n");
+    assert!(
+        problems.contains("step MakeBinaryPackage: its workers' role WorkerRoleMakeBinaryPackage is allowed logs:PutLogEvents on step PublishBinaryPackages's log streams"),
+        "{problems}"
+    );
+    // Nothing else is reported: the other roles are still scoped.
+    assert!(
+        problems
+            .lines()
+            .all(|l| l.starts_with("step MakeBinaryPackage:")),
+        "{problems}"
+    );
+}
+
+#[test]
+fn the_isolation_audit_catches_a_role_denied_its_own_log_streams() {
+    let p = example();
+    let mut t = tpl(&p);
+    let stmts = t["Resources"]["WorkerRoleMakeSourceTarball"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    stmts.retain(|s| s["Sid"] != "WriteOwnLogStreams");
+    let problems = deploy::isolation_problems(&t, &p).join("\n");
+    assert!(
+        problems.contains("role WorkerRoleMakeSourceTarball is not allowed logs:CreateLogStream on its own log streams"),
         "{problems}"
     );
 }

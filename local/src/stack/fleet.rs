@@ -31,7 +31,7 @@ pub struct LocalFleetConfig {
     pub endpoint_url: String,
     /// The folder `pipeline.toml` lives in: scripts are relative to it.
     pub scripts_dir: PathBuf,
-    /// The run's own folder: logs (`logs/w_<id>.log`), tag files and work folders go below it.
+    /// The run's own folder: logs (`logs/<Step>/w_<id>.log`), tag files and work folders go below it.
     pub run_dir: PathBuf,
     /// Simulated boot time (real time, already scaled).
     pub boot_time: Duration,

@@ -97,7 +97,7 @@ impl LocalOptions {
     }
 
     /// The run's own folder: `<run_dir>/runs/<run_name>`, or `run_dir` without a name. Its
-    /// `logs/` hold the workers' logs (`w_<instance>.log`), `tags/` their tag files, `work/` their
+    /// `logs/` hold the workers' logs (`<Step>/w_<instance>.log`), `tags/` their tag files, `work/` their
     /// work folders and `objects/` the stack's artifact bucket (attempts, locks).
     pub fn own_dir(&self) -> PathBuf {
         match &self.run_name {

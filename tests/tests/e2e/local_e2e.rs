@@ -19,7 +19,8 @@ fn the_example_run_succeeds_and_a_rerun_skips_what_is_done() {
     for t in &r.tasks {
         let id = t.instance_id.as_deref().unwrap_or_default();
         assert!(id.starts_with("i-local-"), "{t:?}");
-        assert_eq!(t.log_stream.as_deref(), Some(format!("w_{id}").as_str()));
+        let stream = boa_core::task::log_stream(&t.step, id);
+        assert_eq!(t.log_stream.as_deref(), Some(stream.as_str()));
         assert_eq!(t.attempts, Some(1), "{t:?}");
     }
     // Progress was shown while it ran.
@@ -116,7 +117,7 @@ fn a_failing_distro_is_reported_with_its_worker_and_log_and_publish_still_runs()
     let log = cli
         .only_run_folder()
         .join("logs")
-        .join(format!("w_{id}.log"));
+        .join(format!("MakeBinaryPackage/w_{id}.log"));
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     assert!(text.contains("compiler crashed"), "{text}");
     // needs = "any-succeeded": publishing goes on with the distro that built.

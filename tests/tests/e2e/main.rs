@@ -6,6 +6,7 @@ mod local_chaos;
 mod local_e2e;
 mod local_product;
 mod moto_ec2;
+mod moto_errors;
 mod moto_s3;
 mod moto_sfn;
 mod report_vs_engine;

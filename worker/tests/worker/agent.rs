@@ -150,6 +150,7 @@ fn rig() -> Rig {
         init_script: None,
         after_script: None,
         cleanup_script: None,
+        scripts_sha256: BTreeMap::new(),
         step_env: [("CC".to_string(), "clang".to_string())].into(),
         idle_timeout: Duration::from_millis(300),
         max_tasks: 0,
@@ -244,7 +245,7 @@ async fn success_path_reports_output_with_task_env_fresh_dirs_and_one_init() {
     for (i, (tok, o)) in successes.iter().enumerate() {
         assert_eq!(tok, &format!("tok-{}", i + 1));
         assert_eq!(o.instance_id, "i-test");
-        assert_eq!(o.log_stream, "w_i-test");
+        assert_eq!(o.log_stream, "MakeBinaryPackage/w_i-test");
         assert_eq!(o.attempt, i as u32);
         assert!(o.elapsed_s > 0.0 && o.elapsed_s < 10.0, "{}", o.elapsed_s);
     }
@@ -744,4 +745,63 @@ async fn a_busy_worker_keeps_its_lease_fresh_at_every_heartbeat() {
     // ...and the last one written while the script ran outlives the script.
     let last = writes.iter().rfind(|(at, _)| *at < done).unwrap();
     assert!(last.1 > done, "lease {} < script end {done}", last.1);
+}
+
+#[tokio::test]
+async fn a_script_that_is_not_the_deployed_one_is_refused_and_the_task_fails_naming_it() {
+    let r = rig();
+    let deployed = "touch \"$BOA_WORK_DIR/../ran\"\n";
+    let mut cfg = r.cfg.clone();
+    cfg.scripts_sha256 = [(
+        "task.sh".to_string(),
+        boa_core::pipeline::sha256_hex(deployed.as_bytes()),
+    )]
+    .into();
+    cfg.max_tasks = 1;
+    // The deployed script runs.
+    r.write("task.sh", deployed);
+    let acts = Arc::new(FakeActivities::with(vec![(
+        "tok-1",
+        input("MakeBinaryPackage", &item(), "normal", 0),
+    )]));
+    let (ending, _, _) = run(cfg.clone(), &acts).await;
+    assert_ne!(ending, Ending::Failed);
+    assert!(failures(&acts).is_empty());
+    assert!(cfg.work_dir.join("ran").exists(), "the deployed script ran");
+    std::fs::remove_file(cfg.work_dir.join("ran")).unwrap();
+
+    // One byte more and it is refused: not started, the task fails naming the script.
+    r.write("task.sh", &format!("{deployed}#"));
+    let acts = Arc::new(FakeActivities::with(vec![(
+        "tok-1",
+        input("MakeBinaryPackage", &item(), "normal", 0),
+    )]));
+    let (ending, _, _) = run(cfg.clone(), &acts).await;
+    assert_eq!(ending, Ending::Failed);
+    let f = failures(&acts);
+    assert_eq!(f[0].1, "Worker.ScriptFailed");
+    assert!(
+        f[0].2
+            .status
+            .contains("script task.sh does not match its SHA-256"),
+        "{}",
+        f[0].2.status
+    );
+    assert!(!cfg.work_dir.join("ran").exists(), "a tampered script ran");
+
+    // A script the launch carries no SHA-256 for is refused too.
+    cfg.scripts_sha256 = [("other.sh".to_string(), "0".repeat(64))].into();
+    r.write("task.sh", deployed);
+    let acts = Arc::new(FakeActivities::with(vec![(
+        "tok-1",
+        input("MakeBinaryPackage", &item(), "normal", 0),
+    )]));
+    run(cfg.clone(), &acts).await;
+    let f = failures(&acts);
+    assert!(
+        f[0].2.status.contains("has no SHA-256"),
+        "{}",
+        f[0].2.status
+    );
+    assert!(!cfg.work_dir.join("ran").exists());
 }

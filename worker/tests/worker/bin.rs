@@ -208,7 +208,7 @@ async fn success_through_the_real_client_with_tags_and_no_token_in_logs() {
     assert_eq!(ok[0]["taskToken"], TOKEN);
     let out: WorkerOutput = serde_json::from_str(ok[0]["output"].as_str().unwrap()).unwrap();
     assert_eq!(out.instance_id, "i-local1");
-    assert_eq!(out.log_stream, "w_i-local1");
+    assert_eq!(out.log_stream, "MakeBinaryPackage/w_i-local1");
     let polls = r.sfn.calls("GetActivityTask");
     assert!(
         polls[0]["workerName"]
@@ -232,7 +232,7 @@ async fn success_through_the_real_client_with_tags_and_no_token_in_logs() {
     assert_eq!(tags["build-on-aws:work"], "idle");
     assert!(chrono::DateTime::parse_from_rfc3339(&tags["build-on-aws:lease"]).is_ok());
 
-    let log = read(&r.root.join("logs/w_i-local1.log"));
+    let log = read(&r.root.join("logs/MakeBinaryPackage/w_i-local1.log"));
     assert!(
         log.contains("building 4.28.2 for debian-12-bookworm"),
         "{log}"
@@ -242,7 +242,7 @@ async fn success_through_the_real_client_with_tags_and_no_token_in_logs() {
     assert!(!stderr.contains(TOKEN), "token on stderr");
     assert!(!stderr.contains("secret-task-token"), "token on stderr");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(r.root.join("logs/w_i-local1.log"))
+    let mode = std::fs::metadata(r.root.join("logs/MakeBinaryPackage/w_i-local1.log"))
         .unwrap()
         .permissions()
         .mode();
@@ -288,7 +288,7 @@ async fn sigterm_mid_task_reports_interrupted_and_kills_the_process_group() {
     assert!(cause.log_tail.contains("working"));
     assert!(!group_alive(pgid), "the script's process group survived");
     assert!(r.sfn.calls("SendTaskSuccess").is_empty());
-    let log = read(&r.root.join("logs/w_i-local1.log"));
+    let log = read(&r.root.join("logs/MakeBinaryPackage/w_i-local1.log"));
     assert!(!log.contains(TOKEN) && !stderr.contains(TOKEN));
 }
 
@@ -458,5 +458,5 @@ async fn instance_id_comes_from_imdsv2_when_not_given() {
     let ok = r.sfn.calls("SendTaskSuccess");
     let out: WorkerOutput = serde_json::from_str(ok[0]["output"].as_str().unwrap()).unwrap();
     assert_eq!(out.instance_id, "i-0imds");
-    assert!(r.root.join("logs/w_i-0imds.log").exists());
+    assert!(r.root.join("logs/MakeBinaryPackage/w_i-0imds.log").exists());
 }
