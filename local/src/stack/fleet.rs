@@ -650,6 +650,7 @@ mod tests {
             Some(
                 match k {
                     vars::STEP_ENV => "{\"A\":\"it's\"}",
+                    vars::SCRIPTS_SHA256 => "{\"build.sh\":\"00ff\"}",
                     vars::IDLE_TIMEOUT_S
                     | vars::HEARTBEAT_S
                     | vars::LEASE_MARGIN_S
