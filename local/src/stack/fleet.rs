@@ -650,7 +650,11 @@ mod tests {
             Some(
                 match k {
                     vars::STEP_ENV => "{\"A\":\"it's\"}",
-                    vars::SCRIPTS_SHA256 => "{\"build.sh\":\"00ff\"}",
+                    vars::SCRIPTS_SHA256 => concat!(
+                        "{\"build.sh\":\"",
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                        "\"}"
+                    ),
                     vars::IDLE_TIMEOUT_S
                     | vars::HEARTBEAT_S
                     | vars::LEASE_MARGIN_S
