@@ -18,6 +18,29 @@ pub fn init_tracing() {
         .init();
 }
 
+/// What every Lambda of the stack loads at start-up, once: tracing, its configuration from the
+/// environment, its pipeline (with the scripts bundled beside it) and the AWS SDK configuration.
+pub struct StackLambda {
+    pub cfg: boa_core::stack::StackConfig,
+    pub pipeline: boa_core::Pipeline,
+    pub aws: aws_config::SdkConfig,
+}
+
+impl StackLambda {
+    pub async fn load() -> Result<StackLambda, lambda_runtime::Error> {
+        init_tracing();
+        let cfg = boa_core::stack::StackConfig::from_env()?;
+        let pipeline = boa_core::stack::load_pipeline(&boa_core::stack::pipeline_path())?;
+        let aws = crate::adapters::load_sdk_config().await;
+        Ok(StackLambda { cfg, pipeline, aws })
+    }
+
+    /// S3 with the stack's bucket owner on calls to its artifact bucket.
+    pub fn objects(&self) -> crate::adapters::S3Objects {
+        crate::adapters::S3Objects::for_stack(&self.aws, &self.cfg)
+    }
+}
+
 /// The Lambda error for a named error: its stable name becomes the `errorType` that a state's
 /// `Retry`/`Catch` `ErrorEquals` matches.
 pub fn diagnostic(e: NamedError) -> lambda_runtime::Diagnostic {

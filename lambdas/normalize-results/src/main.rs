@@ -1,16 +1,13 @@
 //! The normalize-results Lambda: wires tracing, S3 and the pipeline to [`normalize_results::handle`].
 
 use boa_aws::adapters::S3Objects;
-use boa_core::stack::{StackConfig, load_pipeline, pipeline_path};
+use boa_aws::lambda::StackLambda;
 use lambda_runtime::{LambdaEvent, service_fn};
 use normalize_results::NormalizeEvent;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    boa_aws::lambda::init_tracing();
-    let cfg = StackConfig::from_env()?;
-    let pipeline = load_pipeline(&pipeline_path())?;
-    let aws = boa_aws::adapters::load_sdk_config().await;
+    let StackLambda { cfg, pipeline, aws } = StackLambda::load().await?;
     let objects = S3Objects::for_stack(&aws, &cfg);
     let (pipeline, objects, cfg) = (&pipeline, &objects, &cfg);
     lambda_runtime::run(service_fn(

@@ -2,17 +2,14 @@
 
 use boa_aws::adapters::{Ec2Fleet, S3Objects};
 use boa_aws::backoff::TokioSleeper;
-use boa_core::stack::{StackConfig, load_pipeline, pipeline_path};
+use boa_aws::lambda::StackLambda;
 use boa_core::task::PrepareRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 use start_workers::Ports;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    boa_aws::lambda::init_tracing();
-    let cfg = StackConfig::from_env()?;
-    let pipeline = load_pipeline(&pipeline_path())?;
-    let aws = boa_aws::adapters::load_sdk_config().await;
+    let StackLambda { cfg, pipeline, aws } = StackLambda::load().await?;
     let fleet = Ec2Fleet::new(&aws);
     let objects = S3Objects::for_stack(&aws, &cfg);
     let sleeper = TokioSleeper;
