@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod errors;
+pub mod history;
 pub mod history_event;
 pub mod input;
 pub mod names;

@@ -102,6 +102,9 @@ pub struct Step {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub heartbeat: Duration,
+    /// How long a task of this step is expected to take before it has any duration history
+    /// (`expected_duration`); `None`: [`crate::history::DEFAULT_EXPECTED_DURATION`].
+    pub expected_duration: Option<Duration>,
     /// How often a build failure is retried.
     pub retries: u32,
     /// At most one worker at a time.
@@ -390,6 +393,7 @@ struct RawStep {
     env: BTreeMap<String, String>,
     timeout: Option<String>,
     heartbeat: Option<String>,
+    expected_duration: Option<String>,
     retries: Option<u32>,
     #[serde(default)]
     exclusive: bool,
@@ -442,6 +446,7 @@ const STEP_KEYS: &[&str] = &[
     "env",
     "timeout",
     "heartbeat",
+    "expected_duration",
     "retries",
     "exclusive",
     "done_when",
@@ -864,6 +869,12 @@ const HEARTBEAT_BOUNDS: Bounds = Bounds {
     min: Duration::from_secs(30),
     max: Duration::from_secs(365 * 24 * 3600),
     why: "the worker heartbeats every third of it, so under 30 s one slow request fails a healthy task",
+};
+/// Expected task duration (the default before any history): up to the longest timeout.
+const EXPECTED_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(365 * 24 * 3600),
+    why: "a task takes at least a second and at most a year (the longest timeout)",
 };
 const IDLE_BOUNDS: Bounds = Bounds {
     min: Duration::from_secs(30),
@@ -1433,6 +1444,16 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
                 ),
             );
         }
+        let expected_duration = s.expected_duration.as_ref().map(|v| {
+            check_duration(
+                ck,
+                Some(v),
+                crate::history::DEFAULT_EXPECTED_DURATION,
+                &EXPECTED_BOUNDS,
+                sp("expected_duration"),
+                &format!("{at}.expected_duration"),
+            )
+        });
         let mut done_when = vec![];
         for t in &s.done_when {
             let tpl = Template { raw: t.clone() };
@@ -1494,6 +1515,7 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             env: s.env.clone(),
             timeout,
             heartbeat,
+            expected_duration,
             retries: s.retries.unwrap_or(DEFAULT_BUILD_RETRIES),
             exclusive: s.exclusive,
             done_when,

@@ -602,6 +602,22 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                 )],
                 Value::Null,
             ));
+            // Duration history: durations/<Step>/<item>.json, read and rewritten per successful
+            // task; listed first (limited to that prefix) so a missing entry is not a 403.
+            out.push(stmt(
+                "KeepDurationHistory",
+                &["s3:GetObject", "s3:PutObject"],
+                vec![sub(
+                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/durations/*",
+                )],
+                Value::Null,
+            ));
+            out.push(stmt(
+                "ListDurationHistory",
+                &["s3:ListBucket"],
+                vec![sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")],
+                json!({ "StringLike": { "s3:prefix": [sub("${ArtifactPrefix}/durations/*")] } }),
+            ));
         }
         "normalize-results" => {
             // Lists and reads the run's task records back and writes runs/<execution>/results.json.

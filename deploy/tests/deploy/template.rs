@@ -694,3 +694,46 @@ fn the_isolation_audit_catches_a_role_denied_its_own_log_streams() {
         "{problems}"
     );
 }
+
+#[test]
+fn record_result_keeps_the_duration_history_beside_the_runs_and_nothing_more() {
+    let t = tpl(&example());
+    let role = format!("{}Role", function_id("record-result"));
+    let stmts: Vec<Value> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| *id == role)
+        .map(|(_, s)| s)
+        .collect();
+    assert!(!stmts.is_empty(), "no statements for {role}");
+    let on = |resource: &str| -> Vec<String> {
+        stmts
+            .iter()
+            .filter(|s| {
+                s["Resource"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["Fn::Sub"] == resource)
+            })
+            .flat_map(actions)
+            .collect()
+    };
+    let durations = "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/durations/*";
+    let mut got = on(durations);
+    got.sort();
+    assert_eq!(got, ["s3:GetObject", "s3:PutObject"]);
+    // Task records stay write-only.
+    assert_eq!(
+        on("arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*"),
+        ["s3:PutObject"]
+    );
+    // Listing (so a missing entry is a 404, not a 403) is limited to the history's prefix.
+    let list = stmts
+        .iter()
+        .find(|s| actions(s) == ["s3:ListBucket"])
+        .expect("a ListBucket statement");
+    assert_eq!(
+        list["Condition"]["StringLike"]["s3:prefix"][0]["Fn::Sub"],
+        "${ArtifactPrefix}/durations/*"
+    );
+}

@@ -2,6 +2,7 @@
 
 use boa_aws::adapters::{Ec2Fleet, S3Objects};
 use boa_aws::backoff::TokioSleeper;
+use boa_aws::fleet_cache::CachedFleet;
 use boa_aws::lambda::StackLambda;
 use boa_core::task::PrepareRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -10,7 +11,10 @@ use start_workers::Ports;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let StackLambda { cfg, pipeline, aws } = StackLambda::load().await?;
-    let fleet = Ec2Fleet::new(&aws);
+    // One view of the fleet per activity per few seconds, shared by the invocations this warm
+    // container serves; its own launches are in it at once.
+    let fleet =
+        CachedFleet::for_time_scale(std::sync::Arc::new(Ec2Fleet::new(&aws)), cfg.time_scale);
     let objects = S3Objects::for_stack(&aws, &cfg);
     let sleeper = TokioSleeper;
     let ports = Ports {

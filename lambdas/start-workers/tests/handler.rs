@@ -825,3 +825,77 @@ async fn errors_reach_the_runtime_with_their_stable_names() {
         d.error_message
     );
 }
+
+/// The Lambda's shared fleet view: Prepares served by one warm container within the interval
+/// share one DescribeInstances, and still see each other's launches, so they launch exactly
+/// what they would with a DescribeInstances each: one worker per booting task up to the cap,
+/// one worker for an exclusive step.
+#[tokio::test]
+async fn prepares_sharing_a_fleet_view_see_each_others_launches() {
+    use boa_aws::fleet_cache::CachedFleet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let fake = Arc::new(FakeFleet::new());
+    let cached = CachedFleet::new(
+        fake.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    let rig = Rig::new();
+    let ports = Ports {
+        fleet: &cached,
+        objects: &rig.objects,
+        sleeper: &rig.sleeper,
+    };
+    let run = |r: PrepareRequest| {
+        let ports = &ports;
+        let rig = &rig;
+        async move { handle(r, ports, &rig.cfg, &rig.p).await.unwrap() }
+    };
+    let build = |distro: &str| {
+        req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", distro)],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        )
+    };
+    // Two at once and one after: each gets its own worker.
+    let (a, b) = tokio::join!(run(build("debian-12")), run(build("ubuntu-22.04")));
+    let c = run(build("ubuntu-24.04")).await;
+    for r in [&a, &b, &c] {
+        assert_eq!(r.launched.len(), 1, "{r:?}");
+    }
+    assert_eq!(fake.live_ids().len(), 3);
+    // The cap of 3 holds: the three booting workers are in the view without asking EC2.
+    let mut more = build("debian-12");
+    more.entered = "2025-01-02T10:05:00.000Z".into();
+    let r = run(more).await;
+    assert!(r.launched.is_empty(), "{r:?}");
+    assert!(r.reason.contains("at the worker cap"), "{}", r.reason);
+    assert_eq!(fake.live_ids().len(), 3);
+    assert_eq!(
+        cached.stats().describes,
+        1,
+        "four Prepares, one DescribeInstances"
+    );
+
+    // Executions racing an exclusive step through the shared view: one worker between them.
+    let (x, y, z) = tokio::join!(
+        run(publish_req("1.2.3", EXEC)),
+        run(publish_req("1.2.4", EXEC)),
+        run(publish_req("1.2.3", EXEC2)),
+    );
+    let launched = [&x, &y, &z]
+        .into_iter()
+        .filter(|r| !r.launched.is_empty())
+        .count();
+    assert_eq!(launched, 1, "{x:?} {y:?} {z:?}");
+    let publish = fake
+        .launch_calls()
+        .iter()
+        .filter(|s| s.tags[tags::ACTIVITY] == "build-on-aws-demo-Publish")
+        .count();
+    assert_eq!(publish, 1);
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boa_aws::backoff::Sleeper;
+use boa_aws::fleet_cache::CachedFleet;
 use boa_aws::ports::{ExecutionSummary, Executions, HistoryEvent, PortError};
 use boa_core::stack::StackConfig;
 use boa_core::worker_env::{Shutdown, vars};
@@ -131,7 +132,9 @@ impl Sleeper for ScaledSleeper {
 struct LocalLambdas {
     pipeline: Arc<Pipeline>,
     cfg: Arc<StackConfig>,
-    fleet: Arc<LocalFleet>,
+    /// start-workers' view of the fleet, as in the Lambda: one DescribeInstances per activity
+    /// per few seconds of pipeline time, with its own launches in it at once.
+    start_fleet: CachedFleet,
     objects: LocalObjects,
     sleeper: ScaledSleeper,
     prefix: String,
@@ -190,7 +193,7 @@ impl LambdaInvoker for LocalLambdas {
             }
             "start-workers" => {
                 let ports = start_workers::Ports {
-                    fleet: &*self.fleet,
+                    fleet: &self.start_fleet,
                     objects: &self.objects,
                     sleeper: &self.sleeper,
                 };
@@ -408,7 +411,7 @@ impl LocalStack {
         let lambdas = Arc::new(LocalLambdas {
             pipeline: Arc::clone(&pipeline),
             cfg: Arc::clone(&cfg),
-            fleet: Arc::clone(&fleet),
+            start_fleet: CachedFleet::for_time_scale(fleet.clone(), opts.time_scale),
             objects: opts.objects(),
             sleeper: ScaledSleeper(opts.time_scale),
             prefix,
