@@ -8,6 +8,7 @@ pub mod errors;
 pub mod history;
 pub mod history_event;
 pub mod input;
+pub mod lookahead;
 pub mod names;
 pub mod pipeline;
 pub mod results;

@@ -189,6 +189,11 @@ pub struct WorkerConfig {
     /// How long an instance may take to register (tag itself) before it is terminated as dead.
     #[serde(with = "secs", default = "default_boot_timeout")]
     pub boot_timeout: Duration,
+    /// How long an instance usually takes from launch to polling for tasks: lookahead
+    /// provisioning starts a step's workers this long before its dependencies are expected to
+    /// finish.
+    #[serde(with = "secs", default = "default_boot_time")]
+    pub boot_time: Duration,
     /// How long a task may go without any worker (launches refused for capacity) before it
     /// fails as `Ec2.NoCapacity`.
     #[serde(with = "secs", default = "default_launch_deadline")]
@@ -215,6 +220,13 @@ pub const DEFAULT_LAUNCH_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 fn default_boot_timeout() -> Duration {
     DEFAULT_BOOT_TIMEOUT
+}
+
+/// Default `boot_time`: what a generic AMI takes from RunInstances to a polling worker on EC2.
+pub const DEFAULT_BOOT_TIME: Duration = Duration::from_secs(60);
+
+fn default_boot_time() -> Duration {
+    DEFAULT_BOOT_TIME
 }
 
 fn default_launch_deadline() -> Duration {
@@ -246,6 +258,7 @@ impl Default for WorkerConfig {
             security_groups: vec![],
             idle_timeout: Duration::from_secs(600),
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
+            boot_time: DEFAULT_BOOT_TIME,
             launch_deadline: DEFAULT_LAUNCH_DEADLINE,
             max_workers: 10,
             max_tasks_per_worker: 0,
@@ -414,6 +427,7 @@ struct RawWorker {
     security_groups: Option<Vec<String>>,
     idle_timeout: Option<String>,
     boot_timeout: Option<String>,
+    boot_time: Option<String>,
     launch_deadline: Option<String>,
     max_workers: Option<u32>,
     max_tasks_per_worker: Option<u32>,
@@ -462,6 +476,7 @@ const WORKER_KEYS: &[&str] = &[
     "security_groups",
     "idle_timeout",
     "boot_timeout",
+    "boot_time",
     "launch_deadline",
     "max_workers",
     "max_tasks_per_worker",
@@ -886,6 +901,11 @@ const BOOT_BOUNDS: Bounds = Bounds {
     max: DAY,
     why: "an EC2 instance needs a minute to boot; after a day it is dead, not slow",
 };
+const BOOT_TIME_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(3600),
+    why: "it is an estimate of a boot, used to start workers ahead of their tasks",
+};
 const DEADLINE_BOUNDS: Bounds = Bounds {
     min: Duration::ZERO,
     max: DAY,
@@ -1020,6 +1040,14 @@ fn resolve_worker(
         &BOOT_BOUNDS,
         sub("boot_timeout"),
         &format!("{at}.boot_timeout"),
+    );
+    w.boot_time = check_duration(
+        ck,
+        raw.boot_time.as_ref(),
+        w.boot_time,
+        &BOOT_TIME_BOUNDS,
+        sub("boot_time"),
+        &format!("{at}.boot_time"),
     );
     w.launch_deadline = check_duration(
         ck,

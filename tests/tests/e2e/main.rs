@@ -5,6 +5,7 @@ mod distributed;
 mod local_chaos;
 mod local_e2e;
 mod local_product;
+mod lookahead;
 mod moto_ec2;
 mod moto_errors;
 mod moto_s3;
