@@ -228,6 +228,8 @@ struct ExecState {
     /// Running child executions (of Distributed Maps) per parent execution.
     children: BTreeMap<String, Vec<ExecutionSummary>>,
     histories: BTreeMap<String, Vec<HistoryEvent>>,
+    /// Executions started through the port: (state machine, name, input), in order.
+    started: Vec<(String, String, String)>,
     error: Option<PortError>,
 }
 
@@ -283,6 +285,11 @@ impl FakeExecutions {
     pub fn fail(&self, error: PortError) {
         lock(&self.state).error = Some(error);
     }
+
+    /// The executions started through the port: (state machine, name, input), in order.
+    pub fn started(&self) -> Vec<(String, String, String)> {
+        lock(&self.state).started.clone()
+    }
 }
 
 #[async_trait]
@@ -308,6 +315,31 @@ impl Executions for FakeExecutions {
             return Err(e.clone());
         }
         Ok(st.children.get(execution_arn).cloned().unwrap_or_default())
+    }
+
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<Option<String>, PortError> {
+        let mut st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        if st
+            .started
+            .iter()
+            .any(|(m, n, _)| m == state_machine_arn && n == name)
+        {
+            return Ok(None);
+        }
+        st.started
+            .push((state_machine_arn.into(), name.into(), input.into()));
+        Ok(Some(format!(
+            "{}:{name}",
+            state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+        )))
     }
 
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {

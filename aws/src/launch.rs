@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use boa_core::names::stable_hash;
 use boa_core::pipeline::{Market, Pipeline, Step};
 use boa_core::retry::Backoff;
 use boa_core::stack::{StackConfig, WorkerCounts, activity_name, launched_reason, worker_env};
@@ -46,6 +47,12 @@ pub struct LaunchContext<'a> {
     /// only, and a booting worker was launched for another task that is pending too, so it is
     /// promised, not spare (else a fan-out of N tasks would share one worker).
     pub booting_is_spare: bool,
+    /// Tag the launched workers as started ahead (lookahead) with this
+    /// `build-on-aws:ahead` value.
+    pub ahead: Option<&'a str>,
+    /// `build-on-aws:ahead` values whose booting workers were started for this request's task:
+    /// they count as its own, not as promised to another task.
+    pub claims: &'a [String],
 }
 
 /// What [`ensure_workers`] did.
@@ -100,20 +107,6 @@ pub fn count_workers(
         }
     }
     c
-}
-
-/// A stable 128-bit hash (two FNV-1a-64 lanes), hex: the same parts give the same token on every
-/// machine and Rust version.
-fn stable_hash(parts: &[&str]) -> String {
-    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut b: u64 = 0x8422_2325_cbf2_9ce4;
-    for p in parts {
-        for byte in p.bytes().chain(std::iter::once(0x1f)) {
-            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(byte.rotate_left(3))).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{a:016x}{b:016x}")
 }
 
 /// The ClientToken (≤ 64 ASCII characters, as EC2 requires) of one RunInstances request.
@@ -222,10 +215,25 @@ pub async fn ensure_workers(
     } else {
         step.worker.max_workers
     };
+    // Booting workers are each on their way to the task that launched them, except those
+    // started ahead (lookahead) for this request's task.
+    let now = Utc::now();
+    let boot_timeout = cfg.scaled(step.worker.boot_timeout);
+    let started_ahead = existing
+        .iter()
+        .filter(|i| {
+            i.state.is_live()
+                && !i.tags.contains_key(tags::WORK)
+                && !is_dead_boot(i, boot_timeout, now)
+                && i.tags
+                    .get(tags::AHEAD)
+                    .is_some_and(|a| ctx.claims.contains(a))
+        })
+        .count() as u32;
     let spare = if ctx.booting_is_spare {
         counts.idle
     } else {
-        counts.idle - counts.booting
+        counts.idle - counts.booting + started_ahead.min(counts.booting)
     };
     let shortfall = wanted.saturating_sub(spare);
     let room = cap.saturating_sub(counts.live);
@@ -291,6 +299,9 @@ pub async fn ensure_workers(
     tag_map.insert(tags::EXECUTION.to_string(), ctx.execution.to_string());
     tag_map.insert(tags::STATE.to_string(), ctx.state.to_string());
     tag_map.insert(tags::NAME.to_string(), format!("wa-0-{}", step.name));
+    if let Some(a) = ctx.ahead {
+        tag_map.insert(tags::AHEAD.to_string(), a.to_string());
+    }
     let instance_profile = boa_core::stack::instance_profile(cfg, step);
     let subnets = if step.worker.subnets.is_empty() {
         &cfg.default_subnets
@@ -514,6 +525,8 @@ market = "spot"
             token_seed: seed,
             exclusive_seed: exclusive,
             booting_is_spare: false,
+            ahead: None,
+            claims: &[],
         };
         let build = p.step("Build").unwrap();
         let t = |s: &Step, cx: &LaunchContext<'_>, ty: &str| {

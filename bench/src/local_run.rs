@@ -37,6 +37,12 @@ pub struct RunSpec {
     pub limit: Duration,
     /// Sample worker and own RSS every 100 ms.
     pub sample_rss: bool,
+    /// Start workers ahead of their tasks (lookahead provisioning); off: when each task is
+    /// prepared (just in time).
+    pub lookahead: bool,
+    /// Execution names are prefixed with it (runs sharing a run folder, and so the duration
+    /// history, need distinct names).
+    pub name_prefix: String,
 }
 
 impl RunSpec {
@@ -52,6 +58,8 @@ impl RunSpec {
             seed: 1,
             limit: Duration::from_secs(120),
             sample_rss: false,
+            lookahead: true,
+            name_prefix: String::new(),
         }
     }
 
@@ -75,6 +83,44 @@ pub struct Execution {
     pub counts: engine::Counts,
     pub history: Vec<HistoryEvent>,
     pub normalized: Option<NormalizedResults>,
+    /// Every activity task that a worker took: which instance, from when to when.
+    pub activities: Vec<ActivityRun>,
+}
+
+/// One activity task as a worker ran it.
+#[derive(Debug, Clone)]
+pub struct ActivityRun {
+    pub instance_id: String,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+}
+
+/// The activity tasks of an engine history, by the worker that took each
+/// (ActivityStarted's `workerName`, `w_<instance id>`) and the event that ended it.
+pub fn activity_runs(h: &[engine::HistoryEvent]) -> Vec<ActivityRun> {
+    let ends: BTreeMap<i64, chrono::DateTime<chrono::Utc>> = h
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventType::ActivitySucceeded
+                    | EventType::ActivityFailed
+                    | EventType::ActivityTimedOut
+            )
+        })
+        .map(|e| (e.previous_event_id, e.timestamp))
+        .collect();
+    h.iter()
+        .filter(|e| e.kind == EventType::ActivityStarted)
+        .filter_map(|e| {
+            let worker = e.details.get("workerName")?.as_str()?;
+            Some(ActivityRun {
+                instance_id: worker.strip_prefix("w_").unwrap_or(worker).to_string(),
+                start: e.timestamp,
+                end: *ends.get(&e.id)?,
+            })
+        })
+        .collect()
 }
 
 impl Execution {
@@ -102,6 +148,10 @@ pub struct StackRun {
     pub largest_worker_hwm_kib: u64,
     /// Instances the health check terminated as orphans, with why.
     pub health_reaped: Vec<String>,
+    /// Every instance's life (launch, worker running, end), at the end of the run.
+    pub spans: Vec<local::stack::InstanceSpan>,
+    /// When the run ended (the last execution's end).
+    pub ended: chrono::DateTime<chrono::Utc>,
 }
 
 /// Starts a stack, runs every `(input, name)` at once, waits for all, shuts the stack down.
@@ -111,6 +161,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
     opts.boot_time = spec.boot_real.mul_f64(spec.time_scale);
     opts.extra_env = spec.extra_env.clone();
     opts.seed = spec.seed;
+    opts.lookahead = spec.lookahead;
     let stack = Arc::new(LocalStack::start(opts).await.map_err(|e| anyhow!(e))?);
     if spec.serial_launches {
         stack.fleet().set_serial_launches(true);
@@ -141,6 +192,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
     let t0 = Instant::now();
     let mut waits = vec![];
     for (input, name) in inputs {
+        let name = &format!("{}{name}", spec.name_prefix);
         let h = match stack.run(input, name) {
             Ok(h) => h,
             Err(e) => {
@@ -156,6 +208,11 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
             let r = tokio::time::timeout(limit, h.wait()).await;
             let wall_s = t0.elapsed().as_secs_f64();
             let history = stack.history_with_children(&arn);
+            let activities = stack
+                .engine()
+                .history(&arn)
+                .map(|h| activity_runs(&h))
+                .unwrap_or_default();
             match r {
                 Ok(r) => Execution {
                     name,
@@ -167,6 +224,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
                     counts: r.counts,
                     normalized: stack.results(&arn),
                     history,
+                    activities,
                 },
                 Err(_) => Execution {
                     name,
@@ -176,6 +234,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
                     counts: engine::Counts::default(),
                     normalized: None,
                     history,
+                    activities,
                 },
             }
         }));
@@ -185,6 +244,8 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         executions.push(w.await.map_err(|e| anyhow!("waiting task: {e}"))?);
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    let ended = chrono::Utc::now();
+    let spans = stack.fleet().spans();
     stop.store(true, Ordering::Relaxed);
     let (peak_workers_rss_kib, peak_workers, peak_self_rss_kib, largest_worker_hwm_kib) =
         match sampler {
@@ -210,6 +271,8 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         peak_self_rss_kib,
         largest_worker_hwm_kib,
         health_reaped,
+        spans,
+        ended,
     })
 }
 

@@ -8,7 +8,7 @@ use boa_core::{Item, Pipeline};
 use serde::Serialize;
 
 use crate::critical::{self, Task};
-use crate::local_run::{self, BOOT_S, RunSpec, TIME_SCALE};
+use crate::local_run::{self, ActivityRun, RunSpec, StackRun, TIME_SCALE};
 use crate::sys::SplitMix64;
 use crate::{Ctx, table, variant};
 
@@ -18,39 +18,86 @@ pub const TARBALL_S: f64 = 0.3;
 pub const PACKAGE_S: (f64, f64) = (1.0, 1.5);
 pub const PUBLISH_S: f64 = 0.2;
 
+/// The boot times measured (real seconds; ×100 in pipeline time: 50 s and 150 s).
+pub const BOOTS_S: [f64; 2] = [0.5, 1.5];
+/// The sizes measured: versions × distros. The serial baseline runs at the first only (at
+/// 10 × 25 it would take minutes of one-at-a-time boots).
+pub const SHAPES: [(usize, usize); 2] = [(VERSIONS, DISTROS), (10, 25)];
+
+/// How workers are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Launching {
+    /// Ahead of their tasks, from the pipeline graph and the duration history (ours).
+    Lookahead,
+    /// When each task is prepared (the previous release).
+    JustInTime,
+    /// One at a time, each waiting until it runs (the baseline).
+    Serial,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MakespanRun {
+    pub launching: Launching,
     pub status: String,
     /// From starting the execution until it ended.
     pub makespan_s: f64,
-    /// Longest chain of boot + measured task duration (the worker's `elapsed_s`).
+    /// What no launching can beat: the longest chain of measured task durations, plus one boot
+    /// (the first workers').
+    pub true_limit_s: f64,
+    pub makespan_over_true_limit: f64,
+    /// The longest chain of boot + measured task duration, every task paying a boot (what
+    /// just-in-time launching can reach at best).
     pub critical_path_s: f64,
     /// The same with the planned durations.
     pub planned_critical_path_s: f64,
-    pub ratio: f64,
     pub tasks_succeeded: usize,
     pub tasks: usize,
     pub workers_launched: u64,
     pub run_instances_calls: u64,
+    /// Every EC2 request of the run (DescribeInstances, RunInstances, CreateTags,
+    /// TerminateInstances), per worker launched.
+    pub ec2_requests: u64,
+    pub ec2_requests_per_worker: f64,
+    /// Worker-seconds running tasks.
+    pub busy_worker_s: f64,
+    /// Worker-seconds up and waiting: from a worker's start to its first task, between its
+    /// tasks, and the whole life (until it ends or the run does) of one that took none. Not the
+    /// idle timeout after a worker's last task, which every launching pays alike.
+    pub idle_worker_s: f64,
+    pub idle_over_busy: f64,
     /// The critical chain, `Step[item]`.
     pub critical_chain: Vec<String>,
 }
 
+/// One size and boot time, each launching measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Makespan {
+pub struct Case {
     pub versions: usize,
     pub distros: usize,
     pub tasks: usize,
     pub boot_s: f64,
+    /// Ours (lookahead), its median run: the figures the targets are about.
+    pub makespan_over_true_limit: f64,
+    pub idle_over_busy: f64,
+    pub ec2_requests_per_worker: f64,
+    pub lookahead: MakespanRun,
+    pub just_in_time: MakespanRun,
+    pub serial: Option<MakespanRun>,
+    pub just_in_time_over_lookahead: f64,
+    pub serial_over_lookahead: Option<f64>,
+    /// Every run's makespan, sorted, per launching.
+    pub lookahead_all_s: Vec<f64>,
+    pub just_in_time_all_s: Vec<f64>,
+    pub serial_all_s: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Makespan {
     pub time_scale: f64,
     pub durations: String,
     pub pipeline_note: String,
-    pub ours: MakespanRun,
-    pub serial: MakespanRun,
-    pub serial_over_ours: f64,
-    /// Every run's makespan, sorted.
-    pub ours_all_s: Vec<f64>,
-    pub serial_all_s: Vec<f64>,
+    pub cases: Vec<Case>,
 }
 
 /// The run with the median makespan, and every makespan (sorted).
@@ -96,9 +143,51 @@ struct Setup {
     input: boa_core::BuildInput,
     tasks: Vec<(String, Item)>,
     planned: Vec<f64>,
+    /// Shared by every run of the case: its objects folder keeps the duration history.
+    run_dir: PathBuf,
 }
 
-async fn one(ctx: &Ctx, su: &Setup, serial: bool, n: usize) -> Result<MakespanRun> {
+/// Busy and idle worker-seconds (see [`MakespanRun::idle_worker_s`]).
+fn busy_idle(run: &StackRun) -> (f64, f64) {
+    let mut by_instance: BTreeMap<&str, Vec<&ActivityRun>> = BTreeMap::new();
+    for ex in &run.executions {
+        for a in &ex.activities {
+            by_instance
+                .entry(a.instance_id.as_str())
+                .or_default()
+                .push(a);
+        }
+    }
+    let secs = |d: chrono::TimeDelta| d.num_milliseconds().max(0) as f64 / 1000.0;
+    let (mut busy, mut idle) = (0.0, 0.0);
+    for span in &run.spans {
+        let Some(up) = span.running else { continue };
+        match by_instance.get_mut(span.id.as_str()) {
+            Some(tasks) => {
+                tasks.sort_by_key(|a| a.start);
+                let mut free_since = up;
+                for a in tasks.iter() {
+                    idle += secs(a.start - free_since);
+                    busy += secs(a.end - a.start);
+                    free_since = free_since.max(a.end);
+                }
+            }
+            None => {
+                let end = span.ended.unwrap_or(run.ended).min(run.ended);
+                idle += secs(end - up);
+            }
+        }
+    }
+    (busy, idle)
+}
+
+async fn one(
+    ctx: &Ctx,
+    su: &Setup,
+    launching: Launching,
+    name: &str,
+    boot_s: f64,
+) -> Result<MakespanRun> {
     let Setup {
         p,
         pipeline,
@@ -106,22 +195,19 @@ async fn one(ctx: &Ctx, su: &Setup, serial: bool, n: usize) -> Result<MakespanRu
         input,
         tasks,
         planned,
+        run_dir,
     } = su;
-    let which = if serial { "serial" } else { "ours" };
-    let mut spec = RunSpec::new(
-        pipeline,
-        &ctx.worker_bin,
-        ctx.tmp.join(format!("makespan-{which}-{n}")),
-    );
-    spec.serial_launches = serial;
+    let mut spec = RunSpec::new(pipeline, &ctx.worker_bin, run_dir.clone());
+    spec.boot_real = std::time::Duration::from_secs_f64(boot_s);
+    spec.serial_launches = launching == Launching::Serial;
+    spec.lookahead = launching == Launching::Lookahead;
     spec.seed = ctx.seed;
     spec.durations(durations_file);
-    let name = format!("makespan-{which}-{n}");
-    let run = local_run::run_local(&spec, &[(input.clone(), name)]).await?;
+    let run = local_run::run_local(&spec, &[(input.clone(), name.to_string())]).await?;
     let ex = &run.executions[0];
     let results = ex.normalized.as_ref().ok_or_else(|| {
         anyhow!(
-            "{which}: the run ended {} without results: {:?}",
+            "{name}: the run ended {} without results: {:?}",
             ex.status,
             ex.error
         )
@@ -143,36 +229,38 @@ async fn one(ctx: &Ctx, su: &Setup, serial: bool, n: usize) -> Result<MakespanRu
             })
             .collect()
     };
-    let planned_tasks = mk(planned.iter().map(|d| BOOT_S + d).collect());
+    let planned_tasks = mk(planned.iter().map(|d| boot_s + d).collect());
     let deps = critical::dependencies(&after, &planned_tasks);
-    let planned_cp = critical::longest_path(
-        &planned_tasks.iter().map(|t| t.weight_s).collect::<Vec<_>>(),
-        &deps,
-    )
-    .map_err(|e| anyhow!(e))?;
-    let measured_tasks = mk(tasks
+    let longest = |w: Vec<f64>| critical::longest_path(&w, &deps).map_err(|e| anyhow!(e));
+    let planned_cp = longest(planned_tasks.iter().map(|t| t.weight_s).collect())?;
+    let durations: Vec<f64> = tasks
         .iter()
         .zip(planned)
-        .map(|(k, d)| BOOT_S + measured.get(k).copied().flatten().unwrap_or(*d))
-        .collect());
-    let cp = critical::longest_path(
-        &measured_tasks
-            .iter()
-            .map(|t| t.weight_s)
-            .collect::<Vec<_>>(),
-        &deps,
-    )
-    .map_err(|e| anyhow!(e))?;
+        .map(|(k, d)| measured.get(k).copied().flatten().unwrap_or(*d))
+        .collect();
+    let measured_tasks = mk(durations.iter().map(|d| boot_s + d).collect());
+    let cp = longest(measured_tasks.iter().map(|t| t.weight_s).collect())?;
+    let true_limit = longest(durations.clone())?.length_s + boot_s;
+    let f = &run.fleet;
+    let ec2 = f.describe_calls + f.run_instances_calls + f.tag_calls + f.terminate_calls;
+    let (busy, idle) = busy_idle(&run);
     Ok(MakespanRun {
+        launching,
         status: ex.status.clone(),
         makespan_s: ex.wall_s,
+        true_limit_s: true_limit,
+        makespan_over_true_limit: ex.wall_s / true_limit,
         critical_path_s: cp.length_s,
         planned_critical_path_s: planned_cp.length_s,
-        ratio: ex.wall_s / cp.length_s,
         tasks_succeeded: results.summary.succeeded,
         tasks: results.summary.total,
-        workers_launched: run.fleet.instances_launched,
-        run_instances_calls: run.fleet.run_instances_calls,
+        workers_launched: f.instances_launched,
+        run_instances_calls: f.run_instances_calls,
+        ec2_requests: ec2,
+        ec2_requests_per_worker: ec2 as f64 / f.instances_launched.max(1) as f64,
+        busy_worker_s: busy,
+        idle_worker_s: idle,
+        idle_over_busy: idle / busy.max(f64::MIN_POSITIVE),
         critical_chain: cp
             .chain
             .iter()
@@ -181,12 +269,15 @@ async fn one(ctx: &Ctx, su: &Setup, serial: bool, n: usize) -> Result<MakespanRu
     })
 }
 
-pub async fn run(ctx: &Ctx) -> Result<Makespan> {
-    let dir = ctx.tmp.join("makespan");
+async fn setup(ctx: &Ctx, nv: usize, nd: usize, boot_s: f64) -> Result<Setup> {
+    let dir = ctx.tmp.join(format!(
+        "makespan-{nv}x{nd}-boot{}",
+        (boot_s * 1000.0) as u64
+    ));
     let example = Pipeline::load(&ctx.example).map_err(|e| anyhow!("{e}"))?;
-    let distros = variant::inner_values(&example, DISTROS);
-    let versions: Vec<String> = (0..VERSIONS).map(|i| format!("4.{}.0", 30 + i)).collect();
-    let packages = VERSIONS * DISTROS;
+    let distros = variant::inner_values(&example, nd);
+    let versions: Vec<String> = (0..nv).map(|i| format!("4.{}.0", 30 + i)).collect();
+    let packages = nv * nd;
     // Every binary package may have its own worker: the makespan measures orchestration, not
     // the example's cap of 25 package workers.
     let pipeline = variant::example_variant(&ctx.example, &dir, &distros, Some(packages as u32))?;
@@ -204,54 +295,92 @@ pub async fn run(ctx: &Ctx) -> Result<Makespan> {
         .map(|((s, i), d)| (s.clone(), i.clone(), *d))
         .collect();
     let durations_file = variant::write_durations(&p, &dir, &durations)?;
-    let su = Setup {
+    Ok(Setup {
         p,
         pipeline,
         durations_file,
         input,
         tasks,
         planned,
-    };
-    let mut all = [vec![], vec![]];
-    for n in 1..=ctx.repeats {
-        for (k, serial) in [false, true].into_iter().enumerate() {
+        run_dir: dir.join("run"),
+    })
+}
+
+pub async fn run(ctx: &Ctx) -> Result<Makespan> {
+    let mut cases = vec![];
+    for (ci, &(nv, nd)) in SHAPES.iter().enumerate() {
+        for boot_s in BOOTS_S {
+            let su = setup(ctx, nv, nd, boot_s).await?;
+            let n_tasks = su.tasks.len();
+            // One run first, not measured: it leaves each task's elapsed time in the duration
+            // history of the run folder, which lookahead reads as a stack on AWS would after
+            // its first release.
             eprintln!(
-                "bench: makespan: {} tasks ({VERSIONS} versions × {DISTROS} distros), {} launches, run {n}/{}…",
-                su.tasks.len(),
-                if serial { "serial" } else { "concurrent" },
-                ctx.repeats
+                "bench: makespan {nv}×{nd} ({n_tasks} tasks), boot {boot_s} s: warm-up run (fills the duration history)…"
             );
-            all[k].push(one(ctx, &su, serial, n).await?);
+            one(ctx, &su, Launching::Lookahead, "warm-up", boot_s).await?;
+            let mut kinds = vec![Launching::Lookahead, Launching::JustInTime];
+            if ci == 0 {
+                kinds.push(Launching::Serial);
+            }
+            let mut all: BTreeMap<&'static str, Vec<MakespanRun>> = BTreeMap::new();
+            for n in 1..=ctx.repeats {
+                for &k in &kinds {
+                    let key = match k {
+                        Launching::Lookahead => "lookahead",
+                        Launching::JustInTime => "just-in-time",
+                        Launching::Serial => "serial",
+                    };
+                    eprintln!(
+                        "bench: makespan {nv}×{nd}, boot {boot_s} s: {key}, run {n}/{}…",
+                        ctx.repeats
+                    );
+                    let r = one(ctx, &su, k, &format!("{key}-{n}"), boot_s).await?;
+                    all.entry(key).or_default().push(r);
+                }
+            }
+            let mut take = |k: &str| all.remove(k).map(median_run);
+            let (lookahead, lookahead_all_s) = take("lookahead").expect("measured");
+            let (just_in_time, just_in_time_all_s) = take("just-in-time").expect("measured");
+            let serial = take("serial");
+            cases.push(Case {
+                versions: nv,
+                distros: nd,
+                tasks: n_tasks,
+                boot_s,
+                makespan_over_true_limit: lookahead.makespan_over_true_limit,
+                idle_over_busy: lookahead.idle_over_busy,
+                ec2_requests_per_worker: lookahead.ec2_requests_per_worker,
+                just_in_time_over_lookahead: just_in_time.makespan_s / lookahead.makespan_s,
+                serial_over_lookahead: serial
+                    .as_ref()
+                    .map(|(s, _)| s.makespan_s / lookahead.makespan_s),
+                serial_all_s: serial.as_ref().map(|(_, a)| a.clone()).unwrap_or_default(),
+                serial: serial.map(|(s, _)| s),
+                lookahead,
+                just_in_time,
+                lookahead_all_s,
+                just_in_time_all_s,
+            });
         }
     }
-    let [ours_all, serial_all] = all;
-    let (ours, ours_all_s) = median_run(ours_all);
-    let (serial, serial_all_s) = median_run(serial_all);
     Ok(Makespan {
-        versions: VERSIONS,
-        distros: DISTROS,
-        tasks: su.tasks.len(),
-        boot_s: BOOT_S,
         time_scale: TIME_SCALE,
         durations: format!(
             "tarball {TARBALL_S} s, binary package {}–{} s (seeded per task), publish {PUBLISH_S} s",
             PACKAGE_S.0, PACKAGE_S.1
         ),
-        pipeline_note: format!(
-            "the example's steps with {DISTROS} distros; package workers capped at {packages} instead of 25"
-        ),
-        serial_over_ours: serial.makespan_s / ours.makespan_s,
-        ours,
-        serial,
-        ours_all_s,
-        serial_all_s,
+        pipeline_note:
+            "the example's steps; package workers capped at the number of packages instead of 25"
+                .into(),
+        cases,
     })
 }
 
 pub fn render(m: &Makespan) -> String {
     let mut out = format!(
-        "1. Makespan vs critical path: {} versions × {} distros = {} tasks, local mode, boot {:.2} s, {}\n",
-        m.versions, m.distros, m.tasks, m.boot_s, m.durations
+        "1. Makespan vs the true limit (longest chain of task durations + one boot), local mode ×{}, {}; {}\n",
+        m.time_scale, m.durations, m.pipeline_note
     );
     let all = |xs: &[f64]| {
         xs.iter()
@@ -259,40 +388,57 @@ pub fn render(m: &Makespan) -> String {
             .collect::<Vec<_>>()
             .join(" / ")
     };
-    let row = |name: &str, r: &MakespanRun, xs: &[f64]| {
-        vec![
-            name.to_string(),
-            table::s(r.makespan_s),
-            all(xs),
-            table::s(r.critical_path_s),
-            table::ratio(r.ratio),
-            format!("{}/{}", r.tasks_succeeded, r.tasks),
-            r.workers_launched.to_string(),
-        ]
-    };
+    let mut rows = vec![];
+    for c in &m.cases {
+        let runs = [
+            ("lookahead (ours)", Some(&c.lookahead), &c.lookahead_all_s),
+            ("just in time", Some(&c.just_in_time), &c.just_in_time_all_s),
+            ("serial (baseline)", c.serial.as_ref(), &c.serial_all_s),
+        ];
+        for (name, r, xs) in runs {
+            let Some(r) = r else { continue };
+            rows.push(vec![
+                format!("{}×{} boot {:.1} s", c.versions, c.distros, c.boot_s),
+                name.to_string(),
+                table::s(r.makespan_s),
+                all(xs),
+                table::s(r.true_limit_s),
+                table::ratio(r.makespan_over_true_limit),
+                format!("{:.1}%", 100.0 * r.idle_over_busy),
+                format!("{:.2}", r.ec2_requests_per_worker),
+                format!("{}/{}", r.tasks_succeeded, r.tasks),
+                r.workers_launched.to_string(),
+            ]);
+        }
+    }
     out.push_str(&table::render(
         &[
-            "launches",
+            "size",
+            "launching",
             "makespan (median)",
             "all runs (s)",
-            "critical path",
-            "ratio",
+            "true limit",
+            "÷ limit",
+            "idle ÷ busy",
+            "EC2 req/worker",
             "tasks ok",
             "workers",
         ],
-        &[
-            row("concurrent (ours)", &m.ours, &m.ours_all_s),
-            row("serial (baseline)", &m.serial, &m.serial_all_s),
-        ],
+        &rows,
     ));
-    out.push_str(&format!(
-        "  serial ÷ ours: {}   (critical path = longest chain of boot + measured task time; planned {:.2} s)\n",
-        table::ratio(m.serial_over_ours),
-        m.ours.planned_critical_path_s
-    ));
-    out.push_str(&format!(
-        "  critical chain: {}\n",
-        m.ours.critical_chain.join(" → ")
-    ));
+    for c in &m.cases {
+        out.push_str(&format!(
+            "  {}×{} boot {:.1} s: just in time ÷ lookahead {}{}; critical chain: {}\n",
+            c.versions,
+            c.distros,
+            c.boot_s,
+            table::ratio(c.just_in_time_over_lookahead),
+            c.serial_over_lookahead
+                .map(|r| format!(", serial ÷ lookahead {}", table::ratio(r)))
+                .unwrap_or_default(),
+            c.lookahead.critical_chain.join(" → ")
+        ));
+    }
+    out.push_str("  targets: makespan ≤ 1.10 × the true limit, idle ≤ 10 % of busy, ≤ 2.5 EC2 requests per worker\n");
     out
 }

@@ -274,6 +274,12 @@ pub struct LocalArgs {
     #[arg(long, default_value = "30", value_parser = seconds, allow_negative_numbers = true)]
     pub boot_time: f64,
 
+    /// Start each worker when its task is prepared, not ahead of it: by default a step's
+    /// workers are started a boot before the tasks they wait for are expected to end (from the
+    /// duration history in the run folder), as on AWS.
+    #[arg(long)]
+    pub no_lookahead: bool,
+
     /// Set KEY=VALUE in every worker's (and so every script's) environment; repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,

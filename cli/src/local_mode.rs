@@ -169,6 +169,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
         seed: local_args.seed,
         extra_env: local_args.env.clone(),
         parallel_parameters_once: false,
+        lookahead: !local_args.no_lookahead,
     };
     let stack = LocalStack::start(opts)
         .await

@@ -5,8 +5,10 @@
 
 pub mod duration;
 pub mod errors;
+pub mod history;
 pub mod history_event;
 pub mod input;
+pub mod lookahead;
 pub mod names;
 pub mod pipeline;
 pub mod results;

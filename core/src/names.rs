@@ -27,6 +27,8 @@ pub mod stack {
     pub const SECURITY_GROUPS: &str = "BOA_SECURITY_GROUPS";
     /// Replaces every step's AMI when set (the deploy's `WorkerAmi` parameter).
     pub const WORKER_AMI: &str = "BOA_WORKER_AMI";
+    /// The lookahead state machine's ARN (start-workers starts dependents' workers through it).
+    pub const LOOKAHEAD_MACHINE_ARN: &str = "BOA_LOOKAHEAD_MACHINE_ARN";
     /// The worker binary's SHA-256: the userdata stub refuses any other binary.
     pub const WORKER_SHA256: &str = "BOA_WORKER_SHA256";
 }
@@ -147,5 +149,22 @@ pub mod tags {
     pub const LEASE: &str = "build-on-aws:lease";
     /// The lock an `exclusive` step's worker holds: `<activity>/<generation>`.
     pub const LOCK: &str = "build-on-aws:lock";
+    /// A worker started ahead (lookahead): which tasks it was started for
+    /// (`boa_core::lookahead::ahead_tag`); their `Prepare` counts it as theirs while it boots.
+    pub const AHEAD: &str = "build-on-aws:ahead";
     pub const NAME: &str = "Name";
+}
+
+/// A stable 128-bit hash (two FNV-1a-64 lanes), hex: the same parts give the same token on every
+/// machine and Rust version.
+pub fn stable_hash(parts: &[&str]) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x8422_2325_cbf2_9ce4;
+    for p in parts {
+        for byte in p.bytes().chain(std::iter::once(0x1f)) {
+            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(byte.rotate_left(3))).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{a:016x}{b:016x}")
 }

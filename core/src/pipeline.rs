@@ -102,6 +102,9 @@ pub struct Step {
     pub env: BTreeMap<String, String>,
     pub timeout: Duration,
     pub heartbeat: Duration,
+    /// How long a task of this step is expected to take before it has any duration history
+    /// (`expected_duration`); `None`: [`crate::history::DEFAULT_EXPECTED_DURATION`].
+    pub expected_duration: Option<Duration>,
     /// How often a build failure is retried.
     pub retries: u32,
     /// At most one worker at a time.
@@ -186,6 +189,11 @@ pub struct WorkerConfig {
     /// How long an instance may take to register (tag itself) before it is terminated as dead.
     #[serde(with = "secs", default = "default_boot_timeout")]
     pub boot_timeout: Duration,
+    /// How long an instance usually takes from launch to polling for tasks: lookahead
+    /// provisioning starts a step's workers this long before its dependencies are expected to
+    /// finish.
+    #[serde(with = "secs", default = "default_boot_time")]
+    pub boot_time: Duration,
     /// How long a task may go without any worker (launches refused for capacity) before it
     /// fails as `Ec2.NoCapacity`.
     #[serde(with = "secs", default = "default_launch_deadline")]
@@ -212,6 +220,13 @@ pub const DEFAULT_LAUNCH_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 fn default_boot_timeout() -> Duration {
     DEFAULT_BOOT_TIMEOUT
+}
+
+/// Default `boot_time`: what a generic AMI takes from RunInstances to a polling worker on EC2.
+pub const DEFAULT_BOOT_TIME: Duration = Duration::from_secs(60);
+
+fn default_boot_time() -> Duration {
+    DEFAULT_BOOT_TIME
 }
 
 fn default_launch_deadline() -> Duration {
@@ -243,6 +258,7 @@ impl Default for WorkerConfig {
             security_groups: vec![],
             idle_timeout: Duration::from_secs(600),
             boot_timeout: DEFAULT_BOOT_TIMEOUT,
+            boot_time: DEFAULT_BOOT_TIME,
             launch_deadline: DEFAULT_LAUNCH_DEADLINE,
             max_workers: 10,
             max_tasks_per_worker: 0,
@@ -390,6 +406,7 @@ struct RawStep {
     env: BTreeMap<String, String>,
     timeout: Option<String>,
     heartbeat: Option<String>,
+    expected_duration: Option<String>,
     retries: Option<u32>,
     #[serde(default)]
     exclusive: bool,
@@ -410,6 +427,7 @@ struct RawWorker {
     security_groups: Option<Vec<String>>,
     idle_timeout: Option<String>,
     boot_timeout: Option<String>,
+    boot_time: Option<String>,
     launch_deadline: Option<String>,
     max_workers: Option<u32>,
     max_tasks_per_worker: Option<u32>,
@@ -442,6 +460,7 @@ const STEP_KEYS: &[&str] = &[
     "env",
     "timeout",
     "heartbeat",
+    "expected_duration",
     "retries",
     "exclusive",
     "done_when",
@@ -457,6 +476,7 @@ const WORKER_KEYS: &[&str] = &[
     "security_groups",
     "idle_timeout",
     "boot_timeout",
+    "boot_time",
     "launch_deadline",
     "max_workers",
     "max_tasks_per_worker",
@@ -865,6 +885,12 @@ const HEARTBEAT_BOUNDS: Bounds = Bounds {
     max: Duration::from_secs(365 * 24 * 3600),
     why: "the worker heartbeats every third of it, so under 30 s one slow request fails a healthy task",
 };
+/// Expected task duration (the default before any history): up to the longest timeout.
+const EXPECTED_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(365 * 24 * 3600),
+    why: "a task takes at least a second and at most a year (the longest timeout)",
+};
 const IDLE_BOUNDS: Bounds = Bounds {
     min: Duration::from_secs(30),
     max: DAY,
@@ -874,6 +900,11 @@ const BOOT_BOUNDS: Bounds = Bounds {
     min: Duration::from_secs(60),
     max: DAY,
     why: "an EC2 instance needs a minute to boot; after a day it is dead, not slow",
+};
+const BOOT_TIME_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(3600),
+    why: "it is an estimate of a boot, used to start workers ahead of their tasks",
 };
 const DEADLINE_BOUNDS: Bounds = Bounds {
     min: Duration::ZERO,
@@ -1009,6 +1040,14 @@ fn resolve_worker(
         &BOOT_BOUNDS,
         sub("boot_timeout"),
         &format!("{at}.boot_timeout"),
+    );
+    w.boot_time = check_duration(
+        ck,
+        raw.boot_time.as_ref(),
+        w.boot_time,
+        &BOOT_TIME_BOUNDS,
+        sub("boot_time"),
+        &format!("{at}.boot_time"),
     );
     w.launch_deadline = check_duration(
         ck,
@@ -1433,6 +1472,16 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
                 ),
             );
         }
+        let expected_duration = s.expected_duration.as_ref().map(|v| {
+            check_duration(
+                ck,
+                Some(v),
+                crate::history::DEFAULT_EXPECTED_DURATION,
+                &EXPECTED_BOUNDS,
+                sp("expected_duration"),
+                &format!("{at}.expected_duration"),
+            )
+        });
         let mut done_when = vec![];
         for t in &s.done_when {
             let tpl = Template { raw: t.clone() };
@@ -1494,6 +1543,7 @@ fn validate(raw: RawPipeline, ck: &mut Checker<'_>) -> Pipeline {
             env: s.env.clone(),
             timeout,
             heartbeat,
+            expected_duration,
             retries: s.retries.unwrap_or(DEFAULT_BUILD_RETRIES),
             exclusive: s.exclusive,
             done_when,

@@ -58,6 +58,14 @@ pub struct StackConfig {
     /// the local stack's time scale in local mode.
     #[serde(default = "one")]
     pub time_scale: f64,
+    /// `BOA_LOOKAHEAD_MACHINE_ARN`: the lookahead state machine (a Wait, then start-workers),
+    /// through which `Prepare<Step>` starts its dependents' workers ahead of time; `None` turns
+    /// lookahead provisioning off (workers start when their task is prepared).
+    #[serde(default)]
+    pub lookahead_machine_arn: Option<String>,
+    /// Replaces every step's `boot_time` (pipeline time): a local fleet knows its simulated boot.
+    #[serde(default)]
+    pub boot_time: Option<Duration>,
 }
 
 fn one() -> f64 {
@@ -93,6 +101,8 @@ impl StackConfig {
             worker_sha256: None,
             account: account.to_string(),
             time_scale: 1.0,
+            lookahead_machine_arn: None,
+            boot_time: None,
         }
     }
 
@@ -154,6 +164,7 @@ impl StackConfig {
             c.worker_binary = s;
         }
         c.worker_ami = get(env::WORKER_AMI).filter(|v| !v.trim().is_empty());
+        c.lookahead_machine_arn = get(env::LOOKAHEAD_MACHINE_ARN).filter(|v| !v.trim().is_empty());
         c.worker_sha256 = get(env::WORKER_SHA256).filter(|v| !v.trim().is_empty());
         if let Some(h) = &c.worker_sha256
             && !(h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -193,6 +204,11 @@ impl StackConfig {
             bucket,
             key: format!("{folder}{sep}{}", key.trim_start_matches('/')),
         })
+    }
+
+    /// How long a worker of `step` is expected to take to boot, in pipeline time.
+    pub fn boot_time(&self, step: &crate::pipeline::Step) -> Duration {
+        self.boot_time.unwrap_or(step.worker.boot_time)
     }
 
     /// A pipeline duration in this stack's time (divided by the time scale).

@@ -96,6 +96,20 @@ pub fn state_machine_name(p: &Pipeline) -> String {
     base_name(p)
 }
 
+/// The lookahead state machine's name (see `boa_core::lookahead`).
+pub fn lookahead_machine_name(p: &Pipeline) -> String {
+    format!("{}-lookahead", base_name(p))
+}
+
+/// The lookahead state machine's ARN, for `Fn::Sub` (not `Ref`: the machine depends on
+/// start-workers, which starts it).
+fn lookahead_machine_arn(p: &Pipeline) -> String {
+    format!(
+        "arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{}",
+        lookahead_machine_name(p)
+    )
+}
+
 /// The CloudWatch Logs group of the workers.
 pub fn worker_log_group_name(p: &Pipeline) -> String {
     format!("/build-on-aws/{}/workers", p.name)
@@ -561,6 +575,33 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
             // Attempt records: one object per Prepare entry under the execution's prefix,
             // counted with ListObjectsV2 (limited to that prefix).
             out.extend(stack_records_statements(&["runs", "locks"]));
+            // Lookahead: reads task records and expected ends under runs/, and the duration
+            // history; starts executions of the lookahead machine only.
+            out.push(stmt(
+                "ReadRunsAndDurations",
+                &["s3:GetObject"],
+                ["runs", "durations"]
+                    .iter()
+                    .map(|f| {
+                        sub(format!(
+                            "arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/${{ArtifactPrefix}}/{f}/*"
+                        ))
+                    })
+                    .collect(),
+                Value::Null,
+            ));
+            out.push(stmt(
+                "ListDurations",
+                &["s3:ListBucket"],
+                vec![sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")],
+                json!({ "StringLike": { "s3:prefix": [sub("${ArtifactPrefix}/durations/*")] } }),
+            ));
+            out.push(stmt(
+                "StartLookahead",
+                &["states:StartExecution"],
+                vec![sub(lookahead_machine_arn(p))],
+                Value::Null,
+            ));
             // done_when checks: HeadObject needs s3:GetObject; ListBucket turns "missing" into
             // 404 instead of 403.
             let mut objects = vec![];
@@ -601,6 +642,22 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                     "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*",
                 )],
                 Value::Null,
+            ));
+            // Duration history: durations/<Step>/<item>.json, read and rewritten per successful
+            // task; listed first (limited to that prefix) so a missing entry is not a 403.
+            out.push(stmt(
+                "KeepDurationHistory",
+                &["s3:GetObject", "s3:PutObject"],
+                vec![sub(
+                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/durations/*",
+                )],
+                Value::Null,
+            ));
+            out.push(stmt(
+                "ListDurationHistory",
+                &["s3:ListBucket"],
+                vec![sub("arn:${AWS::Partition}:s3:::${ArtifactBucket}")],
+                json!({ "StringLike": { "s3:prefix": [sub("${ArtifactPrefix}/durations/*")] } }),
             ));
         }
         "normalize-results" => {
@@ -837,6 +894,10 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
             sub("s3://${ArtifactBucket}/${ArtifactPrefix}/${WorkerBinaryKey}"),
         );
         e.insert(env::WORKER_SHA256.into(), r#ref("WorkerBinarySha256"));
+        e.insert(
+            env::LOOKAHEAD_MACHINE_ARN.into(),
+            sub(lookahead_machine_arn(p)),
+        );
         // Each step's own profile is `<stack>-<Step>` (see WorkerGroup::profile_name).
         e.insert(
             env::WORKER_PROFILE.into(),
@@ -1007,6 +1068,39 @@ pub fn template(p: &Pipeline, opts: &TemplateOptions) -> Value {
                 "Tags": [{ "Key": tags::STACK, "Value": r#ref("AWS::StackName") }],
             },
             // See CFN_LINT_IGNORED_ON_STATE_MACHINE: known cfn-lint false positives, this resource only.
+            "Metadata": { "cfn-lint": { "config": { "ignore_checks": CFN_LINT_IGNORED_ON_STATE_MACHINE } } },
+        }),
+    );
+
+    // The lookahead machine: a Wait, then start-workers (boa_core::lookahead).
+    let lookahead = statemachine_gen::lookahead(p, &Arns::Placeholders);
+    let start_workers = get_att(&function_id("start-workers"), "Arn");
+    res.insert(
+        "LookaheadStateMachineRole".into(),
+        role(
+            "states.amazonaws.com",
+            "build-on-aws-lookahead",
+            vec![stmt(
+                "InvokeStartWorkers",
+                &["lambda:InvokeFunction"],
+                vec![start_workers.clone()],
+                Value::Null,
+            )],
+            json!({ "StringEquals": { "aws:SourceAccount": r#ref("AWS::AccountId") } }),
+        ),
+    );
+    res.insert(
+        "LookaheadStateMachine".into(),
+        json!({
+            "Type": "AWS::StepFunctions::StateMachine",
+            "Properties": {
+                "StateMachineName": lookahead_machine_name(p),
+                "StateMachineType": "STANDARD",
+                "DefinitionString": serde_json::to_string_pretty(&lookahead).expect("a JSON value serialises"),
+                "DefinitionSubstitutions": { Arns::lambda_key("start-workers"): start_workers },
+                "RoleArn": get_att("LookaheadStateMachineRole", "Arn"),
+                "Tags": [{ "Key": tags::STACK, "Value": r#ref("AWS::StackName") }],
+            },
             "Metadata": { "cfn-lint": { "config": { "ignore_checks": CFN_LINT_IGNORED_ON_STATE_MACHINE } } },
         }),
     );

@@ -133,6 +133,34 @@ fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
+/// The stack's lookahead state machine: waits until `$.at` (when a step's workers should start
+/// booting to be up as the tasks they wait for end), then calls start-workers with
+/// `$.lookahead` (see `boa_core::lookahead`). One small execution per prepared task that has
+/// dependents; a failed one only means those workers start when their task is prepared.
+pub fn lookahead(p: &Pipeline, arns: &Arns) -> Value {
+    use boa_core::lookahead::{START_STATE, WAIT_STATE};
+    json!({
+        "Comment": format!("build-on-aws {}: starts a step's workers ahead, so they are up when the tasks they wait for end.", p.name),
+        "StartAt": WAIT_STATE,
+        "States": {
+            WAIT_STATE: {
+                "Type": "Wait",
+                "Comment": "Until the tasks these workers wait for are expected to end, minus the workers' boot time.",
+                "TimestampPath": "$.at",
+                "Next": START_STATE,
+            },
+            START_STATE: {
+                "Type": "Task",
+                "Comment": "start-workers: checks the tasks are still running and expected to end within a boot, then launches one worker per task that will follow them.",
+                "Resource": arns.lambda(p, "start-workers"),
+                "Parameters": {"lookahead.$": "$.lookahead"},
+                "Retry": retry(TaskKind::Lambda),
+                "End": true,
+            },
+        },
+    })
+}
+
 /// The ASL definition of the pipeline's state machine.
 pub fn generate(p: &Pipeline, arns: &Arns) -> Value {
     let outer = p.outer_axis();

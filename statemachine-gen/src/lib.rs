@@ -15,7 +15,7 @@ pub mod mermaid;
 pub mod report;
 
 pub use arns::{Arns, LAMBDAS, Target};
-pub use asl::generate;
+pub use asl::{generate, lookahead};
 pub use mermaid::mermaid;
 pub use report::{QuotaError, Report, check_quotas, report};
 

@@ -201,6 +201,29 @@ impl Executions for SfnExecutions {
         Ok(out)
     }
 
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<Option<String>, PortError> {
+        match self
+            .0
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.execution_arn().to_string())),
+            Err(e) => match map_error("StartExecution", e) {
+                PortError::Call { code, .. } if code == "ExecutionAlreadyExists" => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
         let mut pages = self
             .0

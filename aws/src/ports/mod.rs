@@ -217,6 +217,15 @@ pub trait Executions: Send + Sync {
         &self,
         execution_arn: &str,
     ) -> Result<Vec<ExecutionSummary>, PortError>;
+    /// Starts an execution of `state_machine_arn` named `name` with `input` (JSON text) and
+    /// returns its ARN. A name already used is not an error (`Ok(None)`): execution names are
+    /// how callers make a retried start idempotent.
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<Option<String>, PortError>;
 }
 
 /// A task handed out by GetActivityTask.

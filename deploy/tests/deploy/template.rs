@@ -103,12 +103,48 @@ fn a_distributed_map_may_start_only_its_own_children_and_write_only_run_records(
         .flat_map(|(_, s)| actions(&s))
         .collect();
     assert!(hc.iter().any(|a| a == "states:ListMapRuns"), "{hc:?}");
-    // The inline example grants none of it.
+    // The inline example's state machine grants none of it; the only StartExecution left is
+    // start-workers', on the lookahead machine alone.
     let inline = tpl(&example());
-    assert!(
-        all_statements(&inline)
-            .iter()
-            .all(|(_, s)| !actions(s).iter().any(|a| a == "states:StartExecution"))
+    let starts: Vec<(String, Value)> = all_statements(&inline)
+        .into_iter()
+        .filter(|(_, s)| actions(s).iter().any(|a| a == "states:StartExecution"))
+        .collect();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(starts[0].0.starts_with("LambdaStartWorkers"), "{starts:?}");
+    assert_eq!(
+        starts[0].1["Resource"],
+        json!([{"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:build-on-aws-hhvm-lookahead"}])
+    );
+}
+
+#[test]
+fn the_lookahead_machine_waits_then_calls_start_workers_which_alone_may_start_it() {
+    let t = tpl(&example());
+    let m = &t["Resources"]["LookaheadStateMachine"]["Properties"];
+    assert_eq!(m["StateMachineName"], "build-on-aws-hhvm-lookahead");
+    let def: Value = serde_json::from_str(m["DefinitionString"].as_str().unwrap()).unwrap();
+    assert_eq!(def["States"]["WaitUntilBootTime"]["TimestampPath"], "$.at");
+    assert_eq!(
+        def["States"]["StartWorkersAhead"]["Resource"],
+        "${LambdaStartWorkers}"
+    );
+    assert_eq!(
+        m["DefinitionSubstitutions"]["LambdaStartWorkers"],
+        json!({"Fn::GetAtt": ["LambdaStartWorkers", "Arn"]})
+    );
+    // Its role invokes start-workers and nothing else.
+    let role: Vec<String> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| id == "LookaheadStateMachineRole")
+        .flat_map(|(_, s)| actions(&s))
+        .collect();
+    assert_eq!(role, ["lambda:InvokeFunction"]);
+    // start-workers finds it by its ARN (no circular Ref).
+    let env = &t["Resources"]["LambdaStartWorkers"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        env["BOA_LOOKAHEAD_MACHINE_ARN"]["Fn::Sub"],
+        "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:build-on-aws-hhvm-lookahead"
     );
 }
 
@@ -692,5 +728,48 @@ fn the_isolation_audit_catches_a_role_denied_its_own_log_streams() {
     assert!(
         problems.contains("role WorkerRoleMakeSourceTarball is not allowed logs:CreateLogStream on its own log streams"),
         "{problems}"
+    );
+}
+
+#[test]
+fn record_result_keeps_the_duration_history_beside_the_runs_and_nothing_more() {
+    let t = tpl(&example());
+    let role = format!("{}Role", function_id("record-result"));
+    let stmts: Vec<Value> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| *id == role)
+        .map(|(_, s)| s)
+        .collect();
+    assert!(!stmts.is_empty(), "no statements for {role}");
+    let on = |resource: &str| -> Vec<String> {
+        stmts
+            .iter()
+            .filter(|s| {
+                s["Resource"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["Fn::Sub"] == resource)
+            })
+            .flat_map(actions)
+            .collect()
+    };
+    let durations = "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/durations/*";
+    let mut got = on(durations);
+    got.sort();
+    assert_eq!(got, ["s3:GetObject", "s3:PutObject"]);
+    // Task records stay write-only.
+    assert_eq!(
+        on("arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*"),
+        ["s3:PutObject"]
+    );
+    // Listing (so a missing entry is a 404, not a 403) is limited to the history's prefix.
+    let list = stmts
+        .iter()
+        .find(|s| actions(s) == ["s3:ListBucket"])
+        .expect("a ListBucket statement");
+    assert_eq!(
+        list["Condition"]["StringLike"]["s3:prefix"][0]["Fn::Sub"],
+        "${ArtifactPrefix}/durations/*"
     );
 }

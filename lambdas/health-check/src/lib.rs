@@ -301,6 +301,8 @@ pub async fn handle(
             token_seed: &seed,
             exclusive_seed: &seed,
             booting_is_spare: true,
+            ahead: None,
+            claims: &[],
         };
         let out = ensure_workers(fleet, objects, sleeper, cfg, p, step, n, &ctx).await;
         tracing::info!(step = %step_name, pending = n, launched = out.launched.len(), reason = %out.reason, "health check launch");

@@ -3,12 +3,16 @@
 //! ([`Compact`]). Results never travel through the state machine's payload, so the payload of an
 //! iteration stays the same size whatever the number of tasks, the length of their causes or of
 //! their log tails.
+//!
+//! A SUCCEEDED task's elapsed time also goes into its duration history,
+//! `<artifacts>/durations/<Step>/<item>.json` ([`boa_aws::durations::record_duration`]), which
+//! outlives the run: it is what provisioning expects the task to take next time.
 
 use boa_aws::ports::Objects;
 use boa_core::results::{Compact, read_outcome, task_record_key};
 use boa_core::stack::StackConfig;
 use boa_core::task::SkipKind;
-use boa_core::{ErrorName, Item, NamedError, Pipeline, TaskRecord};
+use boa_core::{ErrorName, Item, NamedError, Pipeline, Status, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -60,6 +64,16 @@ pub async fn handle(
         NamedError::new(e.name(), format!("cannot write the task record {at}: {e}"))
     })?;
     tracing::info!(step = %ev.step, status = ?record.status, record = %at, "task recorded");
+    if record.status == Status::Succeeded
+        && let Some(elapsed) = record.elapsed_s
+    {
+        // History is an estimate for provisioning: failing to keep it never fails the task.
+        if let Err(e) =
+            boa_aws::durations::record_duration(objects, cfg, &ev.step, &ev.item, elapsed).await
+        {
+            tracing::warn!(step = %ev.step, error = %e, "cannot update the duration history");
+        }
+    }
     Ok(Compact::from(&record))
 }
 

@@ -1,9 +1,12 @@
 //! record-result and normalize-results against the example pipeline, with a fake bucket.
 
 use std::path::Path;
+use std::time::Duration;
 
+use boa_aws::durations::expected_duration;
 use boa_aws::fakes::FakeObjects;
-use boa_aws::ports::PortError;
+use boa_aws::ports::{Objects, PortError};
+use boa_core::history::{DEFAULT_EXPECTED_DURATION, DurationHistory, duration_key};
 use boa_core::results::{FAILED_IN_PAYLOAD, results_key, task_record_key};
 use boa_core::stack::StackConfig;
 use boa_core::task::WorkerFailureCause;
@@ -349,4 +352,126 @@ async fn a_bad_input_is_input_invalid() {
     .unwrap_err();
     assert_eq!(e.name.as_str(), "Input.Invalid");
     assert!(e.message.contains("ubuntu-24.04-noble"), "{}", e.message);
+}
+
+fn history(objects: &FakeObjects, step: &str, it: &Item) -> Option<DurationHistory> {
+    let key = format!("demo/{}", duration_key(step, it));
+    objects
+        .body("art", &key)
+        .map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+fn succeeded_in(iid: &str, elapsed_s: f64) -> Value {
+    let mut v = ok(iid);
+    v["outcome"]["elapsed_s"] = json!(elapsed_s);
+    v
+}
+
+#[tokio::test]
+async fn a_succeeded_task_keeps_its_last_durations_outside_the_run_and_failures_do_not() {
+    let p = example();
+    let objects = FakeObjects::new();
+    let cfg = cfg();
+    let step = p.step("MakeBinaryPackage").unwrap();
+    let v = item(&[("version", "4.28.2"), ("distro", "debian-12-bookworm")]);
+    let other = item(&[("version", "4.28.2"), ("distro", "ubuntu-24.04-noble")]);
+
+    // No history yet: the step's `expected_duration` setting (40m in the example).
+    assert_eq!(
+        expected_duration(&objects, &cfg, step, &v).await,
+        Duration::from_secs(40 * 60)
+    );
+    // A step without the setting: the documented fallback.
+    let tarball = p.step("MakeSourceTarball").unwrap();
+    assert_eq!(tarball.expected_duration, None);
+    assert_eq!(
+        expected_duration(&objects, &cfg, tarball, &item(&[("version", "4.28.2")])).await,
+        DEFAULT_EXPECTED_DURATION
+    );
+
+    for (n, s) in [900.0, 100.0, 200.0, 300.0, 400.0, 500.0]
+        .into_iter()
+        .enumerate()
+    {
+        record(
+            &p,
+            &objects,
+            "MakeBinaryPackage",
+            v.clone(),
+            succeeded_in(&format!("i-{n}"), s),
+        )
+        .await;
+    }
+    // A failed run says nothing about how long a build takes.
+    record(
+        &p,
+        &objects,
+        "MakeBinaryPackage",
+        v.clone(),
+        script_failed("i-f", "boom"),
+    )
+    .await;
+    let h = history(&objects, "MakeBinaryPackage", &v).expect("history written");
+    assert_eq!(
+        h.elapsed_s,
+        vec![100.0, 200.0, 300.0, 400.0, 500.0],
+        "the last 5, oldest first"
+    );
+    assert_eq!(
+        expected_duration(&objects, &cfg, step, &v).await,
+        Duration::from_secs(300),
+        "the median of the kept values"
+    );
+    // Per (step, axis values): another distro has its own (none yet).
+    assert!(history(&objects, "MakeBinaryPackage", &other).is_none());
+    assert_eq!(
+        expected_duration(&objects, &cfg, step, &other).await,
+        Duration::from_secs(40 * 60)
+    );
+    // The entry lives beside the runs, not in one: it outlives them.
+    let keys = objects.keys("art");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("demo/durations/MakeBinaryPackage/")),
+        "{keys:?}"
+    );
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("runs/") && k.contains("durations")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn local_durations_are_kept_in_pipeline_seconds_and_a_bad_entry_is_replaced() {
+    let p = example();
+    let objects = FakeObjects::new();
+    let mut cfg = cfg();
+    cfg.time_scale = 100.0;
+    let t = item(&[("version", "5.1.0")]);
+    let key = format!("demo/{}", duration_key("MakeSourceTarball", &t));
+    Objects::put(&objects, "art", &key, b"not json")
+        .await
+        .unwrap();
+    let c = record::handle(
+        RecordEvent {
+            step: "MakeSourceTarball".into(),
+            item: t.clone(),
+            execution: EXEC.into(),
+            result: succeeded_in("i-1", 1.5),
+        },
+        &p,
+        &objects,
+        &cfg,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.status, Status::Succeeded);
+    let h = history(&objects, "MakeSourceTarball", &t).unwrap();
+    assert_eq!(
+        h.elapsed_s,
+        vec![150.0],
+        "1.5 s at time scale 100 is 150 pipeline seconds"
+    );
 }

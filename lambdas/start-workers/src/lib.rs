@@ -3,7 +3,7 @@
 
 use boa_aws::backoff::Sleeper;
 use boa_aws::launch::{LaunchContext, ensure_workers};
-use boa_aws::ports::{Fleet, Objects, PortError};
+use boa_aws::ports::{Executions, Fleet, Objects, PortError};
 use boa_core::errors::ErrorName;
 use boa_core::input::item_key;
 use boa_core::pipeline::Step;
@@ -13,11 +13,62 @@ use boa_core::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
 use boa_core::{Mode, NamedError, Pipeline};
 use serde_json::Value;
 
+pub mod lookahead;
+
 /// The ports the handler uses.
 pub struct Ports<'a> {
     pub fleet: &'a dyn Fleet,
     pub objects: &'a dyn Objects,
     pub sleeper: &'a dyn Sleeper,
+    /// Starts lookahead executions; `None`: no lookahead (workers start when their task is
+    /// prepared).
+    pub executions: Option<&'a dyn Executions>,
+}
+
+/// start-workers' event: `Prepare<Step>`'s request, or a lookahead execution's
+/// (`{"lookahead": …}`).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Prepare(Box<PrepareRequest>),
+    Lookahead(boa_core::lookahead::LookaheadEvent),
+}
+
+impl<'de> serde::Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Event, D::Error> {
+        let v = Value::deserialize(d)?;
+        if v.get("lookahead").is_some() {
+            serde_json::from_value(v)
+                .map(Event::Lookahead)
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_json::from_value(v)
+                .map(|r| Event::Prepare(Box::new(r)))
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+/// What start-workers returns for each [`Event`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    Prepare(PrepareRecord),
+    Lookahead(boa_core::lookahead::LookaheadOutcome),
+}
+
+/// Handles either event.
+pub async fn handle_event(
+    ev: Event,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+) -> Result<Output, NamedError> {
+    match ev {
+        Event::Prepare(r) => handle(*r, ports, cfg, p).await.map(Output::Prepare),
+        Event::Lookahead(l) => lookahead::handle(l, ports, cfg, p)
+            .await
+            .map(Output::Lookahead),
+    }
 }
 
 fn skipped(kind: SkipKind, reason: impl Into<String>) -> PrepareRecord {
@@ -89,12 +140,25 @@ pub async fn handle(
     let seed = token_seed(&req);
     let exclusive_seed = format!("{}|{attempt}", req.execution);
     let state = format!("Prepare{}", step.name);
+    // Workers started ahead for this task (by the lookaheads of the tasks it waits for) are
+    // its own while they boot.
+    let inner = plan_inner_values(&req, p);
+    let claims: Vec<String> = if cfg.lookahead_machine_arn.is_some() {
+        boa_core::lookahead::dependencies(p, &req.input.steps, step, &req.item, &inner)
+            .iter()
+            .map(|t| boa_core::lookahead::ahead_tag(&req.execution, &step.name, t))
+            .collect()
+    } else {
+        vec![]
+    };
     let ctx = LaunchContext {
         execution: &req.execution,
         state: &state,
         token_seed: &seed,
         exclusive_seed: &exclusive_seed,
         booting_is_spare: false,
+        ahead: None,
+        claims: &claims,
     };
     let out = ensure_workers(
         ports.fleet,
@@ -107,6 +171,9 @@ pub async fn handle(
         &ctx,
     )
     .await;
+    if out.error.is_none() {
+        lookahead::after_prepare(&req, ports, cfg, p, step, !out.launched.is_empty(), &inner).await;
+    }
     if out.launched.is_empty() && out.live_before == 0 {
         match &out.error {
             // Nothing can fix this by waiting: the task fails now, with EC2's code and message.
@@ -319,12 +386,12 @@ async fn done_check(
 /// The Lambda entry point: [`handle`] with its error turned into a `Diagnostic` whose
 /// `error_type` is the stable error name.
 pub async fn lambda_handler(
-    ev: lambda_runtime::LambdaEvent<PrepareRequest>,
+    ev: lambda_runtime::LambdaEvent<Event>,
     ports: &Ports<'_>,
     cfg: &StackConfig,
     p: &Pipeline,
-) -> Result<PrepareRecord, lambda_runtime::Diagnostic> {
-    handle(ev.payload, ports, cfg, p)
+) -> Result<Output, lambda_runtime::Diagnostic> {
+    handle_event(ev.payload, ports, cfg, p)
         .await
         .map_err(boa_aws::lambda::diagnostic)
 }

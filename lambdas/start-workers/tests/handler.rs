@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use boa_aws::fakes::{FakeFleet, FakeObjects, RecordingSleeper};
+use boa_aws::fakes::{FakeExecutions, FakeFleet, FakeObjects, RecordingSleeper};
 use boa_aws::ports::{Fleet, InstanceState, Objects, PortError, Purchase, tags};
 use boa_core::retry::Backoff;
 use boa_core::stack::StackConfig;
@@ -10,7 +10,7 @@ use boa_core::task::{PrepareRecord, PrepareRequest, PrepareStatus, SkipKind};
 use boa_core::{BuildInput, Mode, Pipeline};
 use lambda_runtime::{Context, LambdaEvent, Service, service_fn};
 use serde_json::{Value, json};
-use start_workers::{Ports, handle, lambda_handler};
+use start_workers::{Event, Ports, handle, lambda_handler};
 
 const PIPELINE: &str = r#"
 name = "demo"
@@ -118,6 +118,7 @@ fn failed_result() -> Value {
 struct Rig {
     fleet: FakeFleet,
     objects: FakeObjects,
+    executions: FakeExecutions,
     sleeper: RecordingSleeper,
     p: Pipeline,
     cfg: StackConfig,
@@ -128,6 +129,7 @@ impl Rig {
         Rig {
             fleet: FakeFleet::new(),
             objects: FakeObjects::new(),
+            executions: FakeExecutions::new(),
             sleeper: RecordingSleeper::new(),
             p: pipeline(),
             cfg: cfg(),
@@ -138,6 +140,7 @@ impl Rig {
             fleet: &self.fleet,
             objects: &self.objects,
             sleeper: &self.sleeper,
+            executions: Some(&self.executions),
         }
     }
     async fn run(&self, r: PrepareRequest) -> PrepareRecord {
@@ -793,8 +796,7 @@ async fn each_task_of_a_fan_out_gets_its_own_worker_while_they_boot() {
 async fn errors_reach_the_runtime_with_their_stable_names() {
     let rig = Rig::new();
     let ports = rig.ports();
-    let mut svc =
-        service_fn(|ev: LambdaEvent<PrepareRequest>| lambda_handler(ev, &ports, &rig.cfg, &rig.p));
+    let mut svc = service_fn(|ev: LambdaEvent<Event>| lambda_handler(ev, &ports, &rig.cfg, &rig.p));
     let bad = req(
         "Nope",
         &[("version", "1.2.3")],
@@ -802,7 +804,10 @@ async fn errors_reach_the_runtime_with_their_stable_names() {
         json!({}),
     );
     let d = svc
-        .call(LambdaEvent::new(bad, Context::default()))
+        .call(LambdaEvent::new(
+            Event::Prepare(Box::new(bad)),
+            Context::default(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(d.error_type, "Input.Invalid");
@@ -815,7 +820,10 @@ async fn errors_reach_the_runtime_with_their_stable_names() {
         json!({}),
     );
     let d = svc
-        .call(LambdaEvent::new(src, Context::default()))
+        .call(LambdaEvent::new(
+            Event::Prepare(Box::new(src)),
+            Context::default(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(d.error_type, "Aws.Throttled");
@@ -824,4 +832,467 @@ async fn errors_reach_the_runtime_with_their_stable_names() {
         "{}",
         d.error_message
     );
+}
+
+/// The Lambda's shared fleet view: Prepares served by one warm container within the interval
+/// share one DescribeInstances, and still see each other's launches, so they launch exactly
+/// what they would with a DescribeInstances each: one worker per booting task up to the cap,
+/// one worker for an exclusive step.
+#[tokio::test]
+async fn prepares_sharing_a_fleet_view_see_each_others_launches() {
+    use boa_aws::fleet_cache::CachedFleet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let fake = Arc::new(FakeFleet::new());
+    let cached = CachedFleet::new(
+        fake.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    let rig = Rig::new();
+    let ports = Ports {
+        fleet: &cached,
+        objects: &rig.objects,
+        sleeper: &rig.sleeper,
+        executions: None,
+    };
+    let run = |r: PrepareRequest| {
+        let ports = &ports;
+        let rig = &rig;
+        async move { handle(r, ports, &rig.cfg, &rig.p).await.unwrap() }
+    };
+    let build = |distro: &str| {
+        req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", distro)],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        )
+    };
+    // Two at once and one after: each gets its own worker.
+    let (a, b) = tokio::join!(run(build("debian-12")), run(build("ubuntu-22.04")));
+    let c = run(build("ubuntu-24.04")).await;
+    for r in [&a, &b, &c] {
+        assert_eq!(r.launched.len(), 1, "{r:?}");
+    }
+    assert_eq!(fake.live_ids().len(), 3);
+    // The cap of 3 holds: the three booting workers are in the view without asking EC2.
+    let mut more = build("debian-12");
+    more.entered = "2025-01-02T10:05:00.000Z".into();
+    let r = run(more).await;
+    assert!(r.launched.is_empty(), "{r:?}");
+    assert!(r.reason.contains("at the worker cap"), "{}", r.reason);
+    assert_eq!(fake.live_ids().len(), 3);
+    assert_eq!(
+        cached.stats().describes,
+        1,
+        "four Prepares, one DescribeInstances"
+    );
+
+    // Executions racing an exclusive step through the shared view: one worker between them.
+    let (x, y, z) = tokio::join!(
+        run(publish_req("1.2.3", EXEC)),
+        run(publish_req("1.2.4", EXEC)),
+        run(publish_req("1.2.3", EXEC2)),
+    );
+    let launched = [&x, &y, &z]
+        .into_iter()
+        .filter(|r| !r.launched.is_empty())
+        .count();
+    assert_eq!(launched, 1, "{x:?} {y:?} {z:?}");
+    let publish = fake
+        .launch_calls()
+        .iter()
+        .filter(|s| s.tags[tags::ACTIVITY] == "build-on-aws-demo-Publish")
+        .count();
+    assert_eq!(publish, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lookahead provisioning
+
+mod lookahead {
+    use super::*;
+    use boa_core::lookahead::{LookaheadEvent, LookaheadInput, expected_end_key};
+    use boa_core::results::task_record_key;
+    use start_workers::{Output, handle_event};
+
+    const MACHINE: &str =
+        "arn:aws:states:us-east-1:123456789012:stateMachine:build-on-aws-demo-lookahead";
+
+    fn la_rig() -> Rig {
+        let mut rig = Rig::new();
+        rig.cfg.lookahead_machine_arn = Some(MACHINE.into());
+        rig
+    }
+
+    fn source(rig: &Rig) -> PrepareRequest {
+        req(
+            "Source",
+            &[("version", "1.2.3")],
+            rig.all_steps(Mode::Normal),
+            json!({}),
+        )
+    }
+
+    fn started(rig: &Rig) -> Vec<(String, LookaheadInput)> {
+        rig.executions
+            .started()
+            .into_iter()
+            .map(|(m, name, input)| {
+                assert_eq!(m, MACHINE);
+                (name, serde_json::from_str(&input).unwrap())
+            })
+            .collect()
+    }
+
+    async fn put_json(rig: &Rig, key: &str, v: Value) {
+        let at = rig.cfg.record_object(key).unwrap();
+        Objects::put(&rig.objects, &at.bucket, &at.key, v.to_string().as_bytes())
+            .await
+            .unwrap();
+    }
+
+    fn secs_until(ts: &str) -> f64 {
+        let t = chrono::DateTime::parse_from_rfc3339(ts).unwrap();
+        (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0
+    }
+
+    #[tokio::test]
+    async fn a_prepared_task_times_its_dependents_workers_by_expected_end_minus_boot() {
+        let rig = la_rig();
+        // History says Source takes 300 s; its worker has to boot (60 s, the default): it ends
+        // in ~360 s, and Build's and Test's... only Build comes right after Source.
+        let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
+        let h = rig
+            .cfg
+            .record_object(&boa_core::history::duration_key("Source", &item))
+            .unwrap();
+        Objects::put(&rig.objects, &h.bucket, &h.key, br#"{"elapsed_s":[300.0]}"#)
+            .await
+            .unwrap();
+        let r = rig.run(source(&rig)).await;
+        assert_eq!(r.status, PrepareStatus::Pending);
+        assert_eq!(r.launched.len(), 1);
+        let s = started(&rig);
+        assert_eq!(s.len(), 1, "{s:?}");
+        let (name, input) = &s[0];
+        assert!(name.starts_with("Build-"), "{name}");
+        assert_eq!(input.lookahead.step, "Build");
+        assert_eq!(input.lookahead.execution, EXEC);
+        let distros: Vec<&str> = input
+            .lookahead
+            .items
+            .iter()
+            .map(|i| i["distro"].as_str())
+            .collect();
+        assert_eq!(distros, ["debian-12", "ubuntu-22.04", "ubuntu-24.04"]);
+        // 60 s boot + 300 s run - 60 s of Build's boot.
+        let wait = secs_until(&input.at);
+        assert!((295.0..=300.5).contains(&wait), "{wait}");
+        // The expected end is recorded for the lookahead to check.
+        let end = rig
+            .cfg
+            .record_object(&expected_end_key(EXEC, "Source", &item))
+            .unwrap();
+        let body = rig.objects.body(&end.bucket, &end.key);
+        let end: Value = serde_json::from_slice(&body.expect("written")).unwrap();
+        let until = secs_until(end["end"].as_str().unwrap());
+        assert!((355.0..=360.5).contains(&until), "{until}");
+        // A retried Prepare starts no second lookahead.
+        rig.run(source(&rig)).await;
+        assert_eq!(rig.executions.started().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_lookahead_machine_nothing_is_started() {
+        let rig = Rig::new();
+        rig.run(source(&rig)).await;
+        assert!(rig.executions.started().is_empty());
+    }
+
+    async fn fire(rig: &Rig, input: &LookaheadInput) -> boa_core::lookahead::LookaheadOutcome {
+        let ev = Event::Lookahead(LookaheadEvent {
+            lookahead: input.lookahead.clone(),
+        });
+        match handle_event(ev, &rig.ports(), &rig.cfg, &rig.p)
+            .await
+            .unwrap()
+        {
+            Output::Lookahead(o) => o,
+            Output::Prepare(r) => panic!("a Prepare record for a lookahead: {r:?}"),
+        }
+    }
+
+    fn ahead(rig: &Rig) -> Vec<String> {
+        let mut ids: Vec<String> = rig
+            .fleet
+            .all()
+            .into_iter()
+            .filter(|i| i.state.is_live())
+            .filter(|i| {
+                i.tags
+                    .get(tags::STATE)
+                    .is_some_and(|s| s == "LookaheadBuild")
+            })
+            .map(|i| i.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn when_the_wait_ends_it_starts_one_worker_per_task_and_prepare_counts_them() {
+        // The Wait is over: Source is expected to end in 30 s, within Build's boot (60 s).
+        let rig = rig_with_end(30).await;
+        let (_, input) = started(&rig).remove(0);
+        // Three workers start ahead.
+        let o = fire(&rig, &input).await;
+        assert_eq!(o.launched.len(), 3, "{o:?}");
+        assert_eq!(ahead(&rig).len(), 3);
+        for i in rig
+            .fleet
+            .all()
+            .iter()
+            .filter(|i| ahead(&rig).contains(&i.id))
+        {
+            assert_eq!(i.tags[tags::EXECUTION], EXEC);
+        }
+        // Fired again (a retried Lambda): the same ClientToken, no new worker.
+        fire(&rig, &input).await;
+        assert_eq!(ahead(&rig).len(), 3);
+        // Build's Prepares of this execution take the booting workers as theirs.
+        for d in ["debian-12", "ubuntu-22.04", "ubuntu-24.04"] {
+            let r = rig
+                .run(req(
+                    "Build",
+                    &[("version", "1.2.3"), ("distro", d)],
+                    rig.all_steps(Mode::Normal),
+                    json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+                ))
+                .await;
+            assert_eq!(r.status, PrepareStatus::Pending);
+            assert!(r.launched.is_empty(), "{d}: {r:?}");
+        }
+        assert_eq!(
+            rig.fleet.live_ids().len(),
+            4,
+            "Source's worker and three Build workers"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_executions_prepare_does_not_take_them() {
+        let mut rig = rig_with_end(30).await;
+        for s in &mut rig.p.steps {
+            s.worker.max_workers = 10;
+        }
+        let (_, input) = started(&rig).remove(0);
+        fire(&rig, &input).await;
+        let mut other = req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", "debian-12")],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        );
+        other.execution = EXEC.replace("run-1", "run-2");
+        let r = rig.run(other).await;
+        assert_eq!(r.launched.len(), 1, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_for_a_task_that_ended_failed_or_is_far_off() {
+        let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
+        // Source already ended: Build's Prepares start their workers as usual.
+        let rig = la_rig();
+        rig.run(source(&rig)).await;
+        let (_, input) = started(&rig).remove(0);
+        put_json(
+            &rig,
+            &task_record_key(EXEC, "Source", &item),
+            json!({"step": "Source", "item": item, "status": "succeeded"}),
+        )
+        .await;
+        let o = fire(&rig, &input).await;
+        assert!(o.launched.is_empty(), "{o:?}");
+        assert!(o.reason.contains("has already ended"), "{}", o.reason);
+
+        // Source is expected to end in an hour: too early to boot Build's workers.
+        let far = rig_with_end(3600).await;
+        let (_, input) = started(&far).remove(0);
+        let o = fire(&far, &input).await;
+        assert!(o.launched.is_empty(), "{o:?}");
+        assert!(
+            o.reason.contains("later than a boot from now"),
+            "{}",
+            o.reason
+        );
+
+        // Publish waits for every Build; one failed and Publish needs any-succeeded: the
+        // others still count, so its worker starts; with all failed it does not.
+        let rig = la_rig();
+        let build = |d: &str| -> boa_core::Item {
+            [
+                ("version".to_string(), "1.2.3".to_string()),
+                ("distro".to_string(), d.to_string()),
+            ]
+            .into()
+        };
+        let r = rig
+            .run(req(
+                "Build",
+                &[("version", "1.2.3"), ("distro", "debian-12")],
+                rig.all_steps(Mode::Normal),
+                json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+            ))
+            .await;
+        assert_eq!(r.status, PrepareStatus::Pending);
+        let publish: Vec<LookaheadInput> = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.lookahead.step == "Publish")
+            .collect();
+        assert_eq!(publish.len(), 1);
+        let waits = publish[0].lookahead.waits_for.len();
+        assert_eq!(waits, 3, "every distro's Build");
+        for d in ["ubuntu-22.04", "ubuntu-24.04"] {
+            put_json(
+                &rig,
+                &task_record_key(EXEC, "Build", &build(d)),
+                json!({"step": "Build", "item": build(d), "status": "failed"}),
+            )
+            .await;
+        }
+        // debian-12 is expected to end a boot (60 s) + the default expected duration from now.
+        let o = fire(&rig, &publish[0]).await;
+        assert!(o.launched.is_empty(), "{o:?}");
+        assert!(o.reason.contains("later than a boot"), "{}", o.reason);
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Build", &build("debian-12")),
+            json!({"end": chrono::Utc::now().to_rfc3339()}),
+        )
+        .await;
+        let o = fire(&rig, &publish[0]).await;
+        assert_eq!(
+            o.launched.len(),
+            1,
+            "any-succeeded: one Build may still succeed: {o:?}"
+        );
+    }
+
+    async fn rig_with_end(secs: i64) -> Rig {
+        let rig = la_rig();
+        rig.run(source(&rig)).await;
+        let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Source", &item),
+            json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()}),
+        )
+        .await;
+        rig
+    }
+
+    #[tokio::test]
+    async fn a_dependency_that_failed_under_all_succeeded_starts_nothing() {
+        // Test (after Build, all-succeeded): Build failed → no Test worker.
+        let rig = la_rig();
+        let b: boa_core::Item = [
+            ("version".to_string(), "1.2.3".to_string()),
+            ("distro".to_string(), "debian-12".to_string()),
+        ]
+        .into();
+        rig.run(req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", "debian-12")],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        ))
+        .await;
+        let test: LookaheadInput = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .find(|i| i.lookahead.step == "Test")
+            .expect("a lookahead for Test");
+        assert_eq!(test.lookahead.waits_for.len(), 1);
+        // Publish is exclusive with other waits; here Test's only dependency is this Build.
+        let mut l = test.clone();
+        // Pretend the Build is another task that failed, and this lookahead waits for both.
+        let mut other = b.clone();
+        other.insert("distro".into(), "ubuntu-22.04".into());
+        l.lookahead.waits_for.push(boa_core::lookahead::TaskRef {
+            step: "Build".into(),
+            item: other.clone(),
+        });
+        put_json(
+            &rig,
+            &task_record_key(EXEC, "Build", &other),
+            json!({"step": "Build", "item": other, "status": "failed"}),
+        )
+        .await;
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Build", &b),
+            json!({"end": chrono::Utc::now().to_rfc3339()}),
+        )
+        .await;
+        let o = fire(&rig, &l).await;
+        assert!(o.launched.is_empty(), "{o:?}");
+        assert!(o.reason.contains("failed: it will not run"), "{}", o.reason);
+    }
+
+    #[tokio::test]
+    async fn each_versions_lookahead_starts_its_own_workers_and_its_prepares_claim_only_those() {
+        let mut rig = la_rig();
+        for s in &mut rig.p.steps {
+            s.worker.max_workers = 10;
+        }
+        let two = BuildInput::from_json(
+            &rig.p,
+            &json!({"versions": ["1.2.3", "1.2.4"]}),
+            chrono::NaiveDate::from_ymd_opt(2025, 1, 2).unwrap(),
+        )
+        .unwrap();
+        for v in ["1.2.3", "1.2.4"] {
+            rig.run(req("Source", &[("version", v)], two.clone(), json!({})))
+                .await;
+            let item: boa_core::Item = [("version".to_string(), v.to_string())].into();
+            put_json(
+                &rig,
+                &expected_end_key(EXEC, "Source", &item),
+                json!({"end": chrono::Utc::now().to_rfc3339()}),
+            )
+            .await;
+        }
+        let inputs: Vec<LookaheadInput> = started(&rig).into_iter().map(|(_, i)| i).collect();
+        assert_eq!(inputs.len(), 2);
+        let build = |v: &str, d: &str| {
+            let mut r = req(
+                "Build",
+                &[("version", v), ("distro", d)],
+                two.clone(),
+                json!({"Source": ok_result("Source", json!({"version": v}))}),
+            );
+            r.entered = format!("2025-01-02T10:00:00.000Z-{v}-{d}");
+            r
+        };
+        // 1.2.3's three start ahead.
+        let o = fire(&rig, &inputs[0]).await;
+        assert_eq!(o.launched.len(), 3, "{o:?}");
+        // A Build of 1.2.4 does not take them: they were started for 1.2.3's Builds.
+        let r = rig.run(build("1.2.4", "debian-12")).await;
+        assert_eq!(r.launched.len(), 1, "{r:?}");
+        // 1.2.3's Builds do.
+        for d in ["debian-12", "ubuntu-22.04", "ubuntu-24.04"] {
+            let r = rig.run(build("1.2.3", d)).await;
+            assert!(r.launched.is_empty(), "{d}: {r:?}");
+        }
+        // 1.2.4's lookahead starts its own three: a booting worker launched for another task
+        // is not spare.
+        let o = fire(&rig, &inputs[1]).await;
+        assert_eq!(o.launched.len(), 3, "{o:?}");
+        assert_eq!(ahead(&rig).len(), 6);
+    }
 }

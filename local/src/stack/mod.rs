@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boa_aws::backoff::Sleeper;
+use boa_aws::fleet_cache::CachedFleet;
 use boa_aws::ports::{ExecutionSummary, Executions, HistoryEvent, PortError};
 use boa_core::stack::StackConfig;
 use boa_core::worker_env::{Shutdown, vars};
@@ -69,6 +70,9 @@ pub struct LocalOptions {
     /// The engine evaluates a retried Parallel's Parameters only once (see
     /// [`EngineConfig::parallel_parameters_once`]).
     pub parallel_parameters_once: bool,
+    /// Start a step's workers ahead, through the stack's lookahead machine (the default, as
+    /// on AWS); off, workers start when their task is prepared.
+    pub lookahead: bool,
 }
 
 impl LocalOptions {
@@ -89,6 +93,7 @@ impl LocalOptions {
             seed: 1,
             extra_env: vec![],
             parallel_parameters_once: false,
+            lookahead: true,
         }
     }
 
@@ -111,8 +116,13 @@ impl LocalOptions {
     pub fn objects(&self) -> LocalObjects {
         LocalObjects::new(self.run_dir.join("objects"))
             .with_bucket(LOCAL_ARTIFACT_BUCKET, self.own_dir().join("objects"))
+            .sharing(DURATIONS_PREFIX)
     }
 }
+
+/// The duration history's keys in the artifact bucket: shared by every run of a folder, as it
+/// is by every execution of a stack on AWS.
+const DURATIONS_PREFIX: &str = "durations/";
 
 /// The local stack's artifact bucket (`s3://build-on-aws-local`).
 pub const LOCAL_ARTIFACT_BUCKET: &str = "build-on-aws-local";
@@ -131,7 +141,11 @@ impl Sleeper for ScaledSleeper {
 struct LocalLambdas {
     pipeline: Arc<Pipeline>,
     cfg: Arc<StackConfig>,
-    fleet: Arc<LocalFleet>,
+    /// start-workers' view of the fleet, as in the Lambda: one DescribeInstances per activity
+    /// per few seconds of pipeline time, with its own launches in it at once.
+    start_fleet: CachedFleet,
+    /// start-workers starts lookahead executions through it.
+    executions: EngineExecutions,
     objects: LocalObjects,
     sleeper: ScaledSleeper,
     prefix: String,
@@ -190,12 +204,14 @@ impl LambdaInvoker for LocalLambdas {
             }
             "start-workers" => {
                 let ports = start_workers::Ports {
-                    fleet: &*self.fleet,
+                    fleet: &self.start_fleet,
                     objects: &self.objects,
                     sleeper: &self.sleeper,
+                    executions: Some(&self.executions),
                 };
                 encode(
-                    start_workers::handle(decode(function, payload)?, &ports, &self.cfg, p).await,
+                    start_workers::handle_event(decode(function, payload)?, &ports, &self.cfg, p)
+                        .await,
                 )
             }
             "record-result" => encode(
@@ -223,7 +239,10 @@ impl LambdaInvoker for LocalLambdas {
     }
 }
 
-/// The engine as the health check's `Executions` port.
+/// The role the local state machines are created with (the engine does not assume roles).
+const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/build-on-aws-local";
+
+/// The engine as the `Executions` port (the health check's view, start-workers' lookahead).
 struct EngineExecutions(Engine);
 
 /// An engine history event in the shape the AWS adapter produces.
@@ -284,6 +303,27 @@ impl Executions for EngineExecutions {
             );
         }
         Ok(out)
+    }
+
+    async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<Option<String>, PortError> {
+        match self
+            .0
+            .start_execution_of(state_machine_arn, Some(name), Some(input))
+        {
+            Ok((e, true)) => Ok(Some(e.execution_arn)),
+            Ok((_, false)) | Err(engine::EngineError::ExecutionAlreadyExists(_)) => Ok(None),
+            Err(e) => Err(PortError::call(
+                "SFN",
+                "StartExecution",
+                e.type_name(),
+                e.to_string(),
+            )),
+        }
     }
 
     async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
@@ -413,11 +453,28 @@ impl LocalStack {
                 None
             }
         };
+        // The simulated boot is known exactly: lookahead starts workers that long ahead.
+        cfg.boot_time = Some(opts.boot_time);
+        if opts.lookahead {
+            let name = format!("{stack_name}-lookahead");
+            let definition = statemachine_gen::lookahead(
+                &pipeline,
+                &Arns::Concrete {
+                    region: LOCAL_REGION.into(),
+                    account: LOCAL_ACCOUNT.into(),
+                },
+            );
+            let m = engine
+                .create_state_machine(&name, &definition.to_string(), LOCAL_ROLE)
+                .map_err(|e| format!("cannot create the lookahead state machine: {e}"))?;
+            cfg.lookahead_machine_arn = Some(m.arn);
+        }
         let cfg = Arc::new(cfg);
         let lambdas = Arc::new(LocalLambdas {
             pipeline: Arc::clone(&pipeline),
             cfg: Arc::clone(&cfg),
-            fleet: Arc::clone(&fleet),
+            start_fleet: CachedFleet::for_time_scale(fleet.clone(), opts.time_scale),
+            executions: EngineExecutions(engine.clone()),
             objects: opts.objects(),
             sleeper: ScaledSleeper(opts.time_scale),
             prefix,

@@ -10,6 +10,9 @@ pub struct LocalObjects {
     pub root: PathBuf,
     /// Buckets kept somewhere else than `<root>/<bucket>` (a run's own artifact bucket).
     elsewhere: Vec<(String, PathBuf)>,
+    /// Key prefixes that stay at `<root>/<bucket>/` even for a bucket kept elsewhere: what every
+    /// run of the folder shares (the duration history outlives runs).
+    shared: Vec<String>,
 }
 
 impl LocalObjects {
@@ -17,7 +20,14 @@ impl LocalObjects {
         LocalObjects {
             root: root.into(),
             elsewhere: vec![],
+            shared: vec![],
         }
+    }
+
+    /// Keys under `prefix` stay in `<root>/<bucket>/`, shared by the runs of the folder.
+    pub fn sharing(mut self, prefix: &str) -> Self {
+        self.shared.push(prefix.to_string());
+        self
     }
 
     /// Keeps `bucket` in the folder `dir` instead of `<root>/<bucket>`.
@@ -26,7 +36,10 @@ impl LocalObjects {
         self
     }
 
-    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+    fn bucket_dir(&self, bucket: &str, key: &str) -> PathBuf {
+        if self.shared.iter().any(|p| key.starts_with(p.as_str())) {
+            return self.root.join(bucket);
+        }
         self.elsewhere
             .iter()
             .find(|(b, _)| b == bucket)
@@ -34,7 +47,7 @@ impl LocalObjects {
     }
 
     pub fn path(&self, bucket: &str, key: &str) -> PathBuf {
-        self.bucket_dir(bucket).join(key)
+        self.bucket_dir(bucket, key).join(key)
     }
 }
 
@@ -100,7 +113,10 @@ impl Objects for LocalObjects {
             std::fs::create_dir_all(dir)
                 .map_err(|e| PortError::Other(format!("cannot create {}: {e}", dir.display())))?;
         }
-        std::fs::write(&path, body)
+        // Written aside and renamed: a reader (another run sharing the folder) never sees half.
+        let tmp = path.with_extension(format!("tmp-{}", rand::random::<u64>()));
+        std::fs::write(&tmp, body)
+            .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| PortError::Other(format!("cannot write {}: {e}", path.display())))
     }
 
@@ -134,7 +150,7 @@ impl Objects for LocalObjects {
     /// Prefixes are taken to end at a `/` (the only kind build-on-aws lists under).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
         check_key(prefix)?;
-        let base = self.bucket_dir(bucket);
+        let base = self.bucket_dir(bucket, prefix);
         let mut out = vec![];
         list_files(
             &self.path(bucket, prefix.trim_end_matches('/')),

@@ -28,6 +28,11 @@ fn asl_validator_accepts_every_generated_machine() {
             panic!("asl-validator rejects the {name} machine:\n{e}");
         }
     }
+    // And the stack's second machine, the lookahead.
+    let look = statemachine_gen::lookahead(&example(), &concrete());
+    if let Err(e) = asl_validate(&look) {
+        panic!("asl-validator rejects the lookahead machine:\n{e}");
+    }
 }
 
 #[test]

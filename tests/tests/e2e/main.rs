@@ -6,6 +6,7 @@ mod local_chaos;
 mod local_e2e;
 mod local_product;
 mod local_stub;
+mod lookahead;
 mod moto_ec2;
 mod moto_errors;
 mod moto_s3;

@@ -214,3 +214,82 @@ async fn calls_on_the_stacks_bucket_name_its_owner_and_others_do_not() {
     assert!(!objects.exists("releases", "4.28.2/x.tar.gz").await.unwrap());
     assert_eq!(*seen.0.lock().unwrap(), [None]);
 }
+
+/// The duration history (record-result writes it, provisioning reads it) through the S3
+/// adapter: kept under `<prefix>/durations/`, beside the runs, and its median read back.
+#[tokio::test]
+async fn duration_history_is_written_and_read_through_the_s3_adapter() {
+    use boa_aws::durations::{expected_duration, read_history, record_duration};
+    use boa_core::Pipeline;
+    use boa_core::history::{DEFAULT_EXPECTED_DURATION, duration_key};
+    use boa_core::stack::StackConfig;
+    use std::time::Duration;
+
+    let moto = Moto::start();
+    let s3 = moto.s3().await;
+    s3.create_bucket().bucket("artifacts").send().await.unwrap();
+    let objects = S3Objects::from_client(s3);
+    let cfg = StackConfig::new(
+        "build-on-aws-demo",
+        "us-east-1",
+        "123456789012",
+        "s3://artifacts/demo",
+    );
+    let p = Pipeline::parse(
+        r#"
+name = "demo"
+[[axis]]
+name = "version"
+pattern = '^\d+\.\d+\.\d+$'
+[[step]]
+name = "Build"
+script = "build.sh"
+expected_duration = "20m"
+"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let step = p.step("Build").unwrap();
+    let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
+
+    // Nothing yet: the step's setting, and no object was created by reading.
+    assert!(
+        read_history(&objects, &cfg, "Build", &item)
+            .await
+            .unwrap()
+            .elapsed_s
+            .is_empty()
+    );
+    assert_eq!(
+        expected_duration(&objects, &cfg, step, &item).await,
+        Duration::from_secs(20 * 60)
+    );
+    assert!(objects.list("artifacts", "demo/").await.unwrap().is_empty());
+
+    for s in [60.0, 600.0, 90.0] {
+        record_duration(&objects, &cfg, "Build", &item, s)
+            .await
+            .unwrap();
+    }
+    let key = format!("demo/{}", duration_key("Build", &item));
+    assert!(key.starts_with("demo/durations/Build/"), "{key}");
+    let listed = objects.list("artifacts", "demo/").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        [key.as_str()]
+    );
+    let h = read_history(&objects, &cfg, "Build", &item).await.unwrap();
+    assert_eq!(h.elapsed_s, vec![60.0, 600.0, 90.0]);
+    assert_eq!(
+        expected_duration(&objects, &cfg, step, &item).await,
+        Duration::from_secs(90),
+        "the median"
+    );
+    // A step without the setting and without history: the documented fallback.
+    let other: boa_core::Item = [("version".to_string(), "9.9.9".to_string())].into();
+    let mut bare = step.clone();
+    bare.expected_duration = None;
+    assert_eq!(
+        expected_duration(&objects, &cfg, &bare, &other).await,
+        DEFAULT_EXPECTED_DURATION
+    );
+}

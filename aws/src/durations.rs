@@ -1,0 +1,86 @@
+//! Duration history through the [`Objects`] port: record-result writes each successful task's
+//! elapsed time ([`record_duration`]); provisioning reads what a task is expected to take
+//! ([`expected_duration`]). The format, keys and defaults are in [`boa_core::history`].
+
+use std::time::Duration;
+
+use boa_core::history::{DurationHistory, default_expected_duration, duration_key};
+use boa_core::input::Item;
+use boa_core::pipeline::Step;
+use boa_core::results::ObjectRef;
+use boa_core::stack::StackConfig;
+
+use crate::ports::{Objects, PortError};
+
+fn location(cfg: &StackConfig, step: &str, item: &Item) -> Result<ObjectRef, PortError> {
+    let key = duration_key(step, item);
+    cfg.record_object(&key).ok_or_else(|| {
+        PortError::Other(format!(
+            "the artifact location '{}' is not an s3:// URL, so {key} has nowhere to go",
+            cfg.artifacts
+        ))
+    })
+}
+
+/// The stored history of a (step, item); empty when there is none or it cannot be parsed (an
+/// unreadable entry is replaced by the next write, never fatal).
+pub async fn read_history(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    step: &str,
+    item: &Item,
+) -> Result<DurationHistory, PortError> {
+    let at = location(cfg, step, item)?;
+    // Listed first: without s3:ListBucket on the whole bucket, GetObject of a missing key is a
+    // 403, not a 404; the listing is limited to the entry's own key.
+    let listed = objects.list(&at.bucket, &at.key).await?;
+    if !listed.iter().any(|o| o.key == at.key) {
+        return Ok(DurationHistory::default());
+    }
+    Ok(match objects.get(&at.bucket, &at.key).await? {
+        Some(body) => DurationHistory::from_json(&body).unwrap_or_else(|e| {
+            tracing::warn!(history = %at, error = %e, "unreadable duration history; starting afresh");
+            DurationHistory::default()
+        }),
+        None => DurationHistory::default(),
+    })
+}
+
+/// Adds one successful run's elapsed time (wall seconds of this stack: a local run's are divided
+/// by its time scale, so they are multiplied back into pipeline seconds) to the task's history,
+/// keeping the last [`boa_core::history::KEPT_SAMPLES`]. Read-modify-write: two executions
+/// finishing the same task at the same moment may keep only one of their two samples, which
+/// only makes the history one sample shorter.
+pub async fn record_duration(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    step: &str,
+    item: &Item,
+    elapsed_s: f64,
+) -> Result<DurationHistory, PortError> {
+    let at = location(cfg, step, item)?;
+    let mut h = read_history(objects, cfg, step, item).await?;
+    h.push(elapsed_s * cfg.time_scale);
+    objects.put(&at.bucket, &at.key, &h.to_json()).await?;
+    Ok(h)
+}
+
+/// How long a task of `step` for `item` is expected to take, in pipeline time (scale it with
+/// [`StackConfig::scaled`] to wait for it): the median of its kept history, else the step's
+/// `expected_duration`, else [`boa_core::history::DEFAULT_EXPECTED_DURATION`]. A history that
+/// cannot be read falls back to the default too (and says so in the log): it is an estimate.
+pub async fn expected_duration(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    step: &Step,
+    item: &Item,
+) -> Duration {
+    match read_history(objects, cfg, &step.name, item).await {
+        Ok(h) => h.median(),
+        Err(e) => {
+            tracing::warn!(step = %step.name, error = %e, "cannot read the duration history; using the step's default");
+            None
+        }
+    }
+    .unwrap_or_else(|| default_expected_duration(step))
+}

@@ -1,0 +1,236 @@
+//! Lookahead provisioning (see `boa_core::lookahead`): what `Prepare<Step>` does for the steps
+//! after it ([`after_prepare`]), and what start-workers does when a lookahead execution's Wait
+//! ends ([`handle`]).
+
+use std::time::Duration;
+
+use boa_aws::durations::expected_duration;
+use boa_aws::launch::{LaunchContext, ensure_workers};
+use boa_aws::ports::Objects;
+use boa_core::lookahead::{
+    self, ExpectedEnd, Lookahead, LookaheadEvent, LookaheadInput, LookaheadOutcome, TaskRef,
+    expected_end_key,
+};
+use boa_core::pipeline::{Needs, Step};
+use boa_core::results::{Status, TaskRecord, task_record_key};
+use boa_core::stack::StackConfig;
+use boa_core::task::{PrepareRequest, SkipKind};
+use boa_core::{NamedError, Pipeline};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::Ports;
+
+/// How early, as a share of the boot time, a dependency may be expected to end and still count
+/// as "ending within a boot" when the Wait is over (the Wait and the Lambda take a moment).
+const SLACK: f64 = 0.25;
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// After `Prepare<S>` handed its task to the activity: writes when the task is expected to end
+/// and starts one lookahead execution per requested step after `S`. Never fails the task: a
+/// lookahead that cannot start only means those workers start when their own task is prepared.
+/// Returns the lookahead executions started (their names), for the record.
+pub async fn after_prepare(
+    req: &PrepareRequest,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+    s: &Step,
+    launched_now: bool,
+    inner_values: &[String],
+) -> Vec<String> {
+    let (Some(machine), Some(executions)) = (&cfg.lookahead_machine_arn, ports.executions) else {
+        return vec![];
+    };
+    let plans = lookahead::plan(
+        p,
+        &req.execution,
+        &req.input.steps,
+        s,
+        &req.item,
+        inner_values,
+    );
+    if plans.is_empty() {
+        return vec![];
+    }
+    let now = Utc::now();
+    // Pipeline time until the task ends: its worker's boot if one had to be launched, then the
+    // task itself as history (or the step's setting) expects.
+    let boot_s = if launched_now {
+        cfg.boot_time(s)
+    } else {
+        Duration::ZERO
+    };
+    let run = expected_duration(ports.objects, cfg, s, &req.item).await;
+    let until_end = boot_s + run;
+    let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
+    let Some(at) = cfg.record_object(&expected_end_key(&req.execution, &s.name, &req.item)) else {
+        return vec![];
+    };
+    let body = serde_json::to_vec(&ExpectedEnd { end: rfc3339(end) }).expect("serialises");
+    if let Err(e) = ports.objects.put(&at.bucket, &at.key, &body).await {
+        tracing::warn!(error = %e, "cannot record the task's expected end; no lookahead");
+        return vec![];
+    }
+    let mut started = vec![];
+    for l in plans {
+        let Some(d) = p.step(&l.step) else { continue };
+        // The Wait is in pipeline time from now (the engine scales it; on AWS the scale is 1).
+        let lead = until_end.saturating_sub(cfg.boot_time(d));
+        let at = now + chrono::Duration::from_std(lead).unwrap_or_default();
+        let name = lookahead::execution_name(&req.execution, &d.name, &l.after);
+        let input = serde_json::to_string(&LookaheadInput {
+            at: rfc3339(at),
+            lookahead: l,
+        })
+        .expect("serialises");
+        match executions.start(machine, &name, &input).await {
+            Ok(_) => started.push(name),
+            Err(e) => {
+                tracing::warn!(step = %d.name, error = %e, "cannot start the lookahead; its workers start when their tasks are prepared");
+            }
+        }
+    }
+    started
+}
+
+async fn read<T: serde::de::DeserializeOwned>(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    key: &str,
+) -> Result<Option<T>, NamedError> {
+    let Some(at) = cfg.record_object(key) else {
+        return Ok(None);
+    };
+    let body = objects
+        .get(&at.bucket, &at.key)
+        .await
+        .map_err(|e| NamedError::new(e.name(), format!("cannot read {at}: {e}")))?;
+    Ok(body.and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Whether a finished task forbids its dependents under `needs`.
+fn blocks(r: &TaskRecord) -> bool {
+    r.status == Status::Failed || r.skip == Some(SkipKind::DependencyFailed)
+}
+
+/// A lookahead execution's Wait is over: start one worker per task of `step` that waits for
+/// `after`, when every task they wait for has ended without forbidding them or is expected to
+/// end within `step`'s boot time.
+pub async fn handle(
+    ev: LookaheadEvent,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+) -> Result<LookaheadOutcome, NamedError> {
+    let l: Lookahead = ev.lookahead;
+    let d = p.step(&l.step).ok_or_else(|| {
+        NamedError::input(format!(
+            "lookahead for step '{}', which is not in the pipeline",
+            l.step
+        ))
+    })?;
+    let nothing = |reason: String| {
+        Ok(LookaheadOutcome {
+            launched: vec![],
+            reason,
+        })
+    };
+    let now = Utc::now();
+    let horizon = now
+        + chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d).mul_f64(1.0 + SLACK)))
+            .unwrap_or_default();
+    let mut finished = 0usize;
+    let mut blocking = 0usize;
+    for t in &l.waits_for {
+        let key = task_record_key(&l.execution, &t.step, &t.item);
+        if let Some(r) = read::<TaskRecord>(ports.objects, cfg, &key).await? {
+            if t == &l.after {
+                return nothing(format!(
+                    "{} has already ended: {}'s workers start when its tasks are prepared",
+                    label(t),
+                    d.name
+                ));
+            }
+            finished += 1;
+            if blocks(&r) {
+                blocking += 1;
+            }
+            continue;
+        }
+        let key = expected_end_key(&l.execution, &t.step, &t.item);
+        let Some(e) = read::<ExpectedEnd>(ports.objects, cfg, &key).await? else {
+            return nothing(format!(
+                "{} has not been prepared yet: its own lookahead starts {}'s workers",
+                label(t),
+                d.name
+            ));
+        };
+        let end = DateTime::parse_from_rfc3339(&e.end)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now);
+        if end > horizon {
+            return nothing(format!(
+                "{} is expected to end at {}, later than a boot from now: its own lookahead starts {}'s workers",
+                label(t),
+                e.end,
+                d.name
+            ));
+        }
+    }
+    let forbidden = match d.needs {
+        Needs::AllSucceeded => blocking > 0,
+        Needs::AnySucceeded => blocking > 0 && blocking == l.waits_for.len(),
+        Needs::Finished => false,
+    } && finished > 0;
+    if forbidden {
+        return nothing(format!(
+            "{blocking} of the tasks {} waits for failed: it will not run",
+            d.name
+        ));
+    }
+    let wanted = u32::try_from(l.items.len()).unwrap_or(u32::MAX);
+    let state = lookahead::state_tag(&d.name);
+    let seed = format!(
+        "lookahead|{}|{}|{}",
+        l.execution,
+        d.name,
+        boa_core::input::item_key(&l.after.item)
+    );
+    let exclusive_seed = format!("{}|lookahead", l.execution);
+    // Only registered idle workers are spare: booting ones are on their way to other tasks,
+    // except those this lookahead started already (a retried invocation).
+    let tag = lookahead::ahead_tag(&l.execution, &d.name, &l.after);
+    let claims = [tag.clone()];
+    let ctx = LaunchContext {
+        execution: &l.execution,
+        state: &state,
+        token_seed: &seed,
+        exclusive_seed: &exclusive_seed,
+        booting_is_spare: false,
+        ahead: Some(&tag),
+        claims: &claims,
+    };
+    let out = ensure_workers(
+        ports.fleet,
+        ports.objects,
+        ports.sleeper,
+        cfg,
+        p,
+        d,
+        wanted,
+        &ctx,
+    )
+    .await;
+    Ok(LookaheadOutcome {
+        launched: out.launched,
+        reason: out.reason,
+    })
+}
+
+fn label(t: &TaskRef) -> String {
+    let values: Vec<&str> = t.item.values().map(String::as_str).collect();
+    format!("{}[{}]", t.step, values.join(" "))
+}
