@@ -208,3 +208,11 @@ pub fn wait_for<T>(bound: std::time::Duration, mut f: impl FnMut() -> Option<T>)
 pub fn group_alive(pid: u32) -> bool {
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
+
+/// Writes an executable script (mode 0755).
+pub fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

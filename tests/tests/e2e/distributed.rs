@@ -7,7 +7,7 @@ use std::time::Duration;
 use boa_core::history_event::EventType;
 use boa_core::results::Status;
 use boa_core::{BuildInput, NormalizedResults, Pipeline};
-use e2e_tests::local_cli::{task, wait_for, worker_bin};
+use e2e_tests::local_cli::{task, wait_for, worker_bin, write_script};
 use engine::ExecutionStatus;
 use local::stack::{LocalOptions, LocalStack};
 
@@ -54,12 +54,6 @@ echo "built $BOA_VERSION on $BOA_DISTRO"
 "#;
 
 const PUBLISH_SH: &str = "#!/bin/sh\necho \"published $BOA_VERSION\"\n";
-
-fn write_script(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_distributed_run_keeps_every_result_through_a_failing_task_and_a_failed_child() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use boa_core::results::Status;
 use boa_core::{BuildInput, Pipeline};
-use e2e_tests::local_cli::{task, wait_for, worker_bin};
+use e2e_tests::local_cli::{task, wait_for, worker_bin, write_script};
 use engine::ExecutionStatus;
 use local::stack::{LocalOptions, LocalStack};
 
@@ -32,12 +32,6 @@ retries = 0
 "#;
 
 const BUILD_SH: &str = "#!/bin/sh\necho \"built $BOA_VERSION\"\n";
-
-fn write_script(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// A pipeline folder with the STUBCHECK pipeline; the stack started on it with `worker`.
 async fn start(dir: &Path, worker: &Path) -> LocalStack {

@@ -9,7 +9,7 @@ use boa_core::history_event::EventType;
 use boa_core::results::Status;
 use boa_core::task::SkipKind;
 use boa_core::{BuildInput, Pipeline};
-use e2e_tests::local_cli::{task, wait_for, worker_bin};
+use e2e_tests::local_cli::{task, wait_for, worker_bin, write_script};
 use engine::ExecutionStatus;
 use local::stack::{LocalOptions, LocalStack};
 
@@ -47,12 +47,6 @@ echo "compiled $BOA_VERSION"
 "#;
 
 const PACKAGE_SH: &str = "#!/bin/sh\necho \"packaged $BOA_VERSION\"\n";
-
-fn write_script(path: &std::path::Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
 
 /// When the execution's one activity task of `step` ended (its success or failure event).
 fn task_end(stack: &LocalStack, arn: &str) -> chrono::DateTime<chrono::Utc> {
