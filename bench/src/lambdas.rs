@@ -13,13 +13,32 @@ use crate::runtime_api::RuntimeApi;
 use crate::sys::{median, proc_status_kib};
 use crate::{Ctx, table};
 
-pub const FUNCTIONS: [&str; 5] = [
+/// The six Lambda binaries, in the order a run invokes them (health-check on its schedule).
+pub const FUNCTIONS: [&str; 6] = [
+    "parse-input",
+    "start-workers",
+    "health-check",
+    "record-result",
+    "normalize-results",
+    "check-for-failures",
+];
+
+/// The packages that build them: record-result is a second binary of normalize-results.
+pub const PACKAGES: [&str; 5] = [
     "parse-input",
     "start-workers",
     "health-check",
     "normalize-results",
     "check-for-failures",
 ];
+
+/// The package a function binary is built from.
+pub fn package_of(function: &str) -> &str {
+    match function {
+        "record-result" => "normalize-results",
+        other => other,
+    }
+}
 
 /// What the Python handler is measured against.
 pub const PYTHON_PEER: &str = "start-workers";
@@ -235,8 +254,9 @@ pub async fn run(ctx: &Ctx, events: &CapturedEvents) -> Result<Lambdas> {
     for name in FUNCTIONS {
         let program = binary_for(&ctx.lambda_dir, name).ok_or_else(|| {
             anyhow!(
-                "no {name} binary in {} (build with `cargo build --release -p {name}`)",
-                ctx.lambda_dir.display()
+                "no {name} binary in {} (build with `cargo build --release -p {}`)",
+                ctx.lambda_dir.display(),
+                package_of(name)
             )
         })?;
         let event = match name {

@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, value_enum)]
     only: Vec<Section>,
 
-    /// Do not run `cargo build --release -p bench -p worker -p <the five Lambdas>` first.
+    /// Do not run `cargo build --release -p bench -p worker -p <the Lambdas' five packages>` first.
     #[arg(long)]
     no_build: bool,
 
@@ -80,7 +80,8 @@ enum Section {
     Cost,
 }
 
-const LAMBDAS: [&str; 5] = lambdas::FUNCTIONS;
+/// The packages of the six Lambdas.
+const LAMBDAS: [&str; 5] = lambdas::PACKAGES;
 
 #[derive(Debug, Serialize)]
 struct Output {
@@ -115,7 +116,8 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
-/// `cargo build --release` of the worker and the five Lambdas (a no-op when they are fresh).
+/// `cargo build --release` of the worker and the six Lambdas, from their five packages (a no-op
+/// when they are fresh).
 /// The bench is in the package list so that features resolve as for `cargo run -p bench` and the
 /// dependencies built for it are reused (see bench/Cargo.toml).
 fn build(root: &Path) -> Result<f64> {

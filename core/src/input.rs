@@ -49,15 +49,37 @@ pub struct BuildInput {
     pub mode: Mode,
 }
 
+/// The part of a run every Map iteration carries: the requested steps and the mode, nothing that
+/// grows with the number of axis values. `Prepare<Step>` reads both (a step not requested is
+/// skipped; `skip-ec2` and `fake-ec2` launch nothing) and the activity input carries the mode.
+/// An iteration's own axis values are its item; the run's other values are in the plan, read
+/// only at the top level.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunScope {
+    /// Requested steps, in pipeline order.
+    pub steps: Vec<String>,
+    pub mode: Mode,
+}
+
+impl RunScope {
+    /// Whether `step` was asked for in this run.
+    pub fn requested(&self, step: &str) -> bool {
+        self.steps.iter().any(|s| s == step)
+    }
+}
+
 /// One iteration of the outer Map: the outer axis value and, if the pipeline has an inner axis,
 /// the inner values for it (per-version overrides applied). Serialised as
 /// `{"<outer>": "4.28.2", "<inner>": ["debian-12-bookworm", …]}`.
 pub type PlanItem = BTreeMap<String, serde_json::Value>;
 
-/// What ParseInput returns and what the state machine iterates over.
+/// What ParseInput returns and what the state machine iterates over: the whole input (read by
+/// NormalizeResults, at the top level only), the run's [`RunScope`] (what each iteration carries)
+/// and the plan (the outer Map's items).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineInput {
     pub input: BuildInput,
+    pub run: RunScope,
     pub plan: Vec<PlanItem>,
 }
 
@@ -383,10 +405,22 @@ impl BuildInput {
         Ok(out)
     }
 
+    /// What every iteration of the run carries: the steps and the mode.
+    pub fn scope(&self) -> RunScope {
+        RunScope {
+            steps: self.steps.clone(),
+            mode: self.mode,
+        }
+    }
+
     /// The validated input plus its plan: ParseInput's output.
     pub fn machine_input(self, p: &Pipeline) -> Result<MachineInput, NamedError> {
         let plan = self.plan(p)?;
-        Ok(MachineInput { input: self, plan })
+        Ok(MachineInput {
+            run: self.scope(),
+            input: self,
+            plan,
+        })
     }
 
     /// Every requested task as (step, item), in plan order: the records NormalizeResults must produce.

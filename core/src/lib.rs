@@ -18,6 +18,6 @@ pub mod task;
 pub mod worker_env;
 
 pub use errors::{ErrorName, NamedError};
-pub use input::{BuildInput, Item, MachineInput, Mode};
+pub use input::{BuildInput, Item, MachineInput, Mode, RunScope};
 pub use pipeline::{Pipeline, PipelineError, Step};
 pub use results::{NormalizedResults, RunSummary, Status, TaskRecord};

@@ -5,15 +5,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::input::{BuildInput, Item};
+use crate::input::{Item, RunScope};
 use crate::names::task as names;
 
-/// What `Prepare<Step>` is invoked with (built by the state machine's Parameters).
+/// What `Prepare<Step>` is invoked with (built by the state machine's Parameters). Its size does
+/// not grow with the number of axis values: the run is carried as its [`RunScope`] (steps and
+/// mode), never as the whole build input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrepareRequest {
     pub step: String,
     pub item: Item,
-    pub input: BuildInput,
+    /// The run's requested steps and mode.
+    pub run: RunScope,
+    /// For a task of a step fanned out over the inner axis: its position in its outer value's
+    /// inner values (`$$.Map.Item.Index` of the inner Map), which is also the position of its
+    /// own entry in a dependency's array of results when that dependency fans out too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
     /// The stored results of the steps this one comes after (`$.results.<Dep>`): a raw task result,
     /// an array of them (dependency fanned out over the inner axis), or absent when not run.
     #[serde(default)]

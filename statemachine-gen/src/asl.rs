@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! ParseInput (lambda parse-input, no Catch: a bad input fails the execution with Input.Invalid)
-//!  → ForEach<O> (Map over $.plan; each iteration: {item, inner, input, results: {}})
+//!  → ForEach<O> (Map over $.plan; each iteration: {item, inner, run, execution, results: {}})
 //!      the pipeline's stages in order; a stage of several steps is a Parallel of their blocks
 //!      a step block is
 //!        Run<Step> (Parallel, one branch; Retry = the activity policy; Catch → $.results.<Step>)
@@ -21,8 +21,11 @@
 //!  → CheckForFailures (lambda check-for-failures, no Catch: fails the execution with Build.Failed)
 //! ```
 //!
-//! Every payload stays the same size whatever the number of tasks: each iteration carries its
-//! item, the input and one compact status per step; records live in the bucket.
+//! Every payload of an iteration stays the same size whatever the number of tasks and of outer
+//! values: each iteration carries its item, the run's scope (`run`: the requested steps and the
+//! mode, never the whole input with every axis's values) and one compact status per step; an
+//! inner iteration adds its position (`index`); records live in the bucket. Only the top level
+//! holds the whole input and the plan.
 //!
 //! A block with nothing after it in its sequence sends its Catch to a Succeed state
 //! named `Caught<Block>` (`CaughtRun<Step>`, `Caught<Step>ForEach<I>` or `Caught<StageParallel>`),
@@ -178,7 +181,7 @@ pub fn generate(p: &Pipeline, arns: &Arns) -> Value {
             json!(format!("$$.Map.Item.Value.{}", inner.name)),
         );
     }
-    item_selector.insert("input.$".into(), json!("$.input"));
+    item_selector.insert("run.$".into(), json!("$.run"));
     item_selector.insert("execution.$".into(), json!("$$.Execution.Id"));
     item_selector.insert("results".into(), json!({}));
 
@@ -324,7 +327,7 @@ fn sequence(p: &Pipeline, arns: &Arns, stages: &[Vec<&Step>]) -> (String, Map<St
                 if p.inner_axis().is_some() {
                     selector.insert("inner.$".into(), json!("$[0].inner"));
                 }
-                selector.insert("input.$".into(), json!("$[0].input"));
+                selector.insert("run.$".into(), json!("$[0].run"));
                 selector.insert("execution.$".into(), json!("$[0].execution"));
                 selector.insert("results.$".into(), json!(merge_results(many.len())));
                 let (catch_next, terminal) = match next {
@@ -428,7 +431,8 @@ fn step_block(
             "ItemsPath": "$.inner",
             "ItemSelector": {
                 "item": {format!("{o}.$"): format!("$.item.{o}"), format!("{i}.$"): "$$.Map.Item.Value"},
-                "input.$": "$.input",
+                "index.$": "$$.Map.Item.Index",
+                "run.$": "$.run",
                 "execution.$": "$.execution",
                 "results.$": "$.results",
             },
@@ -522,6 +526,28 @@ fn run_state(
     catch_next: &str,
 ) -> Map<String, Value> {
     let s = &step.name;
+    // A task of an inner Map also carries its position there (how start-workers finds its own
+    // entry in a fanned-out dependency's results).
+    let indexed = fans_out(p, step);
+    let mut prepare_params = obj(json!({
+        "step.$": "$.step",
+        "item.$": "$.item",
+        "run.$": "$.run",
+        "deps.$": "$.deps",
+        "execution.$": "$.execution",
+        "entered.$": "$$.State.EnteredTime",
+    }));
+    let mut run_params = obj(json!({
+        "step": s,
+        "item.$": "$.item",
+        "run.$": "$.run",
+        "execution.$": "$.execution",
+        "deps.$": "$.results",
+    }));
+    if indexed {
+        prepare_params.insert("index.$".into(), json!("$.index"));
+        run_params.insert("index.$".into(), json!("$.index"));
+    }
     let mut branch = Map::new();
     branch.insert(
         names::prepare(s),
@@ -529,14 +555,7 @@ fn run_state(
             "Type": "Task",
             "Comment": "start-workers: done-check and dependencies, then launch the workers this task needs.",
             "Resource": arns.lambda(p, "start-workers"),
-            "Parameters": {
-                "step.$": "$.step",
-                "item.$": "$.item",
-                "input.$": "$.input",
-                "deps.$": "$.deps",
-                "execution.$": "$.execution",
-                "entered.$": "$$.State.EnteredTime",
-            },
+            "Parameters": prepare_params,
             "ResultPath": "$.prepare",
             "Retry": retry(TaskKind::Prepare { launch_deadline: step.worker.launch_deadline }),
             "Next": names::check(s),
@@ -570,7 +589,7 @@ fn run_state(
         json!({
             "step.$": "$.step",
             "item.$": "$.item",
-            "mode.$": "$.input.mode",
+            "mode.$": "$.run.mode",
             "attempt.$": "$.prepare.attempt",
             "execution.$": "$.execution",
         }),
@@ -598,13 +617,7 @@ fn run_state(
         "Comment": format!(
             "{s}: Prepare{s} then the activity; a retry goes back through Prepare{s} so a worker is launched at once. Attempts are named by Prepare{s}'s entered time and counted by start-workers, not by this state's RetryCount."
         ),
-        "Parameters": {
-            "step": s,
-            "item.$": "$.item",
-            "input.$": "$.input",
-            "execution.$": "$.execution",
-            "deps.$": "$.results",
-        },
+        "Parameters": run_params,
         "Branches": [{"StartAt": names::prepare(s), "States": branch}],
         "ResultSelector": {
             "step.$": "$[0].step",

@@ -500,7 +500,8 @@ fn compact(stored: &Value) -> Value {
 
 /// (bytes, state) of the biggest state input or output. Records live in the bucket, so no
 /// payload holds more than one task's raw result: the biggest is an iteration (its item, the
-/// input, one compact status per step) plus the biggest raw result, inside `Record<Step>`.
+/// run's steps and mode, one compact status per step) plus the biggest raw result, inside
+/// `Record<Step>`, unless the top level's whole input and plan are bigger.
 fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) -> (usize, String) {
     let o = &p.outer_axis().name;
     let execution = format!(
@@ -509,7 +510,7 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
         "x".repeat(80)
     );
     let mut biggest_raw = (0, String::new());
-    let iterations: Vec<Value> = plan
+    let iterations: Vec<Vec<Value>> = plan
         .iter()
         .map(|pi| {
             let mut results = Map::new();
@@ -549,14 +550,32 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
             if let Some(a) = p.inner_axis() {
                 it.insert("inner".into(), pi[&a.name].clone());
             }
-            it.insert("input".into(), json!(input));
+            it.insert("run".into(), json!(input.scope()));
             it.insert("execution".into(), json!(execution));
             it.insert("results".into(), Value::Object(results));
-            Value::Object(it)
+            let mut all = vec![Value::Object(it.clone())];
+            // An inner Map's iteration: the item with its inner value and its position instead
+            // of the inner values (the longest value at the last position, as an upper bound).
+            if let Some(a) = p.inner_axis()
+                && p.steps.iter().any(|s| crate::asl::fans_out(p, s))
+            {
+                let values = pi[&a.name].as_array().cloned().unwrap_or_default();
+                let longest = values
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .max_by_key(|v| v.len())
+                    .unwrap_or_default();
+                it.remove("inner");
+                it.insert("item".into(), json!({o: pi[o], a.name.clone(): longest}));
+                it.insert("index".into(), json!(values.len().saturating_sub(1)));
+                all.push(Value::Object(it));
+            }
+            all
         })
         .collect();
     let iteration = iterations
         .iter()
+        .flatten()
         .map(|it| it.to_string().len())
         .max()
         .unwrap_or(0);
@@ -580,7 +599,7 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
     });
     // The outer Map's output: `{}` per iteration.
     let empties: Vec<Value> = plan.iter().map(|_| json!({})).collect();
-    let map_out = json!({"input": input, "plan": plan, "results": empties});
+    let map_out = json!({"input": input, "run": input.scope(), "plan": plan, "results": empties});
     let map_bytes = map_out.to_string().len();
 
     // NormalizeResults' output: the counts and at most FAILED_IN_PAYLOAD failed records.

@@ -35,6 +35,12 @@ fn structured_input_gives_the_plan_with_per_version_overrides() {
     .unwrap();
     assert_eq!(m.input.steps, ["MakeBinaryPackage"]);
     assert_eq!(m.input.mode, Mode::Test);
+    // What every iteration carries: the steps and the mode, not the axes' values.
+    assert_eq!(m.run, m.input.scope());
+    assert_eq!(
+        serde_json::to_value(&m.run).unwrap(),
+        json!({"steps": ["MakeBinaryPackage"], "mode": "test"})
+    );
     assert_eq!(m.plan.len(), 2);
     // 4.28 is never built for noble (the pipeline's override); 5.1 is.
     assert_eq!(m.plan[0]["distro"], json!(["debian-12-bookworm"]));

@@ -109,7 +109,7 @@ pub async fn handle(
                 .join(", ")
         ))
     })?;
-    if !req.input.steps.iter().any(|s| s == &step.name) {
+    if !req.run.requested(&step.name) {
         return Ok(skipped(
             SkipKind::NotRequested,
             format!("{} was not requested in this run", step.name),
@@ -118,19 +118,19 @@ pub async fn handle(
     if let Err(why) = check_dependencies(&req, p, step) {
         return Ok(skipped(SkipKind::DependencyFailed, why));
     }
-    if req.input.mode == Mode::SkipEc2 {
+    if req.run.mode == Mode::SkipEc2 {
         return Ok(skipped(
             SkipKind::SkipEc2,
             "skip-ec2: no worker is launched and the task is not run",
         ));
     }
-    if req.input.mode != Mode::FakeEc2
+    if req.run.mode != Mode::FakeEc2
         && let Some(done) = done_check(ports.objects, step, &req).await?
     {
         return Ok(skipped(SkipKind::Done, done));
     }
     let attempt = count_attempt(ports.objects, cfg, &req).await?;
-    if req.input.mode == Mode::FakeEc2 {
+    if req.run.mode == Mode::FakeEc2 {
         return Ok(pending(
             "fake-ec2: waiting for a hand-started worker",
             vec![],
@@ -279,18 +279,20 @@ fn check_dependencies(req: &PrepareRequest, p: &Pipeline, step: &Step) -> Result
         let outcomes = match (&inner, raw) {
             (Some(inner), Value::Array(elems)) if same_inner => {
                 let mine = req.item.get(inner);
-                let plan_inner = plan_inner_values(req, p);
+                // This task's own entry: the one naming its inner value (a raw result), else the
+                // one at its position in the inner Map (a record's compact form names nothing).
                 let picked: Vec<Outcome> = elems
                     .iter()
                     .enumerate()
                     .filter(|(i, e)| {
-                        let theirs = e
+                        match e
                             .get("item")
                             .and_then(|it| it.get(inner))
                             .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .or_else(|| plan_inner.get(*i).cloned());
-                        theirs.as_ref() == mine
+                        {
+                            Some(theirs) => Some(theirs) == mine.map(String::as_str),
+                            None => req.index == Some(*i),
+                        }
                     })
                     .map(|(_, e)| read_outcome(e))
                     .collect();
@@ -332,26 +334,6 @@ fn lost(dep: &str) -> Outcome {
 
 fn is_lost(o: &Outcome) -> bool {
     o.error.as_deref() == Some(LOST)
-}
-
-/// The inner-axis values of this task's outer value, in plan order.
-fn plan_inner_values(req: &PrepareRequest, p: &Pipeline) -> Vec<String> {
-    let (Some(inner), outer) = (p.inner_axis(), &p.outer_axis().name) else {
-        return vec![];
-    };
-    let Ok(plan) = req.input.plan(p) else {
-        return vec![];
-    };
-    plan.iter()
-        .find(|pi| pi.get(outer).and_then(Value::as_str) == req.item.get(outer).map(String::as_str))
-        .and_then(|pi| pi.get(&inner.name))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `Some(reason)` when every `done_when` object exists.

@@ -97,7 +97,8 @@ fn req(step: &str, item: &[(&str, &str)], input: BuildInput, deps: Value) -> Pre
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        input,
+        run: input.scope(),
+        index: None,
         deps: serde_json::from_value(deps).unwrap(),
         attempt: 0,
         execution: EXEC.into(),
@@ -204,26 +205,54 @@ async fn a_fan_out_step_looks_only_at_its_own_distro_of_a_fan_out_dependency() {
         ),
     ]);
     let deps = json!({"Source": ok_result("Source", json!({"version": "1.2.3"})), "Build": build});
-    // The failed element has no item: it is matched by plan order (debian-12 is first).
-    let r = rig
-        .run(req(
+    // The failed element has no item: it is matched by the task's position in the inner Map
+    // (debian-12 is first).
+    let at = |distro: &str, index: usize| {
+        let mut r = req(
             "Test",
-            &[("version", "1.2.3"), ("distro", "debian-12")],
+            &[("version", "1.2.3"), ("distro", distro)],
             rig.all_steps(Mode::Normal),
             deps.clone(),
-        ))
-        .await;
+        );
+        r.index = Some(index);
+        r
+    };
+    let r = rig.run(at("debian-12", 0)).await;
     assert_skipped(&r, SkipKind::DependencyFailed, "dependency Build");
-    let r = rig
-        .run(req(
-            "Test",
-            &[("version", "1.2.3"), ("distro", "ubuntu-22.04")],
-            rig.all_steps(Mode::Normal),
-            deps,
-        ))
-        .await;
+    let r = rig.run(at("ubuntu-22.04", 1)).await;
     assert_eq!(r.status, PrepareStatus::Pending, "{r:?}");
     assert_eq!(r.launched.len(), 1);
+}
+
+#[tokio::test]
+async fn compact_records_of_a_fan_out_dependency_are_matched_by_position() {
+    // What Record<Step> leaves for each distro: its status, no item.
+    let rig = Rig::new();
+    let deps = json!({
+        "Source": {"status": "succeeded"},
+        "Build": [{"status": "succeeded"}, {"status": "failed"}, {"status": "succeeded"}],
+    });
+    let at = |distro: &str, index: Option<usize>| {
+        let mut r = req(
+            "Test",
+            &[("version", "1.2.3"), ("distro", distro)],
+            rig.all_steps(Mode::Normal),
+            deps.clone(),
+        );
+        r.index = index;
+        r
+    };
+    let r = rig.run(at("ubuntu-22.04", Some(1))).await;
+    assert_skipped(&r, SkipKind::DependencyFailed, "dependency Build");
+    let r = rig.run(at("ubuntu-24.04", Some(2))).await;
+    assert_eq!(r.status, PrepareStatus::Pending, "{r:?}");
+    // Without its position the task cannot find its entry: the dependency counts as lost.
+    let r = rig.run(at("ubuntu-24.04", None)).await;
+    assert_skipped(
+        &r,
+        SkipKind::DependencyFailed,
+        "no result was stored for Build",
+    );
 }
 
 #[tokio::test]

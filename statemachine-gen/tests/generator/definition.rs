@@ -1,6 +1,6 @@
 //! The generated definition: snapshots, the outside validator, and the contract properties.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::support::*;
 use boa_core::input::MachineInput;
@@ -191,40 +191,66 @@ fn every_machine_keeps_the_contract() {
 }
 
 /// Builds a task's payloads the way Step Functions would, from the generated templates, and reads
-/// them as the Lambdas and the worker do.
-fn payload_chain(p: &Pipeline, tokens: &[&str]) {
+/// them as the Lambdas and the worker do. Returns the biggest size (compact JSON bytes) of each
+/// payload of an iteration: the outer iteration, an inner one, `Run<Step>`'s branch input, the
+/// `Prepare<Step>` request and the activity input.
+fn payload_chain(p: &Pipeline, tokens: &[&str]) -> BTreeMap<&'static str, usize> {
+    let mut sizes: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut seen = |what: &'static str, v: &Value| {
+        let n = v.to_string().len();
+        let e = sizes.entry(what).or_default();
+        *e = (*e).max(n);
+    };
     let def = generate(p, &concrete());
     let today = chrono::NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
     let input = BuildInput::from_tokens(p, tokens, today).unwrap();
     let mi: MachineInput = input.clone().machine_input(p).unwrap();
     let state0 = serde_json::to_value(&mi).unwrap();
+    // Every state by name, looked up once (a run of 1,000 versions visits them all per task).
+    let states: BTreeMap<String, Value> =
+        visit(&def).into_iter().map(|v| (v.name, v.state)).collect();
+    let find = |_: &Value, name: &str| -> Value {
+        states
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no state {name}"))
+    };
     let outer = find(&def, &statemachine_gen::asl::names::outer_map(p));
     let exec = "arn:aws:states:us-east-1:123456789012:execution:build-on-aws-t:run-1";
     for (i, plan_item) in mi.plan.iter().enumerate() {
         let ctx =
             json!({"Execution": {"Id": exec}, "Map": {"Item": {"Index": i, "Value": plan_item}}});
         let iteration = template(&outer["ItemSelector"], &state0, &ctx);
+        seen("iteration", &iteration);
         for s in &p.steps {
             let mut step_input = iteration.clone();
             let mut item_ctx = ctx.clone();
             if s.fans_out() && p.inner_axis().is_some() {
                 let map = find(&def, &statemachine_gen::asl::names::fan_out_map(p, &s.name));
                 assert_eq!(map["ItemsPath"], "$.inner");
-                let first = iteration["inner"][0].clone();
-                item_ctx["Map"] = json!({"Item": {"Index": 0, "Value": first}});
+                let n = iteration["inner"].as_array().unwrap().len();
+                let last = iteration["inner"][n - 1].clone();
+                item_ctx["Map"] = json!({"Item": {"Index": n - 1, "Value": last}});
                 step_input = template(&map["ItemSelector"], &iteration, &item_ctx);
+                seen("inner iteration", &step_input);
             }
             // The engine's RetryCount is not relied on: Prepare's entered time names the attempt,
             // and Prepare's record (the counted attempt) feeds the activity and the results.
             item_ctx["State"] = json!({"RetryCount": 7, "EnteredTime": "2025-01-02T10:00:00.123Z"});
             let run = find(&def, &format!("Run{}", s.name));
             let branch_input = template(&run["Parameters"], &step_input, &item_ctx);
+            seen("Run<Step> branch input", &branch_input);
             let prepare = find(&def, &format!("Prepare{}", s.name));
             let req_json = template(&prepare["Parameters"], &branch_input, &item_ctx);
+            seen("Prepare<Step> request", &req_json);
             let req: PrepareRequest = serde_json::from_value(req_json.clone())
                 .unwrap_or_else(|e| panic!("PrepareRequest from {req_json}: {e}"));
             assert_eq!(req.step, s.name);
-            assert_eq!(req.input, input);
+            assert_eq!(req.run, input.scope());
+            // An inner task carries its position, where its entry of a fanned-out dependency is.
+            let fanned = s.fans_out() && p.inner_axis().is_some();
+            let n = iteration["inner"].as_array().map_or(0, Vec::len);
+            assert_eq!(req.index, fanned.then(|| n - 1), "{req_json}");
             assert_eq!(req.entered, "2025-01-02T10:00:00.123Z");
             assert_eq!(req.execution, exec);
             assert_eq!(req.item.len(), s.for_each.len(), "{:?}", req.item);
@@ -239,6 +265,7 @@ fn payload_chain(p: &Pipeline, tokens: &[&str]) {
             branch_out["prepare"] = serde_json::to_value(&record).unwrap();
             let activity = find(&def, &s.name);
             let act_json = template(&activity["Parameters"], &branch_out, &item_ctx);
+            seen("activity input", &act_json);
             let act: ActivityInput = serde_json::from_value(act_json.clone())
                 .unwrap_or_else(|e| panic!("ActivityInput from {act_json}: {e}"));
             assert_eq!(act.item, req.item);
@@ -255,6 +282,7 @@ fn payload_chain(p: &Pipeline, tokens: &[&str]) {
             assert_eq!(o.attempts, Some(2));
         }
     }
+    sizes
 }
 
 #[test]
@@ -272,6 +300,39 @@ fn payloads_built_from_the_templates_read_as_the_lambdas_expect() {
     payload_chain(&diamond(), &["1.0.0", "d3", "d7"]);
     payload_chain(&no_inner_axis(), &["stable"]);
     payload_chain(&exclusive_fan_out(), &["2.0.0"]);
+}
+
+/// The payloads of an iteration are the same size for 10 versions as for 1,000 (all of the same
+/// width): an iteration carries its item and the run's steps and mode, not every version.
+#[test]
+fn an_iterations_payloads_do_not_grow_with_the_number_of_values() {
+    let versions = |n: usize| -> Vec<String> { (1..=n).map(|i| format!("5.{i:04}.0")).collect() };
+    for (name, p, distros) in [
+        ("diamond", diamond(), &["d3", "d7"][..]),
+        ("distributed", distributed(2), &["d3", "d7"][..]),
+        ("example", example(), &["debian-12-bookworm"][..]),
+    ] {
+        let chain = |n: usize| {
+            let mut t = versions(n);
+            t.extend(distros.iter().map(|d| d.to_string()));
+            let tokens: Vec<&str> = t.iter().map(String::as_str).collect();
+            payload_chain(&p, &tokens)
+        };
+        let (few, many) = (chain(10), chain(1000));
+        for what in [
+            "iteration",
+            "inner iteration",
+            "Prepare<Step> request",
+            "activity input",
+        ] {
+            assert!(few.contains_key(what), "{name}: no {what} in {few:?}");
+        }
+        assert_eq!(few, many, "{name}: 10 versions vs 1,000");
+        // And small: nothing like the 1,000 versions' 9 KB.
+        for (what, n) in &many {
+            assert!(*n < 2048, "{name}: {what} is {n} bytes");
+        }
+    }
 }
 
 #[test]
