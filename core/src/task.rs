@@ -22,6 +22,11 @@ pub struct PrepareRequest {
     /// own entry in a dependency's array of results when that dependency fans out too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// The inner axis values of the item's outer value, in plan order, where the state passes
+    /// them (`Prepare` at the outer level, and of a fanned-out step a step outside its inner Map
+    /// comes after): lookahead finds the tasks across the inner axis with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inner: Vec<String>,
     /// The stored results of the steps this one comes after (`$.results.<Dep>`): a raw task result,
     /// an array of them (dependency fanned out over the inner axis), or absent when not run.
     #[serde(default)]

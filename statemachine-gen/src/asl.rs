@@ -113,6 +113,19 @@ pub(crate) fn fans_out(p: &Pipeline, step: &Step) -> bool {
     step.fans_out() && p.inner_axis().is_some()
 }
 
+/// Whether a task of `step` is given its outer value's inner values (`inner`): lookahead needs
+/// them to know the tasks that follow it or that it waits for across the inner axis. A task at
+/// the outer level has them in its iteration already; an inner Map's iteration carries them only
+/// for a fanned-out step that a step outside the inner Map comes after (fan-in), so other inner
+/// iterations stay as small as their own item.
+pub(crate) fn gets_inner(p: &Pipeline, step: &Step) -> bool {
+    p.inner_axis().is_some()
+        && (!fans_out(p, step)
+            || p.steps
+                .iter()
+                .any(|d| d.after.contains(&step.name) && !fans_out(p, d)))
+}
+
 fn retry(kind: TaskKind) -> Value {
     serde_json::to_value(retriers(kind)).expect("retriers serialise")
 }
@@ -445,6 +458,11 @@ fn step_block(
             "ResultPath": result_path,
             "Catch": catch_all(&result_path, &catch_next),
         }));
+        if gets_inner(p, step)
+            && let Some(Value::Object(sel)) = st.get_mut("ItemSelector")
+        {
+            sel.insert("inner.$".into(), json!("$.inner"));
+        }
         link(&mut st, next);
         st
     } else {
@@ -547,6 +565,10 @@ fn run_state(
     if indexed {
         prepare_params.insert("index.$".into(), json!("$.index"));
         run_params.insert("index.$".into(), json!("$.index"));
+    }
+    if gets_inner(p, step) {
+        prepare_params.insert("inner.$".into(), json!("$.inner"));
+        run_params.insert("inner.$".into(), json!("$.inner"));
     }
     let mut branch = Map::new();
     branch.insert(

@@ -565,7 +565,14 @@ fn payload(p: &Pipeline, input: &BuildInput, plan: &[PlanItem], failed: bool) ->
                     .filter_map(Value::as_str)
                     .max_by_key(|v| v.len())
                     .unwrap_or_default();
-                it.remove("inner");
+                // Inner values stay in it where a fan-in step needs them (lookahead).
+                if !p
+                    .steps
+                    .iter()
+                    .any(|s| crate::asl::fans_out(p, s) && crate::asl::gets_inner(p, s))
+                {
+                    it.remove("inner");
+                }
                 it.insert("item".into(), json!({o: pi[o], a.name.clone(): longest}));
                 it.insert("index".into(), json!(values.len().saturating_sub(1)));
                 all.push(Value::Object(it));

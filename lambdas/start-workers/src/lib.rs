@@ -142,9 +142,9 @@ pub async fn handle(
     let state = format!("Prepare{}", step.name);
     // Workers started ahead for this task (by the lookaheads of the tasks it waits for) are
     // its own while they boot.
-    let inner = plan_inner_values(&req, p);
+    let inner = &req.inner;
     let claims: Vec<String> = if cfg.lookahead_machine_arn.is_some() {
-        boa_core::lookahead::dependencies(p, &req.input.steps, step, &req.item, &inner)
+        boa_core::lookahead::dependencies(p, &req.run.steps, step, &req.item, inner)
             .iter()
             .map(|t| boa_core::lookahead::ahead_tag(&req.execution, &step.name, t))
             .collect()

@@ -47,7 +47,7 @@ pub async fn after_prepare(
     let plans = lookahead::plan(
         p,
         &req.execution,
-        &req.input.steps,
+        &req.run.steps,
         s,
         &req.item,
         inner_values,

@@ -90,8 +90,25 @@ fn input(p: &Pipeline, steps: &[&str], mode: Mode) -> BuildInput {
     BuildInput::from_json(p, &v, chrono::NaiveDate::from_ymd_opt(2025, 1, 2).unwrap()).unwrap()
 }
 
+/// The inner values of `version` in the input's plan, as the state passes them.
+fn plan_inner(input: &BuildInput, version: Option<&str>) -> Vec<String> {
+    let plan = input.plan(&pipeline()).unwrap_or_default();
+    plan.iter()
+        .find(|pi| pi.get("version").and_then(Value::as_str) == version)
+        .and_then(|pi| pi.get("distro"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn req(step: &str, item: &[(&str, &str)], input: BuildInput, deps: Value) -> PrepareRequest {
+    let version = item.iter().find(|(k, _)| *k == "version").map(|(_, v)| *v);
     PrepareRequest {
+        inner: plan_inner(&input, version),
         step: step.into(),
         item: item
             .iter()
