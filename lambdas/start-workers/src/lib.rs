@@ -172,7 +172,7 @@ pub async fn handle(
     )
     .await;
     if out.error.is_none() {
-        lookahead::after_prepare(&req, ports, cfg, p, step, !out.launched.is_empty(), &inner).await;
+        lookahead::after_prepare(&req, ports, cfg, p, step, !out.launched.is_empty(), inner).await;
     }
     if out.launched.is_empty() && out.live_before == 0 {
         match &out.error {
