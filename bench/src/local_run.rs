@@ -207,7 +207,11 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
             let arn = h.arn().to_string();
             let r = tokio::time::timeout(limit, h.wait()).await;
             let wall_s = t0.elapsed().as_secs_f64();
-            let history = stack.history_with_children(&arn);
+            let history = stack
+                .executions()
+                .history_with_children(&arn)
+                .await
+                .unwrap_or_default();
             let activities = stack
                 .engine()
                 .history(&arn)

@@ -213,13 +213,21 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(250)), if interrupted.is_none() => {
-                let pr = Progress::from_history(&stack.history_with_children(&arn), &requested);
-                live.show(&pr, stack.workers_alive());
+                if let Ok(h) = stack.executions().history_with_children(&arn).await {
+                    live.show(&Progress::from_history(&h, &requested), stack.workers_alive());
+                }
             }
         }
     };
     live.finish();
-    let history = stack.history_with_children(&arn);
+    let history = stack
+        .executions()
+        .history_with_children(&arn)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("build-on-aws: cannot read the run's history: {e}");
+            vec![]
+        });
     record.status = format!("{:?}", result.status).to_uppercase();
     record.error = result.error.clone();
     record.cause = result.cause.clone();

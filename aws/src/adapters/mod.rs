@@ -24,7 +24,9 @@ pub use logs::CloudWatchLogs;
 pub use s3::S3Objects;
 pub use sfn::{SfnActivities, SfnExecutions};
 
-use aws_config::SdkConfig;
+/// The SDK configuration every adapter is built from (re-exported so that embedders need not name
+/// the SDK).
+pub use aws_config::SdkConfig;
 use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -55,6 +57,29 @@ pub async fn load_worker_sdk_config(region: &str, local_endpoint: bool) -> SdkCo
         ));
     }
     loader.load().await
+}
+
+/// The configuration of a client of a local Step Functions endpoint (the embedded engine's):
+/// `endpoint_url`, region `region`, and `access_key` as the access key id, which such an endpoint
+/// may require (a local run's per-run secret); the secret key is not checked. Nothing is read from
+/// the environment's credential chain.
+pub async fn local_endpoint_config(
+    endpoint_url: &str,
+    region: &str,
+    access_key: &str,
+) -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .endpoint_url(endpoint_url)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            access_key,
+            "local",
+            None,
+            None,
+            "build-on-aws-local",
+        ))
+        .load()
+        .await
 }
 
 /// `shared` with the SDK's retries off, for the clients whose calls we retry ourselves.

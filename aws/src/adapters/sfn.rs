@@ -57,6 +57,71 @@ impl SfnExecutions {
     pub fn new(shared: &SdkConfig) -> SfnExecutions {
         SfnExecutions(Client::new(shared))
     }
+
+    /// The child executions of an execution's Distributed Maps (every Map Run's, any status),
+    /// oldest first. An execution with no Distributed Map has none.
+    pub async fn children(&self, execution_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
+        self.children_with(execution_arn, None).await
+    }
+
+    async fn children_with(
+        &self,
+        execution_arn: &str,
+        status: Option<ExecutionStatus>,
+    ) -> Result<Vec<ExecutionSummary>, PortError> {
+        let mut runs = self
+            .0
+            .list_map_runs()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
+        let mut map_runs = vec![];
+        while let Some(page) = runs.next().await {
+            let page = page.map_err(|e| map_error("ListMapRuns", e))?;
+            map_runs.extend(page.map_runs().iter().map(|m| m.map_run_arn().to_string()));
+        }
+        let mut out = vec![];
+        for m in map_runs {
+            let mut pages = self
+                .0
+                .list_executions()
+                .map_run_arn(&m)
+                .set_status_filter(status.clone())
+                .into_paginator()
+                .send();
+            let mut of_run = vec![];
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| map_error("ListExecutions", e))?;
+                of_run.extend(page.executions().iter().map(summary));
+            }
+            // ListExecutions answers most recent first.
+            of_run.reverse();
+            out.extend(of_run);
+        }
+        Ok(out)
+    }
+
+    /// The execution's history followed by the histories of its Distributed Maps' child
+    /// executions, each child's event ids shifted past the events before it (so every
+    /// `previous_event_id` chain stays within its own execution): what a run's progress and
+    /// report read. Without a Distributed Map, the same as [`Executions::history`].
+    pub async fn history_with_children(
+        &self,
+        execution_arn: &str,
+    ) -> Result<Vec<HistoryEvent>, PortError> {
+        let mut out = self.history(execution_arn).await?;
+        for c in self.children(execution_arn).await? {
+            let offset = out.iter().map(|e| e.id).max().unwrap_or(0);
+            out.extend(self.history(&c.arn).await?.into_iter().map(|mut e| {
+                e.id += offset;
+                if e.previous_event_id != 0 {
+                    e.previous_event_id += offset;
+                }
+                e
+            }));
+        }
+        Ok(out)
+    }
 }
 
 /// Step Functions activities (the worker's view). Two clients share one configuration: the poll
@@ -137,6 +202,21 @@ pub fn convert_event(e: &SfnEvent) -> HistoryEvent {
         out.payload = d.input().map(str::to_string);
     } else if let Some(d) = e.execution_succeeded_event_details() {
         out.payload = d.output().map(str::to_string);
+    } else if let Some(d) = e.execution_aborted_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.execution_timed_out_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.lambda_function_scheduled_event_details() {
+        out.resource = Some(d.resource().to_string());
+        out.payload = d.input().map(str::to_string);
+    } else if let Some(d) = e.lambda_function_succeeded_event_details() {
+        out.payload = d.output().map(str::to_string);
+    } else if let Some(d) = e.lambda_function_failed_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.lambda_function_timed_out_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
+    } else if let Some(d) = e.map_run_failed_event_details() {
+        (out.error, out.cause) = ec(d.error(), d.cause());
     }
     out
 }
@@ -172,31 +252,9 @@ impl Executions for SfnExecutions {
         &self,
         execution_arn: &str,
     ) -> Result<Vec<ExecutionSummary>, PortError> {
-        let mut runs = self
-            .0
-            .list_map_runs()
-            .execution_arn(execution_arn)
-            .into_paginator()
-            .send();
-        let mut map_runs = vec![];
-        while let Some(page) = runs.next().await {
-            let page = page.map_err(|e| map_error("ListMapRuns", e))?;
-            map_runs.extend(page.map_runs().iter().map(|m| m.map_run_arn().to_string()));
-        }
-        let mut out = vec![];
-        for m in map_runs {
-            let mut pages = self
-                .0
-                .list_executions()
-                .map_run_arn(&m)
-                .status_filter(ExecutionStatus::Running)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| map_error("ListExecutions", e))?;
-                out.extend(page.executions().iter().map(summary));
-            }
-        }
+        let mut out = self
+            .children_with(execution_arn, Some(ExecutionStatus::Running))
+            .await?;
         out.sort_by(|a, b| a.arn.cmp(&b.arn));
         Ok(out)
     }

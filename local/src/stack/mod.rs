@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use boa_aws::adapters::SfnExecutions;
 use boa_aws::backoff::Sleeper;
 use boa_aws::fleet_cache::CachedFleet;
-use boa_aws::ports::{ExecutionSummary, Executions, HistoryEvent, PortError};
 use boa_core::stack::StackConfig;
 use boa_core::worker_env::{Shutdown, vars};
 use boa_core::{BuildInput, Mode, NamedError, Pipeline};
@@ -30,7 +30,7 @@ pub use fleet::{FleetCounters, InstanceSpan, LocalFleet, LocalFleetConfig};
 pub use objects::LocalObjects;
 pub use record::RunRecord;
 
-use engine::{Engine, EngineConfig, ExecutionHandle, ExecutionStatus, LambdaInvoker, TaskFailure};
+use engine::{Engine, EngineConfig, ExecutionHandle, LambdaInvoker, TaskFailure};
 
 /// The account and region local ARNs are written with.
 pub const LOCAL_REGION: &str = "us-east-1";
@@ -144,8 +144,9 @@ struct LocalLambdas {
     /// start-workers' view of the fleet, as in the Lambda: one DescribeInstances per activity
     /// per few seconds of pipeline time, with its own launches in it at once.
     start_fleet: CachedFleet,
-    /// start-workers starts lookahead executions through it.
-    executions: EngineExecutions,
+    /// start-workers starts lookahead executions through it: the engine's endpoint through the
+    /// SFN adapter, as the Lambda calls Step Functions.
+    executions: SfnExecutions,
     objects: LocalObjects,
     sleeper: ScaledSleeper,
     prefix: String,
@@ -242,98 +243,6 @@ impl LambdaInvoker for LocalLambdas {
 /// The role the local state machines are created with (the engine does not assume roles).
 const LOCAL_ROLE: &str = "arn:aws:iam::000000000000:role/build-on-aws-local";
 
-/// The engine as the `Executions` port (the health check's view, start-workers' lookahead).
-struct EngineExecutions(Engine);
-
-/// An engine history event in the shape the AWS adapter produces.
-pub fn to_port_event(e: &engine::HistoryEvent) -> HistoryEvent {
-    let s = |k: &str| e.details.get(k).and_then(Value::as_str).map(str::to_string);
-    HistoryEvent {
-        id: e.id,
-        previous_event_id: e.previous_event_id,
-        kind: e.kind.clone(),
-        timestamp: Some(e.timestamp),
-        resource: s("resource"),
-        state_name: s("name"),
-        payload: s("output").or_else(|| s("input")),
-        error: s("error"),
-        cause: s("cause"),
-    }
-}
-
-#[async_trait]
-impl Executions for EngineExecutions {
-    async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
-        Ok(self
-            .0
-            .list_executions(Some(ExecutionStatus::Running))
-            .into_iter()
-            .filter(|e| e.state_machine_arn == state_machine_arn)
-            .map(|e| ExecutionSummary {
-                arn: e.execution_arn,
-                name: e.name,
-                start: Some(e.start_date),
-            })
-            .collect())
-    }
-
-    async fn running_children(
-        &self,
-        execution_arn: &str,
-    ) -> Result<Vec<ExecutionSummary>, PortError> {
-        let runs = self
-            .0
-            .map_runs(execution_arn)
-            .map_err(|e| PortError::NotFound(e.to_string()))?;
-        let mut out = vec![];
-        for r in runs {
-            let children = self
-                .0
-                .child_executions(&r.map_run_arn)
-                .map_err(|e| PortError::NotFound(e.to_string()))?;
-            out.extend(
-                children
-                    .into_iter()
-                    .filter(|c| c.status == ExecutionStatus::Running)
-                    .map(|c| ExecutionSummary {
-                        arn: c.execution_arn,
-                        name: c.name,
-                        start: Some(c.start_date),
-                    }),
-            );
-        }
-        Ok(out)
-    }
-
-    async fn start(
-        &self,
-        state_machine_arn: &str,
-        name: &str,
-        input: &str,
-    ) -> Result<Option<String>, PortError> {
-        match self
-            .0
-            .start_execution_of(state_machine_arn, Some(name), Some(input))
-        {
-            Ok((e, true)) => Ok(Some(e.execution_arn)),
-            Ok((_, false)) | Err(engine::EngineError::ExecutionAlreadyExists(_)) => Ok(None),
-            Err(e) => Err(PortError::call(
-                "SFN",
-                "StartExecution",
-                e.type_name(),
-                e.to_string(),
-            )),
-        }
-    }
-
-    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
-        self.0
-            .history(execution_arn)
-            .map(|h| h.iter().map(to_port_event).collect())
-            .map_err(|e| PortError::NotFound(e.to_string()))
-    }
-}
-
 /// Everything a local run needs, started.
 pub struct LocalStack {
     engine: Engine,
@@ -342,6 +251,10 @@ pub struct LocalStack {
     cfg: Arc<StackConfig>,
     fleet: Arc<LocalFleet>,
     lambdas: Arc<LocalLambdas>,
+    /// The engine's endpoint through the SFN adapter, as the health check and the CLI read it.
+    executions: SfnExecutions,
+    /// The SDK configuration of a client of the engine's endpoint (its URL, the run's key).
+    sdk: boa_aws::adapters::SdkConfig,
     opts: LocalOptions,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     health_runs: Arc<Mutex<Vec<Result<health_check::HealthReport, String>>>>,
@@ -411,7 +324,7 @@ impl LocalStack {
             account_id: LOCAL_ACCOUNT.into(),
             poll_wait: Duration::from_millis(500),
             parallel_parameters_once: opts.parallel_parameters_once,
-            endpoint_access_key: Some(access_key),
+            endpoint_access_key: Some(access_key.clone()),
             // A Distributed Map's ResultWriter writes into the run's artifact bucket.
             objects: Some(Arc::new(objects::EngineObjects(opts.objects()))),
             ..EngineConfig::default()
@@ -425,6 +338,12 @@ impl LocalStack {
             .await
             .map_err(|e| format!("cannot start the local activity endpoint: {e}"))?;
         let endpoint_url = format!("http://{addr}");
+        // Everything (start-workers, the health check, the CLI) reads and drives executions through
+        // the SDK pointed at the endpoint, with the run's key: the code paths of AWS mode.
+        let sdk =
+            boa_aws::adapters::local_endpoint_config(&endpoint_url, LOCAL_REGION, &access_key)
+                .await;
+        let executions = SfnExecutions::new(&sdk);
         let fleet = LocalFleet::new(
             LocalFleetConfig {
                 endpoint_url: endpoint_url.clone(),
@@ -474,7 +393,7 @@ impl LocalStack {
             pipeline: Arc::clone(&pipeline),
             cfg: Arc::clone(&cfg),
             start_fleet: CachedFleet::for_time_scale(fleet.clone(), opts.time_scale),
-            executions: EngineExecutions(engine.clone()),
+            executions: executions.clone(),
             objects: opts.objects(),
             sleeper: ScaledSleeper(opts.time_scale),
             prefix,
@@ -491,6 +410,8 @@ impl LocalStack {
             cfg,
             fleet,
             lambdas,
+            executions,
+            sdk,
             opts,
             background: Mutex::new(vec![]),
             health_runs: Arc::new(Mutex::new(vec![])),
@@ -501,7 +422,7 @@ impl LocalStack {
 
     fn spawn_health_check(&self) {
         let period = self.opts.scaled(HEALTH_CHECK_PERIOD);
-        let ex = EngineExecutions(self.engine.clone());
+        let ex = self.executions.clone();
         let fleet = Arc::clone(&self.fleet);
         let cfg = Arc::clone(&self.cfg);
         let p = Arc::clone(&self.pipeline);
@@ -597,40 +518,16 @@ impl LocalStack {
             .map_err(|e| e.to_string())
     }
 
-    /// The execution's history in the shape of the AWS adapter's.
-    pub fn history(&self, execution_arn: &str) -> Vec<HistoryEvent> {
-        self.engine
-            .history(execution_arn)
-            .map(|h| h.iter().map(to_port_event).collect())
-            .unwrap_or_default()
+    /// The engine's endpoint through the SFN adapter: an execution's history (and its Distributed
+    /// Maps' children's) as the health check and the CLI read it, on AWS as locally.
+    pub fn executions(&self) -> &SfnExecutions {
+        &self.executions
     }
 
-    /// The execution's history followed by the histories of its Distributed Maps' child
-    /// executions, each child's event ids shifted past the events before it (so every
-    /// `previous_event_id` chain stays within its own execution): what a run's progress and report
-    /// read. Without a Distributed Map, the same as [`LocalStack::history`].
-    pub fn history_with_children(&self, execution_arn: &str) -> Vec<HistoryEvent> {
-        let mut out = self.history(execution_arn);
-        let Ok(runs) = self.engine.map_runs(execution_arn) else {
-            return out;
-        };
-        for r in runs {
-            for c in self
-                .engine
-                .child_executions(&r.map_run_arn)
-                .unwrap_or_default()
-            {
-                let offset = out.iter().map(|e| e.id).max().unwrap_or(0);
-                out.extend(self.history(&c.execution_arn).into_iter().map(|mut e| {
-                    e.id += offset;
-                    if e.previous_event_id != 0 {
-                        e.previous_event_id += offset;
-                    }
-                    e
-                }));
-            }
-        }
-        out
+    /// The SDK configuration of a client of the engine's endpoint: its URL and the run's access
+    /// key (the endpoint refuses any other), for `aws_sdk_sfn::Client::new`.
+    pub fn sdk_config(&self) -> &boa_aws::adapters::SdkConfig {
+        &self.sdk
     }
 
     /// The results NormalizeResults wrote for an execution (`runs/<name>/results.json` in the

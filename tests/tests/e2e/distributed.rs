@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use boa_aws::ports::Executions;
 use boa_core::history_event::EventType;
 use boa_core::results::Status;
 use boa_core::{BuildInput, NormalizedResults, Pipeline};
@@ -84,8 +85,9 @@ async fn a_distributed_run_keeps_every_result_through_a_failing_task_and_a_faile
         let c = children
             .into_iter()
             .find(|c| c.input["item"]["version"] == "1.3.0")?;
-        let started = stack
+        let started = engine
             .history(&c.execution_arn)
+            .ok()?
             .iter()
             .filter(|e| e.kind == EventType::ActivityStarted)
             .count();
@@ -108,7 +110,7 @@ async fn a_distributed_run_keeps_every_result_through_a_failing_task_and_a_faile
     assert_eq!(result.error.as_deref(), Some("Build.Failed"));
 
     // The parent's history holds the Map Run, not the tasks; each child holds its own.
-    let parent = stack.history(&arn);
+    let parent = stack.executions().history(&arn).await.unwrap();
     assert!(parent.iter().any(|e| e.kind == EventType::MapRunStarted));
     assert!(
         !parent
@@ -119,7 +121,7 @@ async fn a_distributed_run_keeps_every_result_through_a_failing_task_and_a_faile
     let children = engine.child_executions(&runs[0].map_run_arn).unwrap();
     assert_eq!(children.len(), 3);
     for c in &children {
-        let h = stack.history(&c.execution_arn);
+        let h = stack.executions().history(&c.execution_arn).await.unwrap();
         assert!(
             h.iter().any(|e| e.kind == EventType::ActivityScheduled),
             "{}",

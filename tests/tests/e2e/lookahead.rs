@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use boa_aws::ports::Executions;
 use boa_core::history_event::EventType;
 use boa_core::results::Status;
 use boa_core::task::SkipKind;
@@ -49,8 +50,8 @@ echo "compiled $BOA_VERSION"
 const PACKAGE_SH: &str = "#!/bin/sh\necho \"packaged $BOA_VERSION\"\n";
 
 /// When the execution's one activity task of `step` ended (its success or failure event).
-fn task_end(stack: &LocalStack, arn: &str) -> chrono::DateTime<chrono::Utc> {
-    let h = stack.history(arn);
+async fn task_end(stack: &LocalStack, arn: &str) -> chrono::DateTime<chrono::Utc> {
+    let h = stack.executions().history(arn).await.unwrap();
     h.iter()
         .filter(|e| {
             matches!(
@@ -113,7 +114,7 @@ async fn the_next_steps_worker_is_up_before_its_dependency_ends_and_an_unneeded_
             .collect();
         assert_eq!(ahead.len(), 1, "{arn}: {package:#?} {tags:#?}");
         // Launched before Compile ended: its boot overlapped the build.
-        let end = task_end(&stack, arn);
+        let end = task_end(&stack, arn).await;
         assert!(
             ahead[0].launched < end,
             "{arn}: Package's worker launched at {}, Compile ended at {end}",

@@ -2,6 +2,7 @@
 //! embedded engine counts what it did. On the happy path the two must agree, and the report's
 //! payload estimate must not be smaller than the largest payload the engine saw.
 
+use boa_aws::ports::Executions;
 use std::time::Duration;
 
 use boa_core::history_event::EventType;
@@ -29,7 +30,10 @@ async fn happy_run(tokens: &[&str]) {
         .expect("the run ends within its bound");
     let lambdas = stack.lambda_invocations();
     let activities = stack
+        .executions()
         .history(&arn)
+        .await
+        .unwrap()
         .iter()
         .filter(|e| e.kind == EventType::ActivityScheduled)
         .count() as u64;
