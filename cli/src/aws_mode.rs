@@ -1,14 +1,12 @@
 //! AWS mode: start an execution of the deployed state machine, print where to watch it, and
-//! optionally follow it to the end.
+//! optionally follow it to the end, through the one path of [`crate::execution`] (which local
+//! mode takes too, against the embedded engine's endpoint).
 
 use std::path::Path;
 use std::time::Duration;
 
-use boa_aws::ports::Executions;
-use boa_core::history_event::EventType;
-
-use crate::progress::{Progress, TaskKey, task_results};
-use crate::{Cli, CliError, Outcome, html, load_input, table};
+use crate::execution::{self, Ended, Follow, Shown};
+use crate::{Cli, CliError, Outcome, html, load_input};
 
 /// The Step Functions console page of an execution.
 pub fn console_url(execution_arn: &str) -> String {
@@ -19,25 +17,12 @@ pub fn console_url(execution_arn: &str) -> String {
 }
 
 async fn client() -> aws_sdk_sfn::Client {
-    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    aws_sdk_sfn::Client::new(&cfg)
+    aws_sdk_sfn::Client::new(&boa_aws::adapters::load_sdk_config().await)
 }
 
-/// A hint for errors that are not the service's answer (credentials, region, network).
-fn sdk_error<E, R>(what: String, e: &aws_sdk_sfn::error::SdkError<E, R>) -> CliError
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let hint = if matches!(e, aws_sdk_sfn::error::SdkError::ServiceError(_)) {
-        ""
-    } else {
-        " (AWS credentials and region come from the usual chain: environment, profile, SSO, instance role; or run locally with --local)"
-    };
-    CliError::Failed(format!(
-        "{what}: {}{hint}",
-        aws_sdk_sfn::error::DisplayErrorContext(e)
-    ))
+/// The stack's bucket, where NormalizeResults writes the results, with the ambient credentials.
+async fn objects() -> boa_aws::adapters::S3Objects {
+    boa_aws::adapters::S3Objects::new(&boa_aws::adapters::load_sdk_config().await)
 }
 
 pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
@@ -49,15 +34,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     };
     let name = crate::execution_name(&input.tokens(&p), chrono::Local::now());
     let sfn = client().await;
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(sm)
-        .name(&name)
-        .input(input.execution_input(&p).to_string())
-        .send()
-        .await
-        .map_err(|e| sdk_error(format!("cannot start an execution of {sm}"), &e))?;
-    let arn = started.execution_arn().to_string();
+    let arn = execution::start(&sfn, sm, &name, &input.execution_input(&p)).await?;
     println!("execution: {arn}");
     println!("console:   {}", console_url(&arn));
     if !cli.run.wait {
@@ -69,151 +46,73 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
         return Ok(Outcome::Started);
     }
     let requested = input.requested_tasks(&p).unwrap_or_default();
-    follow(
+    let followed = execution::follow(
         &sfn,
         &arn,
-        &requested,
+        &objects().await,
+        Follow {
+            requested: &requested,
+            time_scale: 1.0,
+            poll: Duration::from_secs(5),
+            workers: None,
+            signals: None,
+        },
+    )
+    .await?;
+    finish(
+        &arn,
+        &followed.ended,
         cli.common.json,
         cli.common.html.as_deref(),
         &p,
     )
-    .await
 }
 
-async fn follow(
-    sfn: &aws_sdk_sfn::Client,
+/// Shows an AWS execution that has ended (and writes its report page).
+fn finish(
     arn: &str,
-    requested: &[TaskKey],
+    e: &Ended,
     json: bool,
     html_path: Option<&Path>,
     p: &boa_core::Pipeline,
 ) -> Result<Outcome, CliError> {
-    let ex = boa_aws::adapters::SfnExecutions(sfn.clone());
-    let start = std::time::Instant::now();
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(Duration::from_millis(200));
-    loop {
-        let status = match sfn.describe_execution().execution_arn(arn).send().await {
-            Ok(d) => d.status().as_str().to_string(),
-            Err(e) => {
-                bar.println(format!(
-                    "build-on-aws: describe failed (retrying): {}",
-                    aws_sdk_sfn::error::DisplayErrorContext(&e)
-                ));
-                "RUNNING".into()
-            }
-        };
-        if let Ok(h) = ex.history(arn).await {
-            bar.set_message(Progress::from_history(&h, requested).line(
-                requested.len(),
-                None,
-                start.elapsed(),
-                1.0,
-            ));
-        }
-        if status != "RUNNING" {
-            bar.finish_and_clear();
-            let h = ex.history(arn).await.unwrap_or_default();
-            let results = results_of(&h).await?;
-            write_html(html_path, arn, &status, &h, p, results.as_ref())?;
-            return finish(results, &h, &status, json, p);
-        }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
-
-/// The execution's task results: the object NormalizeResults named, read from S3 with the
-/// ambient credentials (or what had finished, for an execution that ended before it).
-async fn results_of(
-    history: &[boa_aws::ports::HistoryEvent],
-) -> Result<Option<boa_core::NormalizedResults>, CliError> {
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let objects = boa_aws::adapters::S3Objects::new(&aws);
-    task_results(history, &objects)
-        .await
-        .map_err(CliError::Failed)
-}
-
-fn finish(
-    results: Option<boa_core::NormalizedResults>,
-    history: &[boa_aws::ports::HistoryEvent],
-    status: &str,
-    json: bool,
-    p: &boa_core::Pipeline,
-) -> Result<Outcome, CliError> {
-    let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
-    match results {
-        Some(r) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                print!("{}", table::render(&r, &order, 1.0));
-            }
-            if r.summary.failed > 0 || status != "SUCCEEDED" {
-                Ok(Outcome::Failed)
-            } else {
-                Ok(Outcome::Succeeded)
-            }
-        }
-        None => {
-            let why = history
-                .iter()
-                .rev()
-                .find(|e| e.kind == EventType::ExecutionFailed)
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e.error.clone().unwrap_or_default(),
-                        e.cause.clone().unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default();
-            Err(CliError::Failed(format!(
-                "the execution ended {status} without results {why}"
-            )))
-        }
-    }
-}
-
-/// The report page of an execution, from its history (counts the history shows; Step Functions
-/// does not report transitions or launches).
-fn write_html(
-    path: Option<&Path>,
-    arn: &str,
-    status: &str,
-    history: &[boa_aws::ports::HistoryEvent],
-    p: &boa_core::Pipeline,
-    results: Option<&boa_core::NormalizedResults>,
-) -> Result<(), CliError> {
-    let Some(path) = path else {
-        return Ok(());
-    };
-    let last_failure = history.iter().rev().find(|e| {
-        matches!(
-            e.kind,
-            EventType::ExecutionFailed | EventType::ExecutionAborted
-        )
-    });
     let name = arn.rsplit(':').next().unwrap_or(arn);
-    let page = html::render(&html::Report {
-        title: name,
-        status,
-        execution_arn: arn,
-        error: last_failure.and_then(|e| e.error.as_deref()),
-        cause: last_failure.and_then(|e| e.cause.as_deref()),
-        pipeline: p,
-        results,
-        history,
-        counts: None,
-        time_scale: 1.0,
-        workers: &[],
-    });
-    std::fs::write(path, page)
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
-    eprintln!("build-on-aws: report written to {}", path.display());
-    Ok(())
+    let d = &e.described;
+    if let Some(path) = html_path {
+        // Counts are what the history shows; Step Functions reports no transitions or launches.
+        execution::write_html(
+            path,
+            &html::Report {
+                title: name,
+                status: &d.status,
+                execution_arn: arn,
+                error: d.error.as_deref(),
+                cause: d.cause.as_deref(),
+                pipeline: p,
+                results: e.results.as_ref(),
+                history: &e.history,
+                counts: None,
+                time_scale: 1.0,
+                workers: &[],
+            },
+        )?;
+    }
+    execution::show(
+        &Shown {
+            name,
+            status: &d.status,
+            error: d.error.as_deref(),
+            cause: d.cause.as_deref(),
+            results: e.results.as_ref(),
+            time_scale: 1.0,
+            footer: None,
+        },
+        json,
+        p,
+    )
 }
 
+/// `build-on-aws status ARN`: the same reads as following a run to its end.
 pub async fn status(
     arn: &str,
     json: bool,
@@ -222,19 +121,10 @@ pub async fn status(
 ) -> Result<Outcome, CliError> {
     let p = boa_core::Pipeline::load(pipeline).map_err(|e| CliError::BadInput(e.to_string()))?;
     let sfn = client().await;
-    let status = sfn
-        .describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await
-        .map_err(|e| sdk_error(format!("cannot read {arn}"), &e))?
-        .status()
-        .as_str()
-        .to_string();
-    let ex = boa_aws::adapters::SfnExecutions(sfn);
-    if status == "RUNNING" {
-        let progress = ex
-            .history(arn)
+    let described = execution::describe(&sfn, arn).await?;
+    if described.status == "RUNNING" {
+        let progress = boa_aws::adapters::SfnExecutions(sfn.clone())
+            .history_with_children(arn)
             .await
             .map(|h| {
                 let r = crate::progress::attempts(&h);
@@ -250,13 +140,8 @@ pub async fn status(
             console_url(arn)
         )));
     }
-    let h = ex
-        .history(arn)
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot read the history of {arn}: {e}")))?;
-    let results = results_of(&h).await?;
-    write_html(html_path, arn, &status, &h, &p, results.as_ref())?;
-    finish(results, &h, &status, json, &p)
+    let ended = execution::read_ended(&sfn, arn, described, &objects().await).await?;
+    finish(arn, &ended, json, html_path, &p)
 }
 
 #[cfg(test)]

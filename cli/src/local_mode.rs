@@ -7,16 +7,15 @@
 //! the run, saves the run record and exits 130/143; if the CLI is killed outright, its workers
 //! die with it (parent-death signal) and their scripts with them (each script's guard).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use boa_aws::ports::HistoryEvent;
 use local::stack::{LocalOptions, LocalStack, RunRecord};
-use tokio::signal::unix::{SignalKind, signal};
 
-use crate::progress::{Progress, TaskKey, task_results};
-use crate::{Cli, CliError, Outcome, html, load_input, table};
+use crate::execution::{self, Follow, Shown, Signals};
+use crate::progress::{TaskKey, task_results};
+use crate::{Cli, CliError, Outcome, html, load_input};
 
 fn worker_bin() -> PathBuf {
     if let Some(p) = std::env::var_os(boa_core::names::local::WORKER_BIN) {
@@ -32,94 +31,8 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The error and cause an interrupted run's execution is stopped with.
-pub const INTERRUPTED_ERROR: &str = "build-on-aws.Interrupted";
-
-/// SIGINT and SIGTERM, watched from before the stack starts.
-struct Signals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn watch() -> Result<Signals, CliError> {
-        let w = |k: SignalKind, name: &str| {
-            signal(k).map_err(|e| CliError::Failed(format!("cannot watch {name}: {e}")))
-        };
-        Ok(Signals {
-            int: w(SignalKind::interrupt(), "SIGINT")?,
-            term: w(SignalKind::terminate(), "SIGTERM")?,
-        })
-    }
-
-    /// The next signal: (number, name).
-    async fn next(&mut self) -> (i32, &'static str) {
-        tokio::select! {
-            _ = self.int.recv() => (SIGINT, "SIGINT"),
-            _ = self.term.recv() => (SIGTERM, "SIGTERM"),
-        }
-    }
-}
-
-/// Signal numbers (Linux): a run stopped by one exits 128 + its number.
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
-
-/// The live progress: one updating line with a bar on a terminal, one line per change otherwise.
-struct Live {
-    bar: Option<indicatif::ProgressBar>,
-    last: String,
-    start: Instant,
-    time_scale: f64,
-    total: usize,
-}
-
-impl Live {
-    fn new(total: usize, time_scale: f64) -> Live {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {bar:20} {wide_msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.enable_steady_tick(Duration::from_millis(120));
-            b
-        });
-        Live {
-            bar,
-            last: String::new(),
-            start: Instant::now(),
-            time_scale,
-            total,
-        }
-    }
-
-    fn show(&mut self, p: &Progress, workers: usize) {
-        let real = self.start.elapsed();
-        match &self.bar {
-            Some(b) => {
-                b.set_position(p.done().min(self.total) as u64);
-                b.set_message(p.line(self.total, Some(workers), real, self.time_scale));
-            }
-            None => {
-                let counts = p.counts(self.total, Some(workers));
-                if counts != self.last {
-                    eprintln!(
-                        "  {}",
-                        p.line(self.total, Some(workers), real, self.time_scale)
-                    );
-                    self.last = counts;
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
+/// How often a local run is read (DescribeExecution, GetExecutionHistory) while it runs.
+const POLL: Duration = Duration::from_millis(250);
 
 pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
     let (p, input) = load_input(&cli.common.pipeline, &cli.tokens, cli.run.mode())?;
@@ -145,7 +58,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
             worker.display()
         )));
     }
-    let mut signals = Signals::watch()?;
+    let signals = Signals::watch()?;
     let (local_args, faults) = (&cli.local, &cli.faults);
     let run_dir = absolute(&cli.common.run_dir);
     let name = crate::execution_name(&input.tokens(&p), chrono::Local::now());
@@ -181,81 +94,76 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
         local_args.time_scale,
         stack.own_dir().join("logs").display()
     );
-    let handle = match stack.run(&input, &name) {
-        Ok(h) => h,
+    // From here on, as on AWS: the SDK client (pointed at the engine's endpoint, with the run's
+    // key) starts and follows the execution.
+    stack.prepare(&input);
+    let sfn = aws_sdk_sfn::Client::new(stack.sdk_config());
+    let sm = stack.config().state_machine_arn.clone();
+    let arn = match execution::start(&sfn, &sm, &name, &input.execution_input(&p)).await {
+        Ok(a) => a,
         Err(e) => {
             stack.shutdown().await;
             return Err(CliError::Failed(format!("cannot start the run: {e}")));
         }
     };
-    let arn = handle.arn().to_string();
     let mut record = RunRecord::starting(&name, &arn, local_args.time_scale);
     if let Err(e) = record.save(&run_dir) {
         eprintln!("build-on-aws: could not save the run record: {e}");
     }
-    let mut live = Live::new(total, local_args.time_scale);
-    let wait = handle.wait();
-    tokio::pin!(wait);
-    let mut interrupted: Option<(i32, &str)> = None;
-    let result = loop {
-        tokio::select! {
-            r = &mut wait => break r,
-            sig = signals.next(), if interrupted.is_none() => {
-                interrupted = Some(sig);
-                live.finish();
-                eprintln!("build-on-aws: {}: stopping run {name} (its workers and scripts too)", sig.1);
-                if let Err(e) = stack.stop(
-                    &arn,
-                    INTERRUPTED_ERROR,
-                    &format!("{}: the run was stopped by the user", sig.1),
-                ) {
-                    eprintln!("build-on-aws: could not stop the execution: {e}");
-                }
-            }
-            _ = tokio::time::sleep(Duration::from_millis(250)), if interrupted.is_none() => {
-                if let Ok(h) = stack.executions().history_with_children(&arn).await {
-                    live.show(&Progress::from_history(&h, &requested), stack.workers_alive());
-                }
-            }
-        }
-    };
-    live.finish();
-    let history = stack
-        .executions()
-        .history_with_children(&arn)
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!("build-on-aws: cannot read the run's history: {e}");
-            vec![]
-        });
-    record.status = format!("{:?}", result.status).to_uppercase();
-    record.error = result.error.clone();
-    record.cause = result.cause.clone();
-    record.normalized = match task_results(&history, &stack.objects()).await {
-        Ok(r) => r,
+    let workers = || stack.workers_alive();
+    let followed = execution::follow(
+        &sfn,
+        &arn,
+        &stack.objects(),
+        Follow {
+            requested: &requested,
+            time_scale: local_args.time_scale,
+            poll: POLL,
+            workers: Some(&workers),
+            signals: Some(signals),
+        },
+    )
+    .await;
+    let followed = match followed {
+        Ok(f) => f,
         Err(e) => {
-            eprintln!("build-on-aws: {e}");
-            None
+            stack.shutdown().await;
+            return Err(e);
         }
     };
-    record.counts = result.counts;
+    let ended = followed.ended;
+    record.status = ended.described.status.clone();
+    record.error = ended.described.error.clone();
+    record.cause = ended.described.cause.clone();
+    record.normalized = ended.results.clone();
+    // What AWS does not report: the engine's counts, the Lambdas and the fleet.
+    if let Ok(Some(r)) = stack.engine().result(&arn) {
+        record.counts = r.counts;
+    }
     record.lambda_invocations = stack.lambda_invocations();
     // Every worker and script of the run is gone before the record says the run ended.
     stack.shutdown().await;
     record.fleet = stack.fleet().counters();
     record.instances = stack.fleet().spans();
+    record.api_calls = stack.engine().api_calls();
     record.ended = Some(chrono::Utc::now());
     if let Err(e) = record
-        .save_history(&run_dir, &history)
+        .save_history(&run_dir, &ended.history)
         .and_then(|()| record.save(&run_dir).map(|_| ()))
     {
         eprintln!("build-on-aws: could not save the run record: {e}");
     }
     if let Some(path) = &cli.common.html {
-        write_html(path, &record, &history, &p)?;
+        write_html(path, &record, &ended.history, &p)?;
     }
-    let outcome = report(&record, cli.common.json, &p, &run_dir);
-    match interrupted {
+    let outcome = show(
+        &record,
+        ended.results.as_ref(),
+        cli.common.json,
+        &p,
+        &run_dir,
+    );
+    match followed.interrupted {
         Some((sig, _)) => Ok(Outcome::Interrupted(sig)),
         None => outcome,
     }
@@ -267,56 +175,56 @@ fn write_html(
     history: &[HistoryEvent],
     p: &boa_core::Pipeline,
 ) -> Result<(), CliError> {
-    let page = html::render(&html::Report {
-        title: &record.name,
-        status: &record.shown_status(),
-        execution_arn: &record.execution_arn,
-        error: record.error.as_deref(),
-        cause: record.cause.as_deref(),
-        pipeline: p,
-        results: record.normalized.as_ref(),
-        history,
-        counts: Some(html::Counts {
-            state_transitions: record.counts.state_transitions,
-            history_events: record.counts.history_events,
-            max_payload_bytes: record.counts.max_payload_bytes as u64,
-            lambda_invocations: record
-                .lambda_invocations
+    execution::write_html(
+        path,
+        &html::Report {
+            title: &record.name,
+            status: &record.shown_status(),
+            execution_arn: &record.execution_arn,
+            error: record.error.as_deref(),
+            cause: record.cause.as_deref(),
+            pipeline: p,
+            results: record.normalized.as_ref(),
+            history,
+            counts: Some(html::Counts {
+                state_transitions: record.counts.state_transitions,
+                history_events: record.counts.history_events,
+                max_payload_bytes: record.counts.max_payload_bytes as u64,
+                lambda_invocations: record
+                    .lambda_invocations
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != local::stack::INJECTED_FAILURES)
+                    .map(|(_, v)| v)
+                    .sum(),
+                instances_launched: record.fleet.instances_launched,
+            }),
+            time_scale: record.time_scale,
+            workers: &record
+                .instances
                 .iter()
-                .filter(|(k, _)| k.as_str() != local::stack::INJECTED_FAILURES)
-                .map(|(_, v)| v)
-                .sum(),
-            instances_launched: record.fleet.instances_launched,
-        }),
-        time_scale: record.time_scale,
-        workers: &record
-            .instances
-            .iter()
-            .map(|i| html::WorkerSpan {
-                id: i.id.clone(),
-                step: i.step.clone(),
-                launched: i.launched,
-                running: i.running,
-                ended: i.ended,
-            })
-            .collect::<Vec<_>>(),
-    });
-    std::fs::write(path, page)
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
-    eprintln!("build-on-aws: report written to {}", path.display());
-    Ok(())
+                .map(|i| html::WorkerSpan {
+                    id: i.id.clone(),
+                    step: i.step.clone(),
+                    launched: i.launched,
+                    running: i.running,
+                    ended: i.ended,
+                })
+                .collect::<Vec<_>>(),
+        },
+    )
 }
 
-fn report(
+/// Shows a local run from its record and results, as [`execution::show`] shows any run.
+fn show(
     record: &RunRecord,
+    results: Option<&boa_core::NormalizedResults>,
     json: bool,
     p: &boa_core::Pipeline,
     run_dir: &Path,
 ) -> Result<Outcome, CliError> {
-    let order: Vec<String> = p.axes.iter().map(|a| a.name.clone()).collect();
     let status = record.shown_status();
-    match &record.normalized {
-        _ if status == "RUNNING" && !json => Err(CliError::Failed(format!(
+    if status == "RUNNING" && !json {
+        return Err(CliError::Failed(format!(
             "run {} is still running (started {}); ask again when it has ended",
             record.name,
             record
@@ -326,68 +234,34 @@ fn report(
                     .format("%H:%M:%S")
                     .to_string())
                 .unwrap_or_default()
-        ))),
-        Some(r) if r.tasks.is_empty() && status != "SUCCEEDED" && !json => {
-            println!(
-                "run {} ({status}): no task had finished{}",
-                record.name,
-                record
-                    .cause
-                    .as_deref()
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default()
-            );
-            Ok(Outcome::Failed)
-        }
-        Some(r) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
-            } else {
-                print!("{}", table::render(r, &order, record.time_scale));
-                if status == "ABORTED" {
-                    println!(
-                        "(stopped: only the tasks that had finished are listed; {})",
-                        record.cause.clone().unwrap_or_default()
-                    );
-                }
-                println!(
-                    "run {} ({status}); logs in {}; `build-on-aws status {}` shows this again",
-                    record.name,
-                    local::stack::record::run_folder(run_dir, &record.name)
-                        .join("logs")
-                        .display(),
-                    record.name
-                );
-            }
-            if r.summary.failed > 0 || status != "SUCCEEDED" {
-                Ok(Outcome::Failed)
-            } else {
-                Ok(Outcome::Succeeded)
-            }
-        }
-        None if status == "ABORTED" || status == "RUNNING" || status == "KILLED" => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&boa_core::NormalizedResults::new(vec![]))
-                        .unwrap_or_default()
-                );
-            } else {
-                println!("run {} ({status}): no task had finished", record.name);
-            }
-            Ok(Outcome::Failed)
-        }
-        None => Err(CliError::Failed(format!(
-            "run {} ended {status} without results: {} {}",
-            record.name,
-            record.error.clone().unwrap_or_default(),
-            record.cause.clone().unwrap_or_default()
-        ))),
+        )));
     }
+    execution::show(
+        &Shown {
+            name: &record.name,
+            status: &status,
+            error: record.error.as_deref(),
+            cause: record.cause.as_deref(),
+            results,
+            time_scale: record.time_scale,
+            footer: Some(format!(
+                "run {} ({status}); logs in {}; `build-on-aws status {}` shows this again",
+                record.name,
+                local::stack::record::run_folder(run_dir, &record.name)
+                    .join("logs")
+                    .display(),
+                record.name
+            )),
+        },
+        json,
+        p,
+    )
 }
 
-/// `build-on-aws status [RUN] [--list] [--html FILE]` for local runs.
-pub fn status(
+/// `build-on-aws status [RUN] [--list] [--html FILE]` for local runs: the same reads as for an
+/// AWS run, of what the run saved: the history it read through the API, and the results
+/// NormalizeResults named in it, from the run's bucket (its folder).
+pub async fn status(
     run_dir: &Path,
     name: Option<&str>,
     list: bool,
@@ -399,12 +273,19 @@ pub fn status(
         return list_runs(run_dir, json);
     }
     let p = boa_core::Pipeline::load(pipeline).map_err(|e| CliError::BadInput(e.to_string()))?;
-    let record = RunRecord::load(run_dir, name).map_err(|e| CliError::BadInput(e.to_string()))?;
+    let mut record =
+        RunRecord::load(run_dir, name).map_err(|e| CliError::BadInput(e.to_string()))?;
+    let history: Vec<HistoryEvent> = record.load_history(run_dir).unwrap_or_default();
+    if !history.is_empty() {
+        let objects = local::stack::run_objects(run_dir, Some(&record.name));
+        record.normalized = task_results(&history, &objects)
+            .await
+            .map_err(CliError::Failed)?;
+    }
     if let Some(path) = html_path {
-        let history: Vec<HistoryEvent> = record.load_history(run_dir).unwrap_or_default();
         write_html(path, &record, &history, &p)?;
     }
-    let out = report(&record, json, &p, run_dir);
+    let out = show(&record, record.normalized.as_ref(), json, &p, run_dir);
     if name.is_none() && !json {
         let others = RunRecord::list(run_dir).len().saturating_sub(1);
         if others > 0 {

@@ -5,6 +5,7 @@
 mod args;
 mod aws_mode;
 mod engine_cmd;
+mod execution;
 mod html;
 mod local_mode;
 mod progress;
@@ -189,14 +190,17 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Some(e) if e.starts_with("arn:") => {
                 aws_mode::status(e, c.json, c.html.as_deref(), &c.pipeline).await
             }
-            other => local_mode::status(
-                &c.run_dir,
-                other,
-                *list,
-                c.json,
-                c.html.as_deref(),
-                &c.pipeline,
-            ),
+            other => {
+                local_mode::status(
+                    &c.run_dir,
+                    other,
+                    *list,
+                    c.json,
+                    c.html.as_deref(),
+                    &c.pipeline,
+                )
+                .await
+            }
         };
     }
     if cli.run.dry_run {

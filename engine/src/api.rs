@@ -42,7 +42,11 @@ impl Operations for ControlPlane {
                 "the engine behind this endpoint has stopped",
             )));
         };
-        dispatch(&engine, op, body)
+        let answer = dispatch(&engine, op, body);
+        if answer.is_some() {
+            engine.count_api_call(op);
+        }
+        answer
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct EngineInner {
     services: Arc<Services>,
     endpoint: OnceCell<SocketAddr>,
     machines: Machines,
+    /// Control-plane requests the endpoints answered, by operation.
+    api_calls: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// The embedded Step Functions engine. Cheap to clone; `Send + Sync`.
@@ -78,6 +80,7 @@ impl Engine {
                 }),
                 endpoint: OnceCell::new(),
                 machines: Machines::default(),
+                api_calls: Default::default(),
             }),
         }
     }
@@ -123,6 +126,23 @@ impl Engine {
             addr,
         )
         .await
+    }
+
+    /// The control-plane requests (StartExecution, DescribeExecution, GetExecutionHistory…) its
+    /// endpoints have answered, by operation, errors included: how an embedder tells that a
+    /// client drives executions through the API. The activity operations are not counted.
+    pub fn api_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner
+            .api_calls
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn count_api_call(&self, op: &str) {
+        if let Ok(mut c) = self.inner.api_calls.lock() {
+            *c.entry(op.to_string()).or_insert(0) += 1;
+        }
     }
 
     pub(crate) fn downgrade(&self) -> std::sync::Weak<EngineInner> {

@@ -114,10 +114,20 @@ impl LocalOptions {
     /// The objects "S3" holds for this run: `done_when` buckets in `<run_dir>/objects/<bucket>`
     /// (shared, so a later run skips what is done), the stack's own bucket in the run's folder.
     pub fn objects(&self) -> LocalObjects {
-        LocalObjects::new(self.run_dir.join("objects"))
-            .with_bucket(LOCAL_ARTIFACT_BUCKET, self.own_dir().join("objects"))
-            .sharing(DURATIONS_PREFIX)
+        run_objects(&self.run_dir, self.run_name.as_deref())
     }
+}
+
+/// The objects "S3" holds for the run named `run_name` of `run_dir` (see
+/// [`LocalOptions::objects`]): what the run read and wrote, also once it has ended.
+pub fn run_objects(run_dir: &std::path::Path, run_name: Option<&str>) -> LocalObjects {
+    let own = match run_name {
+        Some(n) => record::run_folder(run_dir, n),
+        None => run_dir.to_path_buf(),
+    };
+    LocalObjects::new(run_dir.join("objects"))
+        .with_bucket(LOCAL_ARTIFACT_BUCKET, own.join("objects"))
+        .sharing(DURATIONS_PREFIX)
 }
 
 /// The duration history's keys in the artifact bucket: shared by every run of a folder, as it
@@ -357,7 +367,11 @@ impl LocalStack {
             LOCAL_ACCOUNT,
             &format!("s3://{LOCAL_ARTIFACT_BUCKET}"),
         );
-        cfg.state_machine_arn = engine.state_machine_arn(&stack_name);
+        // The stack's state machine, as deploying creates it: runs start through StartExecution.
+        cfg.state_machine_arn = engine
+            .create_state_machine(&stack_name, &definition.to_string(), LOCAL_ROLE)
+            .map_err(|e| format!("cannot create the state machine: {e}"))?
+            .arn;
         cfg.endpoint_url = Some(endpoint_url);
         cfg.shutdown = Shutdown::Exit;
         cfg.log_dir = Some(own.join("logs").display().to_string());
@@ -503,11 +517,20 @@ impl LocalStack {
         self.background.lock().expect("background lock").push(h);
     }
 
-    /// Starts an execution of the pipeline's state machine for `input`, named `name`.
-    pub fn run(&self, input: &BuildInput, name: &str) -> Result<ExecutionHandle, String> {
+    /// What a run of `input` needs besides its execution: in fake-ec2 mode, the person who
+    /// starts workers by hand. Call it before starting the execution (through the API, as the
+    /// CLI does, or with [`LocalStack::run`]).
+    pub fn prepare(&self, input: &BuildInput) {
         if input.mode == Mode::FakeEc2 {
             self.spawn_hand_workers(input);
         }
+    }
+
+    /// Starts an execution of the pipeline's state machine for `input`, named `name`, in the
+    /// engine directly (tests and benchmarks wait on its handle; the CLI starts it through the
+    /// API, see [`LocalStack::sdk_config`]).
+    pub fn run(&self, input: &BuildInput, name: &str) -> Result<ExecutionHandle, String> {
+        self.prepare(input);
         self.engine
             .start_execution(
                 &self.cfg.state_machine_arn,

@@ -39,6 +39,10 @@ pub struct RunRecord {
     /// Each worker instance's life (launch, worker running, gone).
     #[serde(default)]
     pub instances: Vec<InstanceSpan>,
+    /// The Step Functions API requests the run's engine answered, by operation (see
+    /// `engine::Engine::api_calls`): the CLI starts and follows a local run through the API.
+    #[serde(default)]
+    pub api_calls: std::collections::BTreeMap<String, u64>,
 }
 
 fn one() -> f64 {
@@ -98,6 +102,7 @@ impl RunRecord {
             lambda_invocations: Default::default(),
             pid: Some(std::process::id()),
             instances: vec![],
+            api_calls: Default::default(),
         }
     }
 

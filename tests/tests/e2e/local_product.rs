@@ -156,6 +156,12 @@ fn ctrl_c_stops_the_run_every_worker_and_script_and_saves_an_aborted_record() {
     let records = cli.records();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["status"], "ABORTED", "{:#}", records[0]);
+    // Stopped as on AWS: the CLI called StopExecution.
+    assert_eq!(
+        records[0]["api_calls"]["StopExecution"], 1,
+        "{:#}",
+        records[0]
+    );
     // `status` shows the aborted run with the task that had finished.
     let status = cli.run(&["status", "--pipeline", &p.path()]);
     assert_eq!(status.code, 1, "{status:?}");

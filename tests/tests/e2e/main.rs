@@ -2,6 +2,7 @@
 
 mod cli_aws_mode;
 mod distributed;
+mod local_api;
 mod local_chaos;
 mod local_e2e;
 mod local_product;
