@@ -19,6 +19,7 @@ pub mod runtime_api;
 pub mod sys;
 pub mod table;
 pub mod throughput;
+pub mod timeline;
 pub mod variant;
 
 /// What every section needs.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::critical::{self, Task};
 use crate::local_run::{self, ActivityRun, RunSpec, StackRun, TIME_SCALE};
 use crate::sys::SplitMix64;
-use crate::{Ctx, table, variant};
+use crate::{Ctx, table, timeline, variant};
 
 pub const VERSIONS: usize = 3;
 pub const DISTROS: usize = 10;
@@ -68,6 +68,8 @@ pub struct MakespanRun {
     pub idle_over_busy: f64,
     /// The critical chain, `Step[item]`.
     pub critical_chain: Vec<String>,
+    /// Where the time went, per step.
+    pub steps: Vec<timeline::StepTimes>,
 }
 
 /// One size and boot time, each launching measured.
@@ -266,6 +268,11 @@ async fn one(
             .iter()
             .map(|&i| label(&measured_tasks[i], p))
             .collect(),
+        steps: timeline::steps(
+            &ex.history,
+            &run.spans,
+            &p.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        ),
     })
 }
 
@@ -438,6 +445,18 @@ pub fn render(m: &Makespan) -> String {
                 .unwrap_or_default(),
             c.lookahead.critical_chain.join(" → ")
         ));
+    }
+    for c in &m.cases {
+        for (name, r) in [
+            ("lookahead", &c.lookahead),
+            ("just in time", &c.just_in_time),
+        ] {
+            out.push_str(&format!(
+                "  {}×{} boot {:.1} s, {name} (median run), per step:\n",
+                c.versions, c.distros, c.boot_s
+            ));
+            out.push_str(&timeline::render(&r.steps));
+        }
     }
     out.push_str("  targets: makespan ≤ 1.10 × the true limit, idle ≤ 10 % of busy, ≤ 2.5 EC2 requests per worker\n");
     out
