@@ -147,16 +147,15 @@ impl Objects for LocalObjects {
         }
     }
 
-    /// Prefixes are taken to end at a `/` (the only kind build-on-aws lists under).
+    /// As S3 lists: every key that starts with `prefix`, whether the prefix ends at a `/`, in
+    /// the middle of a name, or is a whole key (the duration history lists its own key).
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
         check_key(prefix)?;
         let base = self.bucket_dir(bucket, prefix);
+        let folder = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let mut out = vec![];
-        list_files(
-            &self.path(bucket, prefix.trim_end_matches('/')),
-            &base,
-            &mut out,
-        );
+        list_files(&base.join(folder), &base, &mut out);
+        out.retain(|o| o.key.starts_with(prefix));
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -209,5 +208,83 @@ impl engine::ObjectStore for EngineObjects {
                 key: o.key,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lists_as_s3_does_by_folder_by_partial_name_and_by_whole_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = LocalObjects::new(dir.path());
+        for k in [
+            "durations/Build/version=1.json",
+            "durations/Build/version=10.json",
+            "durations/Test/version=1.json",
+            "runs/x/records/a.json",
+        ] {
+            o.put("b", k, b"{}").await.unwrap();
+        }
+        let keys = |v: Vec<ObjectInfo>| v.into_iter().map(|o| o.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(o.list("b", "durations/Build/").await.unwrap()),
+            [
+                "durations/Build/version=1.json",
+                "durations/Build/version=10.json"
+            ]
+        );
+        assert_eq!(
+            keys(o.list("b", "durations/Build/version=1.json").await.unwrap()),
+            ["durations/Build/version=1.json"],
+            "a whole key lists itself (and not its longer neighbour)"
+        );
+        assert_eq!(
+            keys(o.list("b", "durations/B").await.unwrap()),
+            [
+                "durations/Build/version=1.json",
+                "durations/Build/version=10.json"
+            ]
+        );
+        assert_eq!(keys(o.list("b", "durations/").await.unwrap()).len(), 3);
+        assert!(o.list("b", "durations/Nope/").await.unwrap().is_empty());
+        assert!(o.list("other", "").await.unwrap().is_empty());
+    }
+
+    /// What lookahead relies on: a run's record-result writes a task's elapsed time, and the
+    /// next run of the folder (its own artifact folder, the same shared history) reads it back
+    /// as the expected duration instead of the step's default.
+    #[tokio::test]
+    async fn the_next_run_of_a_folder_expects_what_the_last_one_measured() {
+        use boa_aws::durations::{expected_duration, record_duration};
+        let dir = tempfile::tempdir().unwrap();
+        let p = boa_core::Pipeline::parse("name = \"t\"\n[[axis]]\nname = \"version\"\npattern = \"^[0-9.]+$\"\n[[step]]\nname = \"Build\"\nscript = \"b.sh\"\nexpected_duration = \"40m\"\n").unwrap();
+        let step = p.step("Build").unwrap();
+        let mut cfg =
+            boa_core::stack::StackConfig::new("s", "us-east-1", "123456789012", "s3://art");
+        cfg.time_scale = 100.0;
+        let item: boa_core::input::Item = [("version".to_string(), "1.0".to_string())].into();
+        let run = |name: &str| {
+            LocalObjects::new(dir.path())
+                .with_bucket("art", dir.path().join("runs").join(name))
+                .sharing("durations/")
+        };
+        let first = run("first");
+        assert_eq!(
+            expected_duration(&first, &cfg, step, &item).await,
+            std::time::Duration::from_secs(40 * 60),
+            "no history yet: the step's expected_duration"
+        );
+        // 0.25 s of wall time at ×100 is 25 s of pipeline time.
+        record_duration(&first, &cfg, "Build", &item, 0.25)
+            .await
+            .unwrap();
+        let second = run("second");
+        let expected = expected_duration(&second, &cfg, step, &item).await;
+        assert!(
+            (expected.as_secs_f64() - 25.0).abs() < 0.01,
+            "the second run expects the first one's 25 s, not the default: {expected:?}"
+        );
     }
 }
