@@ -51,6 +51,88 @@ pub struct LocalFleetConfig {
     pub time_scale: f64,
     /// Extra environment for every worker (and so every script).
     pub extra_env: Vec<(String, String)>,
+    /// The worker binary's SHA-256, as hashed once when the stack started, with the identity of
+    /// the file it was computed from: instances answer the stub's check from it (see
+    /// [`VerifiedBinary`]).
+    pub verified_worker: Option<VerifiedBinary>,
+}
+
+/// A file's SHA-256 and its identity when it was hashed (device, inode, size, modification time
+/// to the nanosecond; as `stat -L -c '%d:%i:%s:%.9Y'` prints it).
+///
+/// EC2 instances each hash the worker binary on their own CPU during boot; local instances share
+/// this machine's two cores, and 30 instances hashing a 20 MB binary at once add seconds to every
+/// step that starts many workers, which no EC2 run pays. So a local instance's `sha256sum` is a
+/// shim (first on its PATH) that answers with this hash for the very file it was computed from,
+/// and runs the real `sha256sum` for anything else: a binary changed since (new modification
+/// time or size, or another file) is hashed for real and refused as on EC2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBinary {
+    pub sha256: String,
+    pub identity: String,
+}
+
+/// `path`'s identity (see [`VerifiedBinary`]).
+pub fn file_identity(path: &std::path::Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok(format!(
+        "{}:{}:{}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+impl VerifiedBinary {
+    /// Hashes `path`, with its identity taken before and after: a file that changed meanwhile
+    /// gets a hash but no identity (every instance then hashes it for real).
+    pub fn hash(path: &std::path::Path) -> Result<(String, Option<VerifiedBinary>), String> {
+        let before = file_identity(path).ok();
+        let sha256 = file_sha256(path)?;
+        let after = file_identity(path).ok();
+        let verified = match (before, after) {
+            (Some(b), Some(a)) if a == b => Some(VerifiedBinary {
+                sha256: sha256.clone(),
+                identity: b,
+            }),
+            _ => None,
+        };
+        Ok((sha256, verified))
+    }
+
+    /// The `sha256sum` shim's text; `real` is the system's `sha256sum`.
+    fn shim(&self, real: &std::path::Path) -> String {
+        format!(
+            r#"#!/bin/bash
+# build-on-aws local fleet: sha256sum for this run's instances. The worker binary was hashed once
+# when the stack started; for that very file (same device, inode, size and modification time)
+# the hash is answered from here, as if hashed on an instance's own CPU. Anything else goes to the
+# real sha256sum.
+real={real}
+known_id={id}
+known_sha={sha}
+id_of() {{ stat -L -c '%d:%i:%s:%.9Y' -- "$1" 2>/dev/null; }}
+if [ "$#" = 3 ] && [ "$1" = -c ] && [ "$2" = --status ] && [ "$3" = - ]; then
+  read -r want file || exit 1
+  if [ "$(id_of "$file")" = "$known_id" ]; then
+    [ "$want" = "$known_sha" ]
+    exit
+  fi
+  printf '%s  %s\n' "$want" "$file" | exec "$real" -c --status -
+elif [ "$#" = 1 ] && [ "$(id_of "$1")" = "$known_id" ]; then
+  printf '%s  %s\n' "$known_sha" "$1"
+else
+  exec "$real" "$@"
+fi
+"#,
+            real = shell_quote(&real.display().to_string()),
+            id = shell_quote(&self.identity),
+            sha = shell_quote(&self.sha256),
+        )
+    }
 }
 
 /// How often each fleet call was made: the benchmark reports EC2 API requests per worker.
@@ -133,6 +215,8 @@ pub struct LocalFleet {
     /// The benchmark's serial-launch baseline (see [`LocalFleet::set_serial_launches`]).
     serial_launches: std::sync::atomic::AtomicBool,
     launch_gate: tokio::sync::Mutex<()>,
+    /// Where the `sha256sum` shim is (first on a stub's PATH), if there is one.
+    shim_dir: Option<PathBuf>,
 }
 
 fn scale_secs(v: &str, scale: f64) -> String {
@@ -141,9 +225,39 @@ fn scale_secs(v: &str, scale: f64) -> String {
         .unwrap_or_else(|_| v.to_string())
 }
 
+/// Writes the `sha256sum` shim into `<run_dir>/bin` (see [`VerifiedBinary`]); returns that
+/// folder, or `None` (instances then hash for real) when there is nothing verified or no system
+/// `sha256sum` to fall back to.
+fn write_shim(cfg: &LocalFleetConfig) -> Option<PathBuf> {
+    let v = cfg.verified_worker.as_ref()?;
+    let real = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("sha256sum"))
+            .find(|p| p.is_file())
+    })?;
+    let dir = cfg.run_dir.join("bin");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o700)
+            .open(dir.join("sha256sum"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, v.shim(&real).as_bytes()))
+    });
+    match written {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write the sha256sum shim: instances hash the worker binary themselves");
+            None
+        }
+    }
+}
+
 impl LocalFleet {
     pub fn new(cfg: LocalFleetConfig, faults: Faults) -> Arc<LocalFleet> {
         let dice = Dice::new(faults.seed ^ 0x00f1_ee70);
+        let shim_dir = write_shim(&cfg);
         Arc::new_cyclic(|me| LocalFleet {
             cfg,
             state: Mutex::new(State::default()),
@@ -153,6 +267,7 @@ impl LocalFleet {
             me: me.clone(),
             serial_launches: Default::default(),
             launch_gate: tokio::sync::Mutex::new(()),
+            shim_dir,
         })
     }
 
@@ -386,6 +501,10 @@ impl LocalFleet {
             if let Ok(v) = std::env::var(k) {
                 cmd.env(k, v);
             }
+        }
+        if let (Boot::Stub(_), Some(dir)) = (boot, &self.shim_dir) {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", dir.display()));
         }
         if let Boot::Direct(env) = boot {
             cmd.envs(self.local_env(id, env));
@@ -950,6 +1069,7 @@ mod tests {
             boot_time: Duration::ZERO,
             time_scale: 10.0,
             extra_env: vec![("MARKER_DIR".into(), dir.display().to_string())],
+            verified_worker: None,
         }
     }
 
@@ -978,11 +1098,24 @@ mod tests {
     /// SHA-256 is `sha`, served `FAKE_WORKER`, and waits for it to end. Returns (what the worker
     /// recorded if it ran, the instance's console log, its final state).
     async fn launch_and_wait(sha: &str) -> (Option<String>, String, InstanceState, PathBuf) {
+        launch_and_wait_with(sha, |_| None, |_| {}).await
+    }
+
+    /// The same, with the fleet's verified worker from `verified(bin)`, and `then(bin)` done
+    /// after the fleet started and before the launch.
+    async fn launch_and_wait_with(
+        sha: &str,
+        verified: impl FnOnce(&std::path::Path) -> Option<VerifiedBinary>,
+        then: impl FnOnce(&std::path::Path),
+    ) -> (Option<String>, String, InstanceState, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("worker-bin");
         std::fs::write(&bin, FAKE_WORKER).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let fleet = LocalFleet::new(config(dir.path(), bin.clone()), Faults::default());
+        let mut cfg = config(dir.path(), bin.clone());
+        cfg.verified_worker = verified(&bin);
+        let fleet = LocalFleet::new(cfg, Faults::default());
+        then(&bin);
         let ud = user_data(
             &sample_env(),
             &WorkerBinary {
@@ -998,7 +1131,13 @@ mod tests {
         while !fleet.alive().is_empty() {
             assert!(
                 tokio::time::Instant::now() < end,
-                "the instance never ended"
+                "the instance never ended; console:\n{}",
+                std::fs::read_to_string(
+                    dir.path()
+                        .join("run/logs")
+                        .join(format!("{id}.console.log"))
+                )
+                .unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1067,6 +1206,58 @@ mod tests {
         assert!(
             !dir.join("run/logs/i-local-000001.stderr").exists(),
             "no worker output at all"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The identity is the one coreutils' `stat` prints, which the shim compares with.
+    #[test]
+    fn a_hashed_file_has_its_sha256_and_the_identity_stat_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("w");
+        std::fs::write(&f, FAKE_WORKER).unwrap();
+        let (sha, v) = VerifiedBinary::hash(&f).unwrap();
+        assert_eq!(sha, boa_core::pipeline::sha256_hex(FAKE_WORKER.as_bytes()));
+        let out = std::process::Command::new("stat")
+            .args(["-L", "-c", "%d:%i:%s:%.9Y", "--"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let stat = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(v.map(|v| v.identity), Some(stat));
+    }
+
+    /// A record that claims a hash the file does not have: only the shim can accept it, so the
+    /// worker running proves the stub's check was answered from the record.
+    fn claimed(bin: &std::path::Path) -> Option<VerifiedBinary> {
+        Some(VerifiedBinary {
+            sha256: boa_core::pipeline::sha256_hex(b"what the stack hashed"),
+            identity: file_identity(bin).unwrap(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_stubs_check_is_answered_from_the_stacks_hash_for_that_very_file() {
+        let claimed_sha = boa_core::pipeline::sha256_hex(b"what the stack hashed");
+        let (ran, console, _, dir) = launch_and_wait_with(&claimed_sha, claimed, |_| {}).await;
+        assert!(ran.is_some(), "the shim answered; console:\n{console}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_binary_changed_after_the_stack_hashed_it_is_hashed_for_real_and_refused() {
+        let claimed_sha = boa_core::pipeline::sha256_hex(b"what the stack hashed");
+        let changed = format!("{FAKE_WORKER}# changed after the stack started\n");
+        let (ran, console, state, dir) = launch_and_wait_with(&claimed_sha, claimed, |bin| {
+            std::fs::write(bin, &changed).unwrap()
+        })
+        .await;
+        assert_eq!(ran, None, "console:\n{console}");
+        assert_eq!(state, InstanceState::Terminated);
+        let real = boa_core::pipeline::sha256_hex(changed.as_bytes());
+        assert!(
+            console.contains(&format!("SHA-256 {real}")),
+            "the console names the file's real hash:\n{console}"
         );
         let _ = std::fs::remove_dir_all(dir);
     }

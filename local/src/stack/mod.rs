@@ -317,6 +317,14 @@ impl LocalStack {
         // run's workers get it (as their access key id), so no other process on the machine can
         // take or complete the run's tasks.
         let access_key = format!("BOALOCAL{:032X}", rand::random::<u128>());
+        // Every launch carries the worker binary's SHA-256 (see below); hashed once, here.
+        let (worker_sha256, verified_worker) = match fleet::VerifiedBinary::hash(&opts.worker_bin) {
+            Ok((h, v)) => (Some(h), v),
+            Err(e) => {
+                tracing::warn!(error = %e, "the worker binary cannot be hashed: launches carry no SHA-256 for it");
+                (None, None)
+            }
+        };
         let fleet_cfg = LocalFleetConfig {
             access_key: access_key.clone(),
             worker_bin: opts.worker_bin.clone(),
@@ -326,6 +334,7 @@ impl LocalStack {
             boot_time: opts.scaled(opts.boot_time),
             time_scale: opts.time_scale,
             extra_env,
+            verified_worker,
         };
         let engine_cfg = EngineConfig {
             time_scale: opts.time_scale,
@@ -379,13 +388,7 @@ impl LocalStack {
         cfg.time_scale = opts.time_scale;
         // Every launch carries the worker binary's SHA-256, as on AWS: each instance's userdata
         // stub refuses any other binary (see the fleet).
-        cfg.worker_sha256 = match fleet::file_sha256(&opts.worker_bin) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "the worker binary cannot be hashed: launches carry no SHA-256 for it");
-                None
-            }
-        };
+        cfg.worker_sha256 = worker_sha256;
         // The simulated boot is known exactly: lookahead starts workers that long ahead.
         cfg.boot_time = Some(opts.boot_time);
         if opts.lookahead {
