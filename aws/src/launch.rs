@@ -407,9 +407,9 @@ enum Lock {
 
 /// The lock of an exclusive step: generations `<prefix><n:012>`, each created at most once
 /// (`If-None-Match: *`), so of any number of racing requests exactly one takes generation n+1
-/// and launches. Generation n is free again when its worker is gone (terminated, dead at boot,
-/// lease expired) and it is older than the boot timeout (a worker just launched may not be
-/// listed yet), or when its launch failed (`<n>.released`).
+/// and launches. Generation n is free again when its worker is listed and gone (terminated, dead
+/// at boot, lease expired), when no worker of it is listed and it is older than the boot timeout
+/// (a worker just launched may not be listed yet), or when its launch failed (`<n>.released`).
 async fn exclusive_lock(
     objects: &dyn Objects,
     cfg: &StackConfig,
@@ -447,8 +447,13 @@ async fn exclusive_lock(
         if let Some(h) = holder {
             return Ok(Lock::Held(format!("exclusive: {} holds {value}", h.id)));
         }
+        // Its worker is listed, and gone: the generation is free at once. Not listed at all, it
+        // may be launching still (DescribeInstances lags a launch), until the boot timeout.
+        let launched_and_gone = existing
+            .iter()
+            .any(|i| i.tags.get(tags::LOCK) == Some(&value));
         let age = taken.and_then(|t| now.signed_duration_since(t).to_std().ok());
-        if age.is_none_or(|a| a < boot) {
+        if !launched_and_gone && age.is_none_or(|a| a < boot) {
             return Ok(Lock::Held(format!(
                 "exclusive: {value} was just taken; its worker is being launched"
             )));

@@ -162,6 +162,12 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
     opts.extra_env = spec.extra_env.clone();
     opts.seed = spec.seed;
     opts.lookahead = spec.lookahead;
+    // Each stack its own folder under the shared run folder, as each CLI run has: the runs of a
+    // case share the duration history (kept at the folder's top) but no attempt records, locks
+    // or logs.
+    opts.run_name = inputs
+        .first()
+        .map(|(_, name)| format!("{}{name}", spec.name_prefix));
     let stack = Arc::new(LocalStack::start(opts).await.map_err(|e| anyhow!(e))?);
     if spec.serial_launches {
         stack.fleet().set_serial_launches(true);

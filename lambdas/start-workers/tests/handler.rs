@@ -642,20 +642,41 @@ async fn executions_racing_an_exclusive_step_launch_one_worker_between_them() {
     let r = rig.run(later.clone()).await;
     assert!(r.launched.is_empty(), "{r:?}");
     assert!(r.reason.contains("1 live"), "{}", r.reason);
-    // Once that worker is gone and the lock is older than the boot timeout, the next request
-    // takes the next generation and launches.
+    // Its worker listed and gone (it powered off: shutting down): the next request takes the
+    // next generation at once, though the lock is younger than the boot timeout.
     let holder = rig.fleet.live_ids()[0].clone();
-    rig.fleet.add(&holder, InstanceState::Terminated, &[]);
-    rig.objects.set_modified(
-        "demo/locks/build-on-aws-demo-Publish/000000000001",
-        chrono::Utc::now() - chrono::Duration::minutes(11),
-    );
+    let gone: Vec<(&str, &str)> = call
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    rig.fleet.add(&holder, InstanceState::ShuttingDown, &gone);
     later.entered = "2025-01-02T11:05:00.000Z".into();
-    let r = rig.run(later).await;
+    let r = rig.run(later.clone()).await;
     assert_eq!(r.launched.len(), 1, "{r:?}");
     assert_eq!(
         rig.fleet.launch_calls().last().unwrap().tags[tags::LOCK],
         "build-on-aws-demo-Publish/2"
+    );
+    // A terminated worker is not listed at all (as DescribeInstances filters it): its lock is
+    // free only once older than the boot timeout, as a launch may not be listed yet.
+    let second = rig.fleet.live_ids();
+    rig.fleet.terminate(&second).await.unwrap();
+    rig.fleet.terminate(&[holder]).await.unwrap();
+    later.entered = "2025-01-02T11:10:00.000Z".into();
+    let r = rig.run(later.clone()).await;
+    assert!(r.launched.is_empty(), "{r:?}");
+    assert!(r.reason.contains("was just taken"), "{}", r.reason);
+    rig.objects.set_modified(
+        "demo/locks/build-on-aws-demo-Publish/000000000002",
+        chrono::Utc::now() - chrono::Duration::minutes(11),
+    );
+    later.entered = "2025-01-02T11:15:00.000Z".into();
+    let r = rig.run(later).await;
+    assert_eq!(r.launched.len(), 1, "{r:?}");
+    assert_eq!(
+        rig.fleet.launch_calls().last().unwrap().tags[tags::LOCK],
+        "build-on-aws-demo-Publish/3"
     );
 }
 
