@@ -52,6 +52,13 @@ pub struct Lookahead {
     pub items: Vec<Item>,
     /// Every task those wait for (`after` included).
     pub waits_for: Vec<TaskRef>,
+    /// The inner axis values of `after`'s outer value, in plan order: what the next hop's plan
+    /// needs (see start-workers' lookahead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inner: Vec<String>,
+    /// The run's requested steps (the next hop plans among them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// The lookahead machine's input: when to start (`at`, RFC 3339) and what.
@@ -74,6 +81,9 @@ pub struct LookaheadOutcome {
     pub launched: Vec<String>,
     /// Why (or why not), in words.
     pub reason: String,
+    /// The lookahead executions started for the steps after (the next hop).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<String>,
 }
 
 /// When a prepared task is expected to end (wall clock of the stack).
@@ -210,6 +220,8 @@ pub fn plan(
                 after: after.clone(),
                 items,
                 waits_for: all,
+                inner: inner_values.to_vec(),
+                steps: steps.to_vec(),
             }
         })
         .filter(|l| !l.items.is_empty())

@@ -66,21 +66,55 @@ pub async fn after_prepare(
     let run = expected_duration(ports.objects, cfg, s, &req.item).await;
     let until_end = boot_s + run;
     let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
-    let Some(at) = cfg.record_object(&expected_end_key(&req.execution, &s.name, &req.item)) else {
-        return vec![];
-    };
-    let body = serde_json::to_vec(&ExpectedEnd { end: rfc3339(end) }).expect("serialises");
-    if let Err(e) = ports.objects.put(&at.bucket, &at.key, &body).await {
-        tracing::warn!(error = %e, "cannot record the task's expected end; no lookahead");
+    if !write_expected_end(ports.objects, cfg, &req.execution, &s.name, &req.item, end).await {
         return vec![];
     }
+    schedule(machine, executions, cfg, p, plans, until_end, now).await
+}
+
+/// Records when a task is expected to end; false (and a warning) when it cannot be.
+async fn write_expected_end(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    execution: &str,
+    step: &str,
+    item: &boa_core::input::Item,
+    end: DateTime<Utc>,
+) -> bool {
+    let Some(at) = cfg.record_object(&expected_end_key(execution, step, item)) else {
+        return false;
+    };
+    let body = serde_json::to_vec(&ExpectedEnd { end: rfc3339(end) }).expect("serialises");
+    match objects.put(&at.bucket, &at.key, &body).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the task's expected end; no lookahead");
+            false
+        }
+    }
+}
+
+/// Starts one lookahead execution per plan, its Wait timed so that the step's workers are up
+/// when the task it comes after is expected to end: `until_end` (pipeline time) from `now`, less
+/// the step's boot time. Returns the executions started (their names; one that exists already,
+/// by name, is not started again).
+#[allow(clippy::too_many_arguments)]
+async fn schedule(
+    machine: &str,
+    executions: &dyn boa_aws::ports::Executions,
+    cfg: &StackConfig,
+    p: &Pipeline,
+    plans: Vec<Lookahead>,
+    until_end: Duration,
+    now: DateTime<Utc>,
+) -> Vec<String> {
     let mut started = vec![];
     for l in plans {
         let Some(d) = p.step(&l.step) else { continue };
         // The Wait is in pipeline time from now (the engine scales it; on AWS the scale is 1).
         let lead = until_end.saturating_sub(cfg.boot_time(d));
         let at = now + chrono::Duration::from_std(lead).unwrap_or_default();
-        let name = lookahead::execution_name(&req.execution, &d.name, &l.after);
+        let name = lookahead::execution_name(&l.execution, &d.name, &l.after);
         let input = serde_json::to_string(&LookaheadInput {
             at: rfc3339(at),
             lookahead: l,
@@ -136,6 +170,7 @@ pub async fn handle(
         Ok(LookaheadOutcome {
             launched: vec![],
             reason,
+            next: vec![],
         })
     };
     let now = Utc::now();
@@ -144,6 +179,8 @@ pub async fn handle(
             .unwrap_or_default();
     let mut finished = 0usize;
     let mut blocking = 0usize;
+    // When the last of the tasks waited for is expected to end (now for those that ended).
+    let mut last_end = now;
     for t in &l.waits_for {
         let key = task_record_key(&l.execution, &t.step, &t.item);
         if let Some(r) = read::<TaskRecord>(ports.objects, cfg, &key).await? {
@@ -171,6 +208,7 @@ pub async fn handle(
         let end = DateTime::parse_from_rfc3339(&e.end)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(now);
+        last_end = last_end.max(end);
         if end > horizon {
             return nothing(format!(
                 "{} is expected to end at {}, later than a boot from now: its own lookahead starts {}'s workers",
@@ -224,10 +262,77 @@ pub async fn handle(
         &ctx,
     )
     .await;
+    let next = next_hop(
+        ports,
+        cfg,
+        p,
+        d,
+        &l,
+        last_end,
+        !out.launched.is_empty(),
+        now,
+    )
+    .await;
     Ok(LookaheadOutcome {
         launched: out.launched,
         reason: out.reason,
+        next,
     })
+}
+
+/// The next hop, so that a chain of short tasks does not pay a boot per step: `d`'s tasks are
+/// now expected to start when the last task they wait for ends (or when the workers just
+/// started are up, if later) and to take their expected duration. That projected end is
+/// recorded for each task of `d` not prepared yet (its own Prepare replaces it), and the
+/// lookaheads of the steps after `d` are started from it, as `d`'s own Prepare would start them
+/// (the same executions, by name: whichever comes first starts them). Returns their names.
+#[allow(clippy::too_many_arguments)]
+async fn next_hop(
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+    d: &Step,
+    l: &Lookahead,
+    last_end: DateTime<Utc>,
+    launched: bool,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let (Some(machine), Some(executions)) = (&cfg.lookahead_machine_arn, ports.executions) else {
+        return vec![];
+    };
+    if l.steps.is_empty() {
+        return vec![];
+    }
+    let up = now + chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d))).unwrap_or_default();
+    let start = if launched { last_end.max(up) } else { last_end };
+    let mut started = vec![];
+    for item in &l.items {
+        let prepared = read::<ExpectedEnd>(
+            ports.objects,
+            cfg,
+            &expected_end_key(&l.execution, &d.name, item),
+        )
+        .await;
+        if !matches!(prepared, Ok(None)) {
+            continue;
+        }
+        let plans = lookahead::plan(p, &l.execution, &l.steps, d, item, &l.inner);
+        if plans.is_empty() {
+            continue;
+        }
+        let run = expected_duration(ports.objects, cfg, d, item).await;
+        // Pipeline time from now until the task is expected to end.
+        let until_start = (start - now)
+            .to_std()
+            .unwrap_or_default()
+            .mul_f64(cfg.time_scale);
+        let until_end = until_start + run;
+        let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
+        if write_expected_end(ports.objects, cfg, &l.execution, &d.name, item, end).await {
+            started.extend(schedule(machine, executions, cfg, p, plans, until_end, now).await);
+        }
+    }
+    started
 }
 
 fn label(t: &TaskRef) -> String {

@@ -1149,6 +1149,97 @@ mod lookahead {
         );
     }
 
+    /// A chain of short tasks pays one boot, not one per step: when Build's workers start ahead,
+    /// Build's tasks get a projected end (the later of Source's end and their workers' boot,
+    /// plus their expected duration) and the steps after Build are timed from it, before any
+    /// Build task is prepared.
+    #[tokio::test]
+    async fn starting_a_steps_workers_ahead_times_the_steps_after_it_too() {
+        let rig = rig_with_end(30).await;
+        let debian: boa_core::Item = [
+            ("version".to_string(), "1.2.3".to_string()),
+            ("distro".to_string(), "debian-12".to_string()),
+        ]
+        .into();
+        let h = rig
+            .cfg
+            .record_object(&boa_core::history::duration_key("Build", &debian))
+            .unwrap();
+        Objects::put(&rig.objects, &h.bucket, &h.key, br#"{"elapsed_s":[120.0]}"#)
+            .await
+            .unwrap();
+        let (_, input) = started(&rig).remove(0);
+        let o = fire(&rig, &input).await;
+        assert_eq!(o.launched.len(), 3, "{o:?}");
+        // Test and Publish after each of the three Build tasks.
+        assert_eq!(o.next.len(), 6, "{o:?}");
+        let after_debian: Vec<LookaheadInput> = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.lookahead.after.item == debian)
+            .collect();
+        let steps: Vec<&str> = after_debian
+            .iter()
+            .map(|i| i.lookahead.step.as_str())
+            .collect();
+        assert_eq!(steps, ["Test", "Publish"], "{after_debian:?}");
+        // Build[debian-12] starts when its worker is up (60 s boot, later than Source's 30 s)
+        // and takes 120 s: it ends in ~180 s, and Publish's worker (60 s boot) starts at ~120 s.
+        let end = rig
+            .cfg
+            .record_object(&expected_end_key(EXEC, "Build", &debian))
+            .unwrap();
+        let end: Value =
+            serde_json::from_slice(&rig.objects.body(&end.bucket, &end.key).expect("projected"))
+                .unwrap();
+        let until = secs_until(end["end"].as_str().unwrap());
+        assert!((175.0..=180.5).contains(&until), "{until}");
+        let publish = &after_debian[1];
+        assert_eq!(
+            publish.lookahead.waits_for.len(),
+            3,
+            "Publish waits for every Build of the version"
+        );
+        let wait = secs_until(&publish.at);
+        assert!((115.0..=120.5).contains(&wait), "{wait}");
+        // Fired again (a retried Lambda): nothing new is started.
+        let before = rig.executions.started().len();
+        fire(&rig, &input).await;
+        assert_eq!(rig.executions.started().len(), before);
+        // Build[debian-12]'s own Prepare replaces the projection with its own expected end, and
+        // starts nothing twice (the executions exist by name).
+        rig.run(req(
+            "Build",
+            &[("version", "1.2.3"), ("distro", "debian-12")],
+            rig.all_steps(Mode::Normal),
+            json!({"Source": ok_result("Source", json!({"version": "1.2.3"}))}),
+        ))
+        .await;
+        assert_eq!(rig.executions.started().len(), before);
+        // When Publish's Wait ends with the three Builds expected within its boot, its worker
+        // starts; Announce (after Publish) is timed in turn.
+        for d in ["ubuntu-22.04", "ubuntu-24.04"] {
+            let mut i = debian.clone();
+            i.insert("distro".into(), d.into());
+            put_json(
+                &rig,
+                &expected_end_key(EXEC, "Build", &i),
+                json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(20)).to_rfc3339()}),
+            )
+            .await;
+        }
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Build", &debian),
+            json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(20)).to_rfc3339()}),
+        )
+        .await;
+        let o = fire(&rig, publish).await;
+        assert_eq!(o.launched.len(), 1, "{o:?}");
+        assert_eq!(o.next.len(), 1, "{o:?}");
+        assert!(o.next[0].starts_with("Announce-"), "{o:?}");
+    }
+
     #[tokio::test]
     async fn another_executions_prepare_does_not_take_them() {
         let mut rig = rig_with_end(30).await;
