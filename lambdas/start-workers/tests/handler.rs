@@ -1021,6 +1021,16 @@ mod lookahead {
             .unwrap();
     }
 
+    /// The duration history of one task: it took `secs` (pipeline time) last time.
+    async fn put_history(rig: &Rig, step: &str, item: &boa_core::Item, secs: f64) {
+        put_json(
+            rig,
+            &boa_core::history::duration_key(step, item),
+            json!({ "elapsed_s": [secs] }),
+        )
+        .await;
+    }
+
     fn secs_until(ts: &str) -> f64 {
         let t = chrono::DateTime::parse_from_rfc3339(ts).unwrap();
         (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0
@@ -1032,13 +1042,7 @@ mod lookahead {
         // History says Source takes 300 s; its worker has to boot (60 s, the default): it ends
         // in ~360 s, and Build's and Test's... only Build comes right after Source.
         let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
-        let h = rig
-            .cfg
-            .record_object(&boa_core::history::duration_key("Source", &item))
-            .unwrap();
-        Objects::put(&rig.objects, &h.bucket, &h.key, br#"{"elapsed_s":[300.0]}"#)
-            .await
-            .unwrap();
+        put_history(&rig, "Source", &item, 300.0).await;
         let r = rig.run(source(&rig)).await;
         assert_eq!(r.status, PrepareStatus::Pending);
         assert_eq!(r.launched.len(), 1);
@@ -1161,13 +1165,7 @@ mod lookahead {
             ("distro".to_string(), "debian-12".to_string()),
         ]
         .into();
-        let h = rig
-            .cfg
-            .record_object(&boa_core::history::duration_key("Build", &debian))
-            .unwrap();
-        Objects::put(&rig.objects, &h.bucket, &h.key, br#"{"elapsed_s":[120.0]}"#)
-            .await
-            .unwrap();
+        put_history(&rig, "Build", &debian, 120.0).await;
         let (_, input) = started(&rig).remove(0);
         let o = fire(&rig, &input).await;
         assert_eq!(o.launched.len(), 3, "{o:?}");
