@@ -124,9 +124,15 @@ rm -rf "$dist/lambda" "$dist/worker" "$dist/pipeline" "$dist/cargo-lambda" \
   "$dist/template.json" "$dist/statemachine.json"
 mkdir -p "$dist/lambda" "$dist/worker"
 
-say "building the deploy tool (cargo build -p deploy)"
-cargo build --quiet --manifest-path "$root/Cargo.toml" -p deploy
-deploy_exe="${CARGO_TARGET_DIR:-$root/target}/debug/deploy"
+if [ -n "$prebuilt" ] && [ -x "$prebuilt/deploy" ]; then
+  # The deploy tool the same build made: `cargo build -p deploy` alone resolves the features of
+  # one package and would compile part of the dependency tree a second time.
+  deploy_exe="$prebuilt/deploy"
+else
+  say "building the deploy tool (cargo build -p deploy)"
+  cargo build --quiet --manifest-path "$root/Cargo.toml" -p deploy
+  deploy_exe="${CARGO_TARGET_DIR:-$root/target}/debug/deploy"
+fi
 deploy_bin() { "$deploy_exe" --pipeline "$pipeline" "$@"; }
 
 say "reading $pipeline"
