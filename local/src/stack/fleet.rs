@@ -702,15 +702,28 @@ impl LocalFleet {
         while tokio::time::Instant::now() < deadline && !self.alive().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let mut s = self.lock();
-        for i in s.instances.values_mut() {
-            if let Some(p) = i.pid.take() {
-                Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+        let started = {
+            let mut s = self.lock();
+            for i in s.instances.values_mut() {
+                if let Some(p) = i.pid.take() {
+                    Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+                }
+                if i.state.is_live() {
+                    i.state = InstanceState::Terminated;
+                }
+                i.ended_at.get_or_insert_with(Utc::now);
             }
-            if i.state.is_live() {
-                i.state = InstanceState::Terminated;
-            }
-            i.ended_at.get_or_insert_with(Utc::now);
+            s.started_pids.clone()
+        };
+        // Killed is not yet gone: on a loaded machine a process group takes a moment to empty
+        // (its members are reaped, a script's guard ends what the script left). Shutting down
+        // returns once every group this fleet started is empty, or after a bounded wait.
+        let gone = |p: &u32| {
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*p as i32), None).is_err()
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < until && !started.iter().all(gone) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
