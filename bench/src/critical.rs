@@ -45,6 +45,65 @@ pub fn dependencies(after: &BTreeMap<String, Vec<String>>, tasks: &[Task]) -> Ve
 
 /// The longest weighted path of a DAG (`deps[i]` = what task `i` waits for). Err on a cycle.
 pub fn longest_path(weights: &[f64], deps: &[Vec<usize>]) -> Result<CriticalPath, String> {
+    let (finish, via) = finish_times(weights, deps)?;
+    let n = weights.len();
+    let Some(end) = (0..n).max_by(|a, b| finish[*a].total_cmp(&finish[*b])) else {
+        return Ok(CriticalPath {
+            length_s: 0.0,
+            chain: vec![],
+        });
+    };
+    let mut chain = vec![end];
+    while let Some(p) = via[*chain.last().expect("non-empty")] {
+        chain.push(p);
+    }
+    chain.reverse();
+    Ok(CriticalPath {
+        length_s: finish[end],
+        chain,
+    })
+}
+
+/// A lower bound on the makespan of tasks that also take turns: the tasks marked in `one_at_a_time`
+/// (an `exclusive` step's, which run one after another whatever the launching) cannot overlap.
+/// For every release time `r` of such a task (the longest chain before it), the ones released
+/// at `r` or later still need `r` + the sum of their durations, and then the shortest chain
+/// after any of them. The result is the larger of that and the longest path.
+pub fn lower_bound(
+    weights: &[f64],
+    deps: &[Vec<usize>],
+    one_at_a_time: &[bool],
+) -> Result<f64, String> {
+    assert_eq!(weights.len(), one_at_a_time.len(), "one mark per task");
+    let (head, _) = finish_times(weights, deps)?;
+    let mut dependents = vec![vec![]; weights.len()];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let (tail, _) = finish_times(weights, &dependents)?;
+    let mut bound = head.iter().copied().fold(0.0, f64::max);
+    // (release, duration, what must follow) of each task that takes turns.
+    let turns: Vec<(f64, f64, f64)> = (0..weights.len())
+        .filter(|&i| one_at_a_time[i])
+        .map(|i| (head[i] - weights[i], weights[i], tail[i] - weights[i]))
+        .collect();
+    for &(r, _, _) in &turns {
+        let later = turns.iter().filter(|t| t.0 >= r);
+        let work: f64 = later.clone().map(|t| t.1).sum();
+        let after = later.map(|t| t.2).fold(f64::INFINITY, f64::min);
+        bound = bound.max(r + work + after);
+    }
+    Ok(bound)
+}
+
+/// For every task, the longest chain ending with it (its own weight included) and its
+/// predecessor on that chain. Err on a cycle.
+fn finish_times(
+    weights: &[f64],
+    deps: &[Vec<usize>],
+) -> Result<(Vec<f64>, Vec<Option<usize>>), String> {
     assert_eq!(weights.len(), deps.len(), "one weight per task");
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -87,21 +146,7 @@ pub fn longest_path(weights: &[f64], deps: &[Vec<usize>]) -> Result<CriticalPath
             stack.pop();
         }
     }
-    let Some(end) = (0..n).max_by(|a, b| finish[*a].total_cmp(&finish[*b])) else {
-        return Ok(CriticalPath {
-            length_s: 0.0,
-            chain: vec![],
-        });
-    };
-    let mut chain = vec![end];
-    while let Some(p) = via[*chain.last().expect("non-empty")] {
-        chain.push(p);
-    }
-    chain.reverse();
-    Ok(CriticalPath {
-        length_s: finish[end],
-        chain,
-    })
+    Ok((finish, via))
 }
 
 #[cfg(test)]
@@ -181,6 +226,35 @@ mod tests {
                 .iter()
                 .all(|&i| tasks[i].item["version"] == "1.0.0")
         );
+    }
+
+    #[test]
+    fn tasks_that_take_turns_add_their_durations_to_the_bound() {
+        // Three versions: tarball 1 → publish 1 (one at a time) → docker 0.5; the publishes are
+        // released at 1, 1 and 2.
+        let w = [1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5];
+        let deps = vec![
+            vec![],
+            vec![],
+            vec![],
+            vec![0],
+            vec![1],
+            vec![2],
+            vec![3],
+            vec![4],
+            vec![5],
+        ];
+        let turns = [false, false, false, true, true, true, false, false, false];
+        // The longest path alone: 2 + 1 + 0.5.
+        assert_eq!(longest_path(&w, &deps).unwrap().length_s, 3.5);
+        // From 1, three publishes of 1 one after another, then 0.5.
+        assert_eq!(lower_bound(&w, &deps, &turns).unwrap(), 4.5);
+        // Nothing takes turns: the longest path.
+        assert_eq!(lower_bound(&w, &deps, &[false; 9]).unwrap(), 3.5);
+        // A publish released late enough does not wait for the others: 10 + 1 + 0.5.
+        let mut late = w;
+        late[2] = 10.0;
+        assert_eq!(lower_bound(&late, &deps, &turns).unwrap(), 11.5);
     }
 
     #[test]

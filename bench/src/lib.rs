@@ -42,4 +42,8 @@ pub struct Ctx {
     /// Most worker processes of the throughput run.
     pub throughput_workers: u32,
     pub python: Option<PathBuf>,
+    /// Makespan cases to measure (versions, distros, boot seconds); empty: the default four.
+    pub cases: Vec<(usize, usize, f64)>,
+    /// Makespan: also measure just-in-time launching and the serial baseline.
+    pub baselines: bool,
 }

@@ -59,6 +59,15 @@ struct Args {
     #[arg(long)]
     python: Option<PathBuf>,
 
+    /// Makespan: measure only these cases, as VERSIONSxDISTROS@BOOT_SECONDS (repeatable), e.g.
+    /// `--case 10x25@1.5` [default: 3x10 and 10x25, each at 0.5 and 1.5].
+    #[arg(long, value_name = "VxD@BOOT", value_parser = parse_case)]
+    case: Vec<(usize, usize, f64)>,
+
+    /// Makespan: measure lookahead only, without the just-in-time and serial baselines.
+    #[arg(long)]
+    no_baselines: bool,
+
     /// Seed of the task durations and the engine's jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -70,6 +79,19 @@ struct Args {
     /// Internal: run the throughput measurement and print its JSON.
     #[arg(long, hide = true)]
     internal_throughput: bool,
+}
+
+/// `3x10@0.5` → (3, 10, 0.5).
+fn parse_case(s: &str) -> Result<(usize, usize, f64), String> {
+    let bad = || format!("'{s}' is not VERSIONSxDISTROS@BOOT_SECONDS (e.g. 3x10@0.5)");
+    let (shape, boot) = s.split_once('@').ok_or_else(bad)?;
+    let (v, d) = shape.split_once('x').ok_or_else(bad)?;
+    let (v, d): (usize, usize) = (v.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+    let boot: f64 = boot.parse().map_err(|_| bad())?;
+    if v == 0 || d == 0 || !(boot >= 0.0 && boot.is_finite()) {
+        return Err(bad());
+    }
+    Ok((v, d, boot))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +197,8 @@ fn ctx(args: &Args, tmp: &Path) -> Ctx {
         repeats: args.repeats.max(1),
         throughput_workers: args.throughput_workers.max(1),
         python: args.python.clone(),
+        cases: args.case.clone(),
+        baselines: !args.no_baselines,
         root,
     }
 }
@@ -328,6 +352,21 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("bench: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_case;
+
+    #[test]
+    fn a_case_names_its_size_and_boot_and_a_bad_one_says_what_is_expected() {
+        assert_eq!(parse_case("10x25@1.5"), Ok((10, 25, 1.5)));
+        assert_eq!(parse_case("3x10@0"), Ok((3, 10, 0.0)));
+        for bad in ["3x10", "3@0.5", "0x10@0.5", "3x10@-1", "3x10@nan", "ax10@1"] {
+            let e = parse_case(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("3x10@0.5"), "{e}");
         }
     }
 }

@@ -42,9 +42,13 @@ pub struct MakespanRun {
     pub status: String,
     /// From starting the execution until it ended.
     pub makespan_s: f64,
-    /// What no launching can beat: the longest chain of measured task durations, plus one boot
-    /// (the first workers').
+    /// What no launching can beat: the longest chain of measured task durations, or the
+    /// exclusive step's tasks one after another if that is longer (`critical::lower_bound`),
+    /// plus one boot (the first workers').
     pub true_limit_s: f64,
+    /// The longest chain of measured task durations plus one boot, the exclusive step's turns
+    /// not counted.
+    pub chain_limit_s: f64,
     pub makespan_over_true_limit: f64,
     /// The longest chain of boot + measured task duration, every task paying a boot (what
     /// just-in-time launching can reach at best).
@@ -84,9 +88,9 @@ pub struct Case {
     pub idle_over_busy: f64,
     pub ec2_requests_per_worker: f64,
     pub lookahead: MakespanRun,
-    pub just_in_time: MakespanRun,
+    pub just_in_time: Option<MakespanRun>,
     pub serial: Option<MakespanRun>,
-    pub just_in_time_over_lookahead: f64,
+    pub just_in_time_over_lookahead: Option<f64>,
     pub serial_over_lookahead: Option<f64>,
     /// Every run's makespan, sorted, per launching.
     pub lookahead_all_s: Vec<f64>,
@@ -242,7 +246,14 @@ async fn one(
         .collect();
     let measured_tasks = mk(durations.iter().map(|d| boot_s + d).collect());
     let cp = longest(measured_tasks.iter().map(|t| t.weight_s).collect())?;
-    let true_limit = longest(durations.clone())?.length_s + boot_s;
+    let chain_limit = longest(durations.clone())?.length_s + boot_s;
+    // An exclusive step's tasks run one after another whatever the launching.
+    let turns: Vec<bool> = tasks
+        .iter()
+        .map(|(step, _)| p.step(step).is_some_and(|s| s.exclusive))
+        .collect();
+    let true_limit =
+        critical::lower_bound(&durations, &deps, &turns).map_err(|e| anyhow!(e))? + boot_s;
     let f = &run.fleet;
     let ec2 = f.describe_calls + f.run_instances_calls + f.tag_calls + f.terminate_calls;
     let (busy, idle) = busy_idle(&run);
@@ -251,6 +262,7 @@ async fn one(
         status: ex.status.clone(),
         makespan_s: ex.wall_s,
         true_limit_s: true_limit,
+        chain_limit_s: chain_limit,
         makespan_over_true_limit: ex.wall_s / true_limit,
         critical_path_s: cp.length_s,
         planned_critical_path_s: planned_cp.length_s,
@@ -315,8 +327,16 @@ async fn setup(ctx: &Ctx, nv: usize, nd: usize, boot_s: f64) -> Result<Setup> {
 
 pub async fn run(ctx: &Ctx) -> Result<Makespan> {
     let mut cases = vec![];
-    for (ci, &(nv, nd)) in SHAPES.iter().enumerate() {
-        for boot_s in BOOTS_S {
+    let wanted: Vec<(usize, usize, f64)> = if ctx.cases.is_empty() {
+        SHAPES
+            .iter()
+            .flat_map(|&(v, d)| BOOTS_S.map(|b| (v, d, b)))
+            .collect()
+    } else {
+        ctx.cases.clone()
+    };
+    {
+        for (nv, nd, boot_s) in wanted {
             let su = setup(ctx, nv, nd, boot_s).await?;
             let n_tasks = su.tasks.len();
             // One run first, not measured: it leaves each task's elapsed time in the duration
@@ -326,9 +346,13 @@ pub async fn run(ctx: &Ctx) -> Result<Makespan> {
                 "bench: makespan {nv}×{nd} ({n_tasks} tasks), boot {boot_s} s: warm-up run (fills the duration history)…"
             );
             one(ctx, &su, Launching::Lookahead, "warm-up", boot_s).await?;
-            let mut kinds = vec![Launching::Lookahead, Launching::JustInTime];
-            if ci == 0 {
-                kinds.push(Launching::Serial);
+            let mut kinds = vec![Launching::Lookahead];
+            if ctx.baselines {
+                kinds.push(Launching::JustInTime);
+                // One at a time is minutes at 10 × 25: the serial baseline runs at 3 × 10 only.
+                if (nv, nd) == SHAPES[0] {
+                    kinds.push(Launching::Serial);
+                }
             }
             let mut all: BTreeMap<&'static str, Vec<MakespanRun>> = BTreeMap::new();
             for n in 1..=ctx.repeats {
@@ -348,7 +372,7 @@ pub async fn run(ctx: &Ctx) -> Result<Makespan> {
             }
             let mut take = |k: &str| all.remove(k).map(median_run);
             let (lookahead, lookahead_all_s) = take("lookahead").expect("measured");
-            let (just_in_time, just_in_time_all_s) = take("just-in-time").expect("measured");
+            let just_in_time = take("just-in-time");
             let serial = take("serial");
             cases.push(Case {
                 versions: nv,
@@ -358,16 +382,21 @@ pub async fn run(ctx: &Ctx) -> Result<Makespan> {
                 makespan_over_true_limit: lookahead.makespan_over_true_limit,
                 idle_over_busy: lookahead.idle_over_busy,
                 ec2_requests_per_worker: lookahead.ec2_requests_per_worker,
-                just_in_time_over_lookahead: just_in_time.makespan_s / lookahead.makespan_s,
+                just_in_time_over_lookahead: just_in_time
+                    .as_ref()
+                    .map(|(j, _)| j.makespan_s / lookahead.makespan_s),
                 serial_over_lookahead: serial
                     .as_ref()
                     .map(|(s, _)| s.makespan_s / lookahead.makespan_s),
                 serial_all_s: serial.as_ref().map(|(_, a)| a.clone()).unwrap_or_default(),
                 serial: serial.map(|(s, _)| s),
+                just_in_time_all_s: just_in_time
+                    .as_ref()
+                    .map(|(_, a)| a.clone())
+                    .unwrap_or_default(),
+                just_in_time: just_in_time.map(|(j, _)| j),
                 lookahead,
-                just_in_time,
                 lookahead_all_s,
-                just_in_time_all_s,
             });
         }
     }
@@ -386,7 +415,7 @@ pub async fn run(ctx: &Ctx) -> Result<Makespan> {
 
 pub fn render(m: &Makespan) -> String {
     let mut out = format!(
-        "1. Makespan vs the true limit (longest chain of task durations + one boot), local mode ×{}, {}; {}\n",
+        "1. Makespan vs the true limit (longest chain of task durations, the exclusive step's turns one after another, + one boot), local mode ×{}, {}; {}\n",
         m.time_scale, m.durations, m.pipeline_note
     );
     let all = |xs: &[f64]| {
@@ -399,7 +428,11 @@ pub fn render(m: &Makespan) -> String {
     for c in &m.cases {
         let runs = [
             ("lookahead (ours)", Some(&c.lookahead), &c.lookahead_all_s),
-            ("just in time", Some(&c.just_in_time), &c.just_in_time_all_s),
+            (
+                "just in time",
+                c.just_in_time.as_ref(),
+                &c.just_in_time_all_s,
+            ),
             ("serial (baseline)", c.serial.as_ref(), &c.serial_all_s),
         ];
         for (name, r, xs) in runs {
@@ -435,22 +468,26 @@ pub fn render(m: &Makespan) -> String {
     ));
     for c in &m.cases {
         out.push_str(&format!(
-            "  {}×{} boot {:.1} s: just in time ÷ lookahead {}{}; critical chain: {}\n",
+            "  {}×{} boot {:.1} s: {}{}; chain-only limit {}; critical chain: {}\n",
             c.versions,
             c.distros,
             c.boot_s,
-            table::ratio(c.just_in_time_over_lookahead),
+            c.just_in_time_over_lookahead
+                .map(|r| format!("just in time ÷ lookahead {}", table::ratio(r)))
+                .unwrap_or_else(|| "no baselines".into()),
             c.serial_over_lookahead
                 .map(|r| format!(", serial ÷ lookahead {}", table::ratio(r)))
                 .unwrap_or_default(),
+            table::s(c.lookahead.chain_limit_s),
             c.lookahead.critical_chain.join(" → ")
         ));
     }
     for c in &m.cases {
         for (name, r) in [
-            ("lookahead", &c.lookahead),
-            ("just in time", &c.just_in_time),
+            ("lookahead", Some(&c.lookahead)),
+            ("just in time", c.just_in_time.as_ref()),
         ] {
+            let Some(r) = r else { continue };
             out.push_str(&format!(
                 "  {}×{} boot {:.1} s, {name} (median run), per step:\n",
                 c.versions, c.distros, c.boot_s
