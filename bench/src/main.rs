@@ -186,9 +186,11 @@ fn ctx(args: &Args, tmp: &Path) -> Ctx {
     let release = target_dir(&root).join("release");
     Ctx {
         example: root.join("pipeline.toml"),
+        // Absolute: each local instance copies it from its own folder.
         worker_bin: args
             .worker_bin
-            .clone()
+            .as_deref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
             .unwrap_or_else(|| release.join("worker")),
         lambda_dir: args.lambda_dir.clone().unwrap_or(release),
         tmp: tmp.to_path_buf(),

@@ -59,7 +59,19 @@ pub struct Lookahead {
     /// The run's requested steps (the next hop plans among them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<String>,
+    /// How many times this lookahead has been put off: when its Wait ends before a task it
+    /// waits for is expected within a boot, it starts again, timed by that task ([`rearm_name`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rearm: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The most times one lookahead is put off (each time a task it waits for is expected later
+/// than it was): past that, the workers start when their tasks are prepared.
+pub const MAX_REARMS: u32 = 8;
 
 /// The lookahead machine's input: when to start (`at`, RFC 3339) and what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +131,21 @@ pub fn execution_name(execution: &str, step: &str, after: &TaskRef) -> String {
         .take(40)
         .collect();
     format!("{short}-{}", ahead_tag(execution, step, after))
+}
+
+/// The name of the `n`th putting-off of the lookahead that starts `step`'s workers for `items`:
+/// the same for every lookahead of those tasks (a fan-in step's tasks wait for many, and each of
+/// their lookaheads may find the same late one), so they are put off once.
+pub fn rearm_name(execution: &str, step: &str, items: &[Item], n: u32) -> String {
+    let short: String = step
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(36)
+        .collect();
+    let mut parts: Vec<String> = vec![execution.into(), step.into(), format!("rearm{n}")];
+    parts.extend(items.iter().map(item_key));
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    format!("{short}-r{n}-{}", crate::names::stable_hash(&refs))
 }
 
 fn project(item: &Item, p: &Pipeline, step: &Step) -> Item {
@@ -222,6 +249,7 @@ pub fn plan(
                 waits_for: all,
                 inner: inner_values.to_vec(),
                 steps: steps.to_vec(),
+                rearm: 0,
             }
         })
         .filter(|l| !l.items.is_empty())
@@ -341,6 +369,23 @@ mod tests {
         assert!(n.len() <= 80 && n.starts_with("MakeBinaryPackage-"), "{n}");
         assert!(
             n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        // Putting off: one name per (run, step, tasks, generation), whichever lookahead of
+        // those tasks puts it off; within the limits even for a long step name.
+        let long = "P".repeat(80);
+        let items = [item(&[("version", "4.28.2")])];
+        let r1 = rearm_name("arn:e", &long, &items, 1);
+        assert_eq!(r1, rearm_name("arn:e", &long, &items, 1));
+        assert_ne!(r1, rearm_name("arn:e", &long, &items, 2));
+        assert_ne!(r1, rearm_name("arn:f", &long, &items, 1));
+        assert_ne!(
+            r1,
+            rearm_name("arn:e", &long, &[item(&[("version", "4.28.3")])], 1)
+        );
+        assert!(r1.len() <= 80, "{r1}");
+        assert!(
+            r1.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
     }

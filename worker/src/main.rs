@@ -160,7 +160,7 @@ async fn run(env: WorkerEnv, poll_timeout: Duration) -> anyhow::Result<()> {
         env.instance_id.clone().unwrap_or_default()
     };
 
-    let sdk = load_worker_sdk_config(&env.region, env.endpoint_url.is_some()).await;
+    let sdk = load_worker_sdk_config(&env.region, env.endpoint_url.as_deref()).await;
 
     let scripts_dir = if env.scripts.starts_with("s3://") {
         fetch_scripts(&env.scripts, &env.work_dir).await?

@@ -41,22 +41,47 @@ pub async fn load_sdk_config() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-/// The worker's configuration: `region`, and placeholder credentials when it talks to a local
-/// endpoint that checks no signature (which avoids a slow search of the default chain ending at
-/// IMDS).
-pub async fn load_worker_sdk_config(region: &str, local_endpoint: bool) -> SdkConfig {
+/// The worker's configuration: `region`; with a local `endpoint` (one that checks no
+/// signature), placeholder credentials, which avoids a slow search of the default chain ending at
+/// IMDS, and over plain HTTP [`local_http_client`].
+pub async fn load_worker_sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()));
-    if local_endpoint && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "build-on-aws-local",
-        ));
+    if let Some(url) = endpoint {
+        if url.starts_with("http://") {
+            loader = loader.http_client(local_http_client());
+        }
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "build-on-aws-local",
+            ));
+        }
     }
     loader.load().await
+}
+
+/// The HTTP client of a process that talks only to local endpoints (`http://127.0.0.1:…`): the
+/// SDK's own client, trusting no certificate authority. The default client parses every
+/// certificate of the system's store when it is first used: a few milliseconds on an instance's
+/// own CPU on AWS, but a local run starts hundreds of workers on the machine's shared cores,
+/// where that parsing delayed the results of the tasks already running. Only for `http://`
+/// endpoints: an `https://` one is refused (no certificate can be verified).
+pub fn local_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let no_roots = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_native_roots(false))
+        .build()
+        .expect("an empty trust store is a valid TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(no_roots)
+        .build_https()
 }
 
 /// The configuration of a client of a local Step Functions endpoint (the embedded engine's):
@@ -71,6 +96,7 @@ pub async fn local_endpoint_config(
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .endpoint_url(endpoint_url)
+        .http_client(local_http_client())
         .credentials_provider(aws_credential_types::Credentials::new(
             access_key,
             "local",

@@ -115,19 +115,35 @@ async fn schedule(
         let lead = until_end.saturating_sub(cfg.boot_time(d));
         let at = now + chrono::Duration::from_std(lead).unwrap_or_default();
         let name = lookahead::execution_name(&l.execution, &d.name, &l.after);
-        let input = serde_json::to_string(&LookaheadInput {
-            at: rfc3339(at),
-            lookahead: l,
-        })
-        .expect("serialises");
-        match executions.start(machine, &name, &input).await {
-            Ok(_) => started.push(name),
-            Err(e) => {
-                tracing::warn!(step = %d.name, error = %e, "cannot start the lookahead; its workers start when their tasks are prepared");
-            }
+        if start(machine, executions, &name, at, l).await {
+            started.push(name);
         }
     }
     started
+}
+
+/// Starts lookahead execution `name` (one that exists already, by name, is not started again):
+/// its Wait ends at `at`. False (and a warning) when it cannot start.
+async fn start(
+    machine: &str,
+    executions: &dyn boa_aws::ports::Executions,
+    name: &str,
+    at: DateTime<Utc>,
+    lookahead: Lookahead,
+) -> bool {
+    let step = lookahead.step.clone();
+    let input = serde_json::to_string(&LookaheadInput {
+        at: rfc3339(at),
+        lookahead,
+    })
+    .expect("serialises");
+    match executions.start(machine, name, &input).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(%step, error = %e, "cannot start the lookahead; its workers start when their tasks are prepared");
+            false
+        }
+    }
 }
 
 async fn read<T: serde::de::DeserializeOwned>(
@@ -179,18 +195,13 @@ pub async fn handle(
             .unwrap_or_default();
     let mut finished = 0usize;
     let mut blocking = 0usize;
-    // When the last of the tasks waited for is expected to end (now for those that ended).
+    // When the last of the tasks waited for is expected to end (now for those that ended), and
+    // the latest of those expected later than a boot from now.
     let mut last_end = now;
+    let mut late: Option<(DateTime<Utc>, &TaskRef)> = None;
     for t in &l.waits_for {
         let key = task_record_key(&l.execution, &t.step, &t.item);
         if let Some(r) = read::<TaskRecord>(ports.objects, cfg, &key).await? {
-            if t == &l.after {
-                return nothing(format!(
-                    "{} has already ended: {}'s workers start when its tasks are prepared",
-                    label(t),
-                    d.name
-                ));
-            }
             finished += 1;
             if blocks(&r) {
                 blocking += 1;
@@ -209,14 +220,15 @@ pub async fn handle(
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(now);
         last_end = last_end.max(end);
-        if end > horizon {
-            return nothing(format!(
-                "{} is expected to end at {}, later than a boot from now: its own lookahead starts {}'s workers",
-                label(t),
-                e.end,
-                d.name
-            ));
+        if end > horizon && late.is_none_or(|(at, _)| end > at) {
+            late = Some((end, t));
         }
+    }
+    if finished == l.waits_for.len() {
+        return nothing(format!(
+            "every task {} waits for has ended: its workers start when its tasks are prepared",
+            d.name
+        ));
     }
     let forbidden = match d.needs {
         Needs::AllSucceeded => blocking > 0,
@@ -229,6 +241,9 @@ pub async fn handle(
             d.name
         ));
     }
+    if let Some((end, t)) = late {
+        return put_off(ports, cfg, d, l.clone(), (end, t), now).await;
+    }
     let wanted = u32::try_from(l.items.len()).unwrap_or(u32::MAX);
     let state = lookahead::state_tag(&d.name);
     let seed = format!(
@@ -239,9 +254,14 @@ pub async fn handle(
     );
     let exclusive_seed = format!("{}|lookahead", l.execution);
     // Only registered idle workers are spare: booting ones are on their way to other tasks,
-    // except those this lookahead started already (a retried invocation).
+    // except those started ahead for these very tasks: by this lookahead already (a retried
+    // invocation), or by another of their dependencies' (a fan-in step's tasks wait for many).
     let tag = lookahead::ahead_tag(&l.execution, &d.name, &l.after);
-    let claims = [tag.clone()];
+    let claims: Vec<String> = l
+        .waits_for
+        .iter()
+        .map(|t| lookahead::ahead_tag(&l.execution, &d.name, t))
+        .collect();
     let ctx = LaunchContext {
         execution: &l.execution,
         state: &state,
@@ -277,6 +297,63 @@ pub async fn handle(
         launched: out.launched,
         reason: out.reason,
         next,
+    })
+}
+
+/// A task `l` waits for is expected to end at `end`, later than a boot from now (its own
+/// Prepare expects more than the projection that timed this lookahead): starts this lookahead
+/// again, its Wait ending a boot before `end`, under a name shared by every lookahead of the same
+/// tasks ([`lookahead::rearm_name`]), at most [`lookahead::MAX_REARMS`] times.
+async fn put_off(
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    d: &Step,
+    mut l: Lookahead,
+    (end, t): (DateTime<Utc>, &TaskRef),
+    now: DateTime<Utc>,
+) -> Result<LookaheadOutcome, NamedError> {
+    let late = format!(
+        "{} is expected to end at {}, later than a boot from now",
+        label(t),
+        rfc3339(end)
+    );
+    let (Some(machine), Some(executions)) = (&cfg.lookahead_machine_arn, ports.executions) else {
+        return Ok(LookaheadOutcome {
+            launched: vec![],
+            reason: format!(
+                "{late}: {}'s workers start when its tasks are prepared",
+                d.name
+            ),
+            next: vec![],
+        });
+    };
+    if l.rearm >= lookahead::MAX_REARMS {
+        return Ok(LookaheadOutcome {
+            launched: vec![],
+            reason: format!(
+                "{late}, and this lookahead was put off {} times already: {}'s workers start when its tasks are prepared",
+                l.rearm, d.name
+            ),
+            next: vec![],
+        });
+    }
+    l.rearm += 1;
+    let name = lookahead::rearm_name(&l.execution, &d.name, &l.items, l.rearm);
+    // The Wait is in pipeline time from now, as in `schedule`.
+    let until_end = (end - now)
+        .to_std()
+        .unwrap_or_default()
+        .mul_f64(cfg.time_scale);
+    let lead = until_end.saturating_sub(cfg.boot_time(d));
+    let at = now + chrono::Duration::from_std(lead).unwrap_or_default();
+    let started = start(machine, executions, &name, at, l).await;
+    Ok(LookaheadOutcome {
+        launched: vec![],
+        reason: format!(
+            "{late}: put off by {:.0} s (pipeline time)",
+            lead.as_secs_f64()
+        ),
+        next: if started { vec![name] } else { vec![] },
     })
 }
 

@@ -981,7 +981,9 @@ async fn prepares_sharing_a_fleet_view_see_each_others_launches() {
 
 mod lookahead {
     use super::*;
-    use boa_core::lookahead::{LookaheadEvent, LookaheadInput, expected_end_key};
+    use boa_core::lookahead::{
+        LookaheadEvent, LookaheadInput, MAX_REARMS, expected_end_key, rearm_name,
+    };
     use boa_core::results::task_record_key;
     use start_workers::{Output, handle_event};
 
@@ -1262,19 +1264,46 @@ mod lookahead {
         )
         .await;
         let o = fire(&rig, &input).await;
-        assert!(o.launched.is_empty(), "{o:?}");
-        assert!(o.reason.contains("has already ended"), "{}", o.reason);
+        assert!(o.launched.is_empty() && o.next.is_empty(), "{o:?}");
+        assert!(o.reason.contains("has ended"), "{}", o.reason);
 
-        // Source is expected to end in an hour: too early to boot Build's workers.
+        // Source is expected to end in an hour (its Prepare expects more than the projection
+        // that timed the lookahead): too early to boot Build's workers, so the lookahead is put
+        // off until a boot (60 s) before that end.
         let far = rig_with_end(3600).await;
         let (_, input) = started(&far).remove(0);
         let o = fire(&far, &input).await;
         assert!(o.launched.is_empty(), "{o:?}");
         assert!(
-            o.reason.contains("later than a boot from now"),
+            o.reason.contains("later than a boot from now") && o.reason.contains("put off"),
             "{}",
             o.reason
         );
+        let items = input.lookahead.items.clone();
+        assert_eq!(o.next, [rearm_name(EXEC, "Build", &items, 1)]);
+        let (_, again) = started(&far)
+            .into_iter()
+            .find(|(n, _)| n == &o.next[0])
+            .expect("the put-off lookahead was started");
+        assert_eq!(again.lookahead.rearm, 1);
+        assert_eq!(again.lookahead.after, input.lookahead.after);
+        let wait = chrono::DateTime::parse_from_rfc3339(&again.at)
+            .unwrap()
+            .to_utc()
+            - chrono::Utc::now();
+        assert!(
+            (3530..=3540).contains(&wait.num_seconds()),
+            "its Wait ends a boot before the expected end: {wait}"
+        );
+        // Still an hour off when that Wait ends: put off again, under the next name; after
+        // MAX_REARMS times, no more (the Prepare launches).
+        let o = fire(&far, &again).await;
+        assert_eq!(o.next, [rearm_name(EXEC, "Build", &items, 2)], "{o:?}");
+        let mut last = again.clone();
+        last.lookahead.rearm = MAX_REARMS;
+        let o = fire(&far, &last).await;
+        assert!(o.launched.is_empty() && o.next.is_empty(), "{o:?}");
+        assert!(o.reason.contains("put off 8 times"), "{}", o.reason);
 
         // Publish waits for every Build; one failed and Publish needs any-succeeded: the
         // others still count, so its worker starts; with all failed it does not.
