@@ -122,6 +122,11 @@ pub mod local {
     pub const TAGS_FILE: &str = "BOA_TAGS_FILE";
     /// Workers see the local object folder here, so scripts can "upload" what `done_when` checks.
     pub const OBJECTS: &str = "BOA_LOCAL_OBJECTS";
+    /// The end of a local instance's simulated boot (Unix time in milliseconds). Its process
+    /// starts when it is launched and the worker, once started, waits until then before it
+    /// registers and polls: the start-up work runs during the boot, as on EC2, instead of all at
+    /// once on the machine's shared cores when many instances come up together.
+    pub const UP_AT: &str = "BOA_LOCAL_UP_AT";
 }
 
 /// The CLI's options that can come from the environment.

@@ -124,6 +124,26 @@ fn watch_spot(imds: Imds, tx: Arc<InterruptSender>) {
     });
 }
 
+/// A local instance's process starts at launch; its worker waits here until the simulated boot
+/// ends (`BOA_LOCAL_UP_AT`, Unix milliseconds) or it is interrupted. Not set (on EC2): no wait.
+async fn wait_for_local_boot(mut interrupt: tokio::sync::watch::Receiver<Option<String>>) {
+    let Some(at) = std::env::var(boa_core::names::local::UP_AT)
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let left = at - chrono::Utc::now().timestamp_millis();
+    if left <= 0 {
+        return;
+    }
+    let wait = tokio::time::sleep(Duration::from_millis(left as u64));
+    tokio::select! {
+        () = wait => {}
+        _ = interrupt.wait_for(Option::is_some) => {}
+    }
+}
+
 /// `aws s3 cp --recursive` of an `s3://` scripts location into `<work_dir>/scripts`.
 async fn fetch_scripts(url: &str, work_dir: &str) -> anyhow::Result<PathBuf> {
     let dest = PathBuf::from(work_dir).join("scripts");
@@ -204,6 +224,7 @@ async fn run(env: WorkerEnv, poll_timeout: Duration) -> anyhow::Result<()> {
         poll_timeout,
     ));
     let cfg = AgentConfig::new(&env, &instance_id, &scripts_dir);
+    wait_for_local_boot(rx.clone()).await;
     let mut agent = Agent::new(cfg, activities, tagger, Arc::clone(&log), rx);
     let ending = agent.run().await?;
     log.flush().await;

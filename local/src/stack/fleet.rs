@@ -524,10 +524,14 @@ impl LocalFleet {
         Ok(cmd)
     }
 
+    /// Starts the instance's process at once; its worker waits until the boot time has passed
+    /// ([`boa_core::names::local::UP_AT`]), when the instance turns `running`.
     fn spawn_instance(self: &Arc<Self>, id: String, boot: Boot) {
         let me = Arc::clone(self);
         tokio::spawn(async move {
-            tokio::time::sleep(me.cfg.boot_time).await;
+            let up = tokio::time::Instant::now() + me.cfg.boot_time;
+            let up_at =
+                Utc::now() + chrono::Duration::from_std(me.cfg.boot_time).unwrap_or_default();
             let tags_file = me.cfg.run_dir.join("tags").join(format!("{id}.json"));
             {
                 let s = me.lock();
@@ -542,7 +546,13 @@ impl LocalFleet {
             let stub = matches!(boot, Boot::Stub(_));
             let spawned = me
                 .instance_command(&id, &boot, &tags_file)
-                .and_then(|mut cmd| cmd.spawn());
+                .and_then(|mut cmd| {
+                    cmd.env(
+                        boa_core::names::local::UP_AT,
+                        up_at.timestamp_millis().to_string(),
+                    );
+                    cmd.spawn()
+                });
             let mut child = match spawned {
                 Ok(c) => c,
                 Err(e) => {
@@ -573,19 +583,36 @@ impl LocalFleet {
                 let mut s = me.lock();
                 let shut_down = s.shut_down;
                 if let Some(i) = s.instances.get_mut(&id) {
-                    if i.state == InstanceState::Pending && !shut_down {
-                        i.state = InstanceState::Running;
-                        i.running_since = Some(Utc::now());
-                    } else if let Some(p) = pid {
+                    if i.state != InstanceState::Pending || shut_down {
                         // Terminated (or the fleet shut down) while it was being started.
-                        Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+                        if let Some(p) = pid {
+                            Self::signal(p, nix::sys::signal::Signal::SIGKILL);
+                        }
                     }
                     i.pid = pid;
                     i.tags_file = tags_file;
                 }
                 s.started_pids.extend(pid);
             }
-            let status = child.wait().await;
+            // The boot: the process starts up meanwhile; the instance runs once it has passed
+            // (unless it was terminated, or its process ended, before).
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = tokio::time::sleep_until(up) => {
+                    {
+                        let mut s = me.lock();
+                        let shut_down = s.shut_down;
+                        if let Some(i) = s.instances.get_mut(&id)
+                            && i.state == InstanceState::Pending
+                            && !shut_down
+                        {
+                            i.state = InstanceState::Running;
+                            i.running_since = Some(Utc::now());
+                        }
+                    }
+                    child.wait().await
+                }
+            };
             tracing::debug!(instance = %id, ?status, "instance process exited");
             if stub {
                 // Powered off: nothing of the instance runs on.
@@ -992,7 +1019,10 @@ impl Fleet for LocalFleet {
                         i.ended_at.get_or_insert_with(Utc::now);
                     }
                 }
-                if i.state == InstanceState::Running {
+                // A pending instance's process is starting up: it goes as a running one does.
+                if i.state == InstanceState::Running
+                    || (i.state == InstanceState::Pending && i.pid.is_some())
+                {
                     i.state = InstanceState::ShuttingDown;
                 }
             }
