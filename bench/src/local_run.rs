@@ -136,6 +136,8 @@ pub struct StackRun {
     pub executions: Vec<Execution>,
     /// From the first `run` until every execution ended.
     pub wall_s: f64,
+    /// The machine's CPU busy over `wall_s` (0 to 1; every process, the run's and others').
+    pub cpu_busy: Option<f64>,
     pub fleet: FleetCounters,
     pub lambdas: BTreeMap<String, u64>,
     /// Most of: the sum of every live worker's RSS (KiB), sampled.
@@ -196,6 +198,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         })
     });
     let t0 = Instant::now();
+    let cpu0 = crate::sys::cpu_ticks();
     let mut waits = vec![];
     for (input, name) in inputs {
         let name = &format!("{}{name}", spec.name_prefix);
@@ -254,6 +257,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         executions.push(w.await.map_err(|e| anyhow!("waiting task: {e}"))?);
     }
     let wall_s = t0.elapsed().as_secs_f64();
+    let cpu_busy = crate::sys::busy_share(cpu0, crate::sys::cpu_ticks());
     let ended = chrono::Utc::now();
     let spans = stack.fleet().spans();
     stop.store(true, Ordering::Relaxed);
@@ -272,6 +276,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         .collect();
     stack.shutdown().await;
     Ok(StackRun {
+        cpu_busy,
         executions,
         wall_s,
         fleet,

@@ -70,6 +70,9 @@ pub struct MakespanRun {
     /// idle timeout after a worker's last task, which every launching pays alike.
     pub idle_worker_s: f64,
     pub idle_over_busy: f64,
+    /// The machine's CPU busy during the run (0 to 1): near 1, local mode measures the machine
+    /// (every worker process shares its cores), not the orchestration.
+    pub cpu_busy: Option<f64>,
     /// The critical chain, `Step[item]`.
     pub critical_chain: Vec<String>,
     /// Where the time went, per step.
@@ -275,6 +278,7 @@ async fn one(
         busy_worker_s: busy,
         idle_worker_s: idle,
         idle_over_busy: idle / busy.max(f64::MIN_POSITIVE),
+        cpu_busy: run.cpu_busy,
         critical_chain: cp
             .chain
             .iter()
@@ -448,6 +452,8 @@ pub fn render(m: &Makespan) -> String {
                 format!("{:.2}", r.ec2_requests_per_worker),
                 format!("{}/{}", r.tasks_succeeded, r.tasks),
                 r.workers_launched.to_string(),
+                r.cpu_busy
+                    .map_or("?".into(), |c| format!("{:.0}%", 100.0 * c)),
             ]);
         }
     }
@@ -463,6 +469,7 @@ pub fn render(m: &Makespan) -> String {
             "EC2 req/worker",
             "tasks ok",
             "workers",
+            "CPU busy",
         ],
         &rows,
     ));

@@ -32,6 +32,35 @@ pub fn maxrss_kib(children: bool) -> u64 {
     }
 }
 
+/// The machine's CPU time so far from `/proc/stat`'s first line, in clock ticks: (busy, all).
+/// Busy is everything but idle and iowait.
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_ticks(&text)
+}
+
+fn parse_cpu_ticks(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    if v.len() < 8 {
+        return None;
+    }
+    let all: u64 = v[..8].iter().sum();
+    Some((all - v[3] - v[4], all))
+}
+
+/// The share of the machine's CPU busy between two [`cpu_ticks`] readings (0 to 1).
+pub fn busy_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, a0), (b1, a1)) = (before?, after?);
+    let all = a1.checked_sub(a0).filter(|&d| d > 0)?;
+    Some(b1.saturating_sub(b0) as f64 / all as f64)
+}
+
 pub fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
@@ -100,6 +129,17 @@ pub fn machine() -> Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_busy_share_leaves_out_idle_and_iowait() {
+        let a = parse_cpu_ticks("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
+        assert_eq!(a, (150, 1000));
+        let b = parse_cpu_ticks("cpu  400 0 150 900 50 0 0 0 0 0\n").unwrap();
+        // 400 more busy ticks out of 500: 80 %.
+        assert_eq!(busy_share(Some(a), Some(b)), Some(0.8));
+        assert_eq!(busy_share(Some(b), Some(b)), None);
+        assert_eq!(parse_cpu_ticks("intr 1 2 3\n"), None);
+    }
 
     #[test]
     fn status_fields_and_medians() {
