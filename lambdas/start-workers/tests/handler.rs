@@ -1358,6 +1358,52 @@ mod lookahead {
         );
     }
 
+    #[tokio::test]
+    async fn a_fan_in_step_s_lookaheads_start_one_worker_between_them() {
+        // Publish (not exclusive here) waits for every distro's Build: each Build's Prepare
+        // starts a lookahead for it, and they may fire together.
+        let mut rig = la_rig();
+        rig.p = Pipeline::parse(&PIPELINE.replace("exclusive = true\n", "")).unwrap();
+        let build = |d: &str| -> boa_core::Item {
+            [
+                ("version".to_string(), "1.2.3".to_string()),
+                ("distro".to_string(), d.to_string()),
+            ]
+            .into()
+        };
+        let distros = ["debian-12", "ubuntu-22.04", "ubuntu-24.04"];
+        for d in distros {
+            rig.run(build_req(&rig, d)).await;
+        }
+        let publish: Vec<LookaheadInput> = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.lookahead.step == "Publish")
+            .collect();
+        assert_eq!(publish.len(), 3, "one per Build");
+        // Every Build is now expected to end within a boot.
+        for d in distros {
+            put_json(
+                &rig,
+                &expected_end_key(EXEC, "Build", &build(d)),
+                json!({"end": chrono::Utc::now().to_rfc3339()}),
+            )
+            .await;
+        }
+        let first = fire(&rig, &publish[0]).await;
+        assert_eq!(first.launched.len(), 1, "{first:?}");
+        // The others find that worker booting for the same Publish task: none starts another.
+        for l in &publish[1..] {
+            let o = fire(&rig, l).await;
+            assert!(o.launched.is_empty(), "a second Publish worker: {o:?}");
+        }
+        assert_eq!(
+            rig.fleet.live_ids().len(),
+            3 + 1,
+            "three Builds' workers and one Publish worker"
+        );
+    }
+
     async fn rig_with_end(secs: i64) -> Rig {
         let rig = la_rig();
         rig.run(source(&rig)).await;
