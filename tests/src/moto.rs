@@ -116,6 +116,7 @@ pub async fn sdk_config_for(endpoint_url: &str) -> SdkConfig {
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("test", "test", None, None, "static"))
         .endpoint_url(endpoint_url)
+        .http_client(boa_aws::adapters::local_http_client())
         .load()
         .await
 }

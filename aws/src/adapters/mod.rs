@@ -38,7 +38,22 @@ use crate::ports::PortError;
 /// The shared configuration of a process: region and credentials from the default chain
 /// (Lambda's environment, the instance profile, the user's profile).
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The HTTPS client of every AWS call: the SDK's own (hyper 1, rustls) with ring as its crypto
+/// and the system's certificate authorities. Chosen here rather than by the SDK's default
+/// feature, which builds aws-lc from C on the test build's critical path.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// The worker's configuration: `region`; with a local `endpoint` (one that checks no
@@ -47,19 +62,18 @@ pub async fn load_sdk_config() -> SdkConfig {
 pub async fn load_worker_sdk_config(region: &str, endpoint: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()));
-    if let Some(url) = endpoint {
-        if url.starts_with("http://") {
-            loader = loader.http_client(local_http_client());
-        }
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "build-on-aws-local",
-            ));
-        }
+    loader = loader.http_client(match endpoint {
+        Some(url) if url.starts_with("http://") => local_http_client(),
+        _ => https_client(),
+    });
+    if endpoint.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "build-on-aws-local",
+        ));
     }
     loader.load().await
 }
@@ -78,7 +92,7 @@ pub fn local_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpCl
         .expect("an empty trust store is a valid TLS context");
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
+            tls::rustls_provider::CryptoMode::Ring,
         ))
         .tls_context(no_roots)
         .build_https()
@@ -293,5 +307,20 @@ mod tests {
         // A refused launch stays Ec2.LaunchFailed; any other refused call is Aws.CallFailed.
         assert_eq!(e.launch_name(), ErrorName::Ec2LaunchFailed);
         assert_eq!(e.name(), ErrorName::AwsCallFailed);
+    }
+}
+
+#[cfg(test)]
+mod http_client_tests {
+    /// The SDK's default HTTPS client is not built (no `default-https-client` feature): a
+    /// configuration without one of ours would fail every call at run time.
+    #[tokio::test]
+    async fn every_configuration_carries_an_http_client() {
+        let on_aws = super::load_worker_sdk_config("us-east-1", None).await;
+        assert!(on_aws.http_client().is_some());
+        let local = super::load_worker_sdk_config("us-east-1", Some("http://127.0.0.1:1")).await;
+        assert!(local.http_client().is_some());
+        let engine = super::local_endpoint_config("http://127.0.0.1:1", "us-east-1", "key").await;
+        assert!(engine.http_client().is_some());
     }
 }

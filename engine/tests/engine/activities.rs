@@ -40,6 +40,7 @@ async fn client_as(e: &Engine, access_key: &str) -> aws_sdk_sfn::Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(access_key, "secret", None, None, "test"))
         .endpoint_url(format!("http://{addr}"))
+        .http_client(crate::common::http_client())
         .build();
     aws_sdk_sfn::Client::from_conf(conf)
 }

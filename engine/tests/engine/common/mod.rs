@@ -163,8 +163,19 @@ pub async fn sfn(e: &Engine) -> aws_sdk_sfn::Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
         .endpoint_url(format!("http://{addr}"))
+        .http_client(http_client())
         .build();
     aws_sdk_sfn::Client::from_conf(conf)
+}
+
+/// The SDK's HTTP client (the workspace builds no default one), for the loopback endpoint.
+pub fn http_client() -> aws_sdk_sfn::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// Creates a state machine through the API; returns its ARN.
