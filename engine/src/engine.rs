@@ -533,20 +533,21 @@ impl Engine {
         cause: Option<&str>,
     ) -> Result<(), EngineError> {
         let e = self.get(execution_arn)?;
+        // The interpreter is cancelled first: a Map state that saw its children aborted could
+        // otherwise fail the execution before the stop is recorded. Then its Map Runs are
+        // aborted (`MapRunAborted`), and `ExecutionAborted` ends the history, as on AWS.
         let running = e.is_running();
-        // The execution ends ABORTED first: its Map Runs are aborted after, or the Map state
-        // that sees its children aborted could fail the execution before the stop is recorded.
         e.abort();
-        e.finish(
-            ExecutionStatus::Aborted,
-            Err(StatesError::new(error.unwrap_or(""), cause.unwrap_or(""))),
-        );
         if running {
             self.inner
                 .services
                 .registry
                 .abort_map_runs_of(execution_arn);
         }
+        e.finish(
+            ExecutionStatus::Aborted,
+            Err(StatesError::new(error.unwrap_or(""), cause.unwrap_or(""))),
+        );
         Ok(())
     }
 }
