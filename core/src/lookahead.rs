@@ -125,23 +125,26 @@ pub fn ahead_tag(execution: &str, step: &str, after: &TaskRef) -> String {
 /// characters of `[A-Za-z0-9_-]`, as Step Functions requires): the same task of the same run
 /// always gives the same name, so a retried `Prepare` cannot start a second one.
 pub fn execution_name(execution: &str, step: &str, after: &TaskRef) -> String {
-    let short: String = step
-        .chars()
+    format!(
+        "{}-{}",
+        short_name(step, 40),
+        ahead_tag(execution, step, after)
+    )
+}
+
+/// The first `max` characters of `step` that an execution name may carry (`[A-Za-z0-9_-]`).
+fn short_name(step: &str, max: usize) -> String {
+    step.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(40)
-        .collect();
-    format!("{short}-{}", ahead_tag(execution, step, after))
+        .take(max)
+        .collect()
 }
 
 /// The name of the `n`th putting-off of the lookahead that starts `step`'s workers for `items`:
 /// the same for every lookahead of those tasks (a fan-in step's tasks wait for many, and each of
 /// their lookaheads may find the same late one), so they are put off once.
 pub fn rearm_name(execution: &str, step: &str, items: &[Item], n: u32) -> String {
-    let short: String = step
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(36)
-        .collect();
+    let short = short_name(step, 36);
     let mut parts: Vec<String> = vec![execution.into(), step.into(), format!("rearm{n}")];
     parts.extend(items.iter().map(item_key));
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();

@@ -48,11 +48,17 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// and the system's certificate authorities. Chosen here rather than by the SDK's default
 /// feature, which builds aws-lc from C on the test build's critical path.
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls;
+    rustls_client(aws_smithy_http_client::tls::TlsContext::default())
+}
+
+/// The SDK's hyper 1 + rustls client with ring, trusting what `tls` trusts.
+fn rustls_client(
+    tls: aws_smithy_http_client::tls::TlsContext,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls)
         .build_https()
 }
 
@@ -90,12 +96,7 @@ pub fn local_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpCl
         .with_trust_store(tls::TrustStore::empty().with_native_roots(false))
         .build()
         .expect("an empty trust store is a valid TLS context");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .tls_context(no_roots)
-        .build_https()
+    rustls_client(no_roots)
 }
 
 /// The configuration of a client of a local Step Functions endpoint (the embedded engine's):

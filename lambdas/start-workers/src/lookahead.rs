@@ -111,15 +111,29 @@ async fn schedule(
     let mut started = vec![];
     for l in plans {
         let Some(d) = p.step(&l.step) else { continue };
-        // The Wait is in pipeline time from now (the engine scales it; on AWS the scale is 1).
-        let lead = until_end.saturating_sub(cfg.boot_time(d));
-        let at = now + chrono::Duration::from_std(lead).unwrap_or_default();
+        let (at, _) = wait_end(cfg, d, until_end, now);
         let name = lookahead::execution_name(&l.execution, &d.name, &l.after);
         if start(machine, executions, &name, at, l).await {
             started.push(name);
         }
     }
     started
+}
+
+/// When a lookahead's Wait ends so that `d`'s workers are up `until_end` (pipeline time) from
+/// `now`: `now` + `until_end` − `d`'s boot time, and that lead. The Wait is in pipeline time from
+/// now (the engine scales it; on AWS the scale is 1).
+fn wait_end(
+    cfg: &StackConfig,
+    d: &Step,
+    until_end: Duration,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, Duration) {
+    let lead = until_end.saturating_sub(cfg.boot_time(d));
+    (
+        now + chrono::Duration::from_std(lead).unwrap_or_default(),
+        lead,
+    )
 }
 
 /// Starts lookahead execution `name` (one that exists already, by name, is not started again):
@@ -339,13 +353,11 @@ async fn put_off(
     }
     l.rearm += 1;
     let name = lookahead::rearm_name(&l.execution, &d.name, &l.items, l.rearm);
-    // The Wait is in pipeline time from now, as in `schedule`.
     let until_end = (end - now)
         .to_std()
         .unwrap_or_default()
         .mul_f64(cfg.time_scale);
-    let lead = until_end.saturating_sub(cfg.boot_time(d));
-    let at = now + chrono::Duration::from_std(lead).unwrap_or_default();
+    let (at, lead) = wait_end(cfg, d, until_end, now);
     let started = start(machine, executions, &name, at, l).await;
     Ok(LookaheadOutcome {
         launched: vec![],
