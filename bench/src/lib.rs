@@ -46,4 +46,6 @@ pub struct Ctx {
     pub cases: Vec<(usize, usize, f64)>,
     /// Makespan: also measure just-in-time launching and the serial baseline.
     pub baselines: bool,
+    /// Makespan: local instances run their userdata stub (see [`local_run::RunSpec::run_stubs`]).
+    pub stubs: bool,
 }

@@ -43,6 +43,10 @@ pub struct RunSpec {
     /// Execution names are prefixed with it (runs sharing a run folder, and so the duration
     /// history, need distinct names).
     pub name_prefix: String,
+    /// Each launched instance runs its userdata stub; off (the default here), the stack makes
+    /// the stub's checks and starts the worker directly
+    /// ([`local::stack::LocalOptions::run_stubs`]).
+    pub run_stubs: bool,
 }
 
 impl RunSpec {
@@ -60,6 +64,7 @@ impl RunSpec {
             sample_rss: false,
             lookahead: true,
             name_prefix: String::new(),
+            run_stubs: false,
         }
     }
 
@@ -164,6 +169,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
     opts.extra_env = spec.extra_env.clone();
     opts.seed = spec.seed;
     opts.lookahead = spec.lookahead;
+    opts.run_stubs = spec.run_stubs;
     // Each stack its own folder under the shared run folder, as each CLI run has: the runs of a
     // case share the duration history (kept at the folder's top) but no attempt records, locks
     // or logs.

@@ -68,6 +68,13 @@ struct Args {
     #[arg(long)]
     no_baselines: bool,
 
+    /// Makespan: each local instance runs its userdata stub, as `build-on-aws --local` does
+    /// by default. Without it the stack makes the stub's checks and starts the worker directly
+    /// (`--no-stubs`): on EC2 the stub runs on each instance's own CPU during its boot, here
+    /// hundreds of instances would share two cores (about 15 ms of CPU each).
+    #[arg(long)]
+    stubs: bool,
+
     /// Seed of the task durations and the engine's jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -201,6 +208,7 @@ fn ctx(args: &Args, tmp: &Path) -> Ctx {
         python: args.python.clone(),
         cases: args.case.clone(),
         baselines: !args.no_baselines,
+        stubs: args.stubs,
         root,
     }
 }

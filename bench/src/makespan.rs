@@ -210,6 +210,7 @@ async fn one(
     spec.boot_real = std::time::Duration::from_secs_f64(boot_s);
     spec.serial_launches = launching == Launching::Serial;
     spec.lookahead = launching == Launching::Lookahead;
+    spec.run_stubs = ctx.stubs;
     spec.seed = ctx.seed;
     spec.durations(durations_file);
     let run = local_run::run_local(&spec, &[(input.clone(), name.to_string())]).await?;
@@ -410,9 +411,14 @@ pub async fn run(ctx: &Ctx) -> Result<Makespan> {
             "tarball {TARBALL_S} s, binary package {}–{} s (seeded per task), publish {PUBLISH_S} s",
             PACKAGE_S.0, PACKAGE_S.1
         ),
-        pipeline_note:
-            "the example's steps; package workers capped at the number of packages instead of 25"
-                .into(),
+        pipeline_note: format!(
+            "the example's steps; package workers capped at the number of packages instead of 25; {}",
+            if ctx.stubs {
+                "each instance runs its userdata stub"
+            } else {
+                "instances start their worker directly (the stack makes the stub's checks; --stubs to run them)"
+            }
+        ),
         cases,
     })
 }

@@ -83,6 +83,7 @@ pub async fn run(cli: &Cli) -> Result<Outcome, CliError> {
         extra_env: local_args.env.clone(),
         parallel_parameters_once: false,
         lookahead: !local_args.no_lookahead,
+        run_stubs: !local_args.no_stubs,
     };
     let stack = LocalStack::start(opts)
         .await

@@ -127,6 +127,10 @@ pub mod local {
     /// registers and polls: the start-up work runs during the boot, as on EC2, instead of all at
     /// once on the machine's shared cores when many instances come up together.
     pub const UP_AT: &str = "BOA_LOCAL_UP_AT";
+    /// The process id of the local stack that started this worker directly (no stub between):
+    /// the worker asks the kernel to kill it when that process is gone, and exits at once if
+    /// it already is. The stack starts it without a fork of its own (large) address space.
+    pub const PARENT_PID: &str = "BOA_LOCAL_PARENT_PID";
 }
 
 /// The CLI's options that can come from the environment.

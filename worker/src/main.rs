@@ -25,8 +25,15 @@ use worker::{IMDS_ENDPOINT_VAR, POLL_TIMEOUT_VAR, TAGS_FILE_VAR};
 /// How often the spot interruption notice is polled on EC2.
 const SPOT_POLL: Duration = Duration::from_secs(5);
 
-#[tokio::main]
+/// One thread: the worker waits on the network and on its scripts' pipes and never computes
+/// for long, and a local run starts hundreds of workers on the machine's shared cores, where
+/// each thread of a multi-threaded runtime costs a start-up and a share of the scheduler.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    if let Err(msg) = die_with_local_stack() {
+        eprintln!("{msg}");
+        return ExitCode::from(1);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(log_filter())
@@ -122,6 +129,30 @@ fn watch_spot(imds: Imds, tx: Arc<InterruptSender>) {
             }
         }
     });
+}
+
+/// A worker the local stack started directly ([`boa_core::names::local::PARENT_PID`]) dies with
+/// it: the kernel sends SIGKILL when the stack's process is gone (its scripts follow through
+/// their guards). Not set (on EC2, or under a userdata stub): nothing to do.
+fn die_with_local_stack() -> Result<(), String> {
+    let Ok(v) = std::env::var(boa_core::names::local::PARENT_PID) else {
+        return Ok(());
+    };
+    let parent: i32 = v.parse().map_err(|_| {
+        format!(
+            "{}='{v}' is not a process id",
+            boa_core::names::local::PARENT_PID
+        )
+    })?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot ask to die with the local stack: {e}"))?;
+    // The stack may have died before the request: then no signal would ever come.
+    if nix::unistd::getppid().as_raw() != parent {
+        return Err(format!(
+            "the local stack that started this worker (process {parent}) is gone"
+        ));
+    }
+    Ok(())
 }
 
 /// A local instance's process starts at launch; its worker waits here until the simulated boot

@@ -55,6 +55,14 @@ pub struct LocalFleetConfig {
     /// the file it was computed from: instances answer the stub's check from it (see
     /// [`VerifiedBinary`]).
     pub verified_worker: Option<VerifiedBinary>,
+    /// Each launched instance runs its userdata stub (`bash`, then `mkdir`, `ln`, `sha256sum`,
+    /// `chmod` and the worker: about 15 ms of CPU). Off, the fleet makes the stub's checks
+    /// itself (the userdata is the stub start-workers renders, its worker binary the verified
+    /// one with the SHA-256 the launch expects) and starts the worker directly, with the
+    /// environment the stub would have exported; an instance whose checks fail runs its stub,
+    /// which refuses as on EC2. On EC2 each instance spends that CPU on its own during its
+    /// boot; here hundreds of instances launched at once would share two cores.
+    pub run_stubs: bool,
 }
 
 /// A file's SHA-256 and its identity when it was hashed (device, inode, size, modification time
@@ -103,10 +111,11 @@ impl VerifiedBinary {
         Ok((sha256, verified))
     }
 
-    /// The `sha256sum` shim's text; `real` is the system's `sha256sum`.
+    /// The `sha256sum` shim's text; `real` is the system's `sha256sum`. POSIX `sh`, not bash:
+    /// every local instance runs it once, and where `sh` is dash it starts several times faster.
     fn shim(&self, real: &std::path::Path) -> String {
         format!(
-            r#"#!/bin/bash
+            r#"#!/bin/sh
 # build-on-aws local fleet: sha256sum for this run's instances. The worker binary was hashed once
 # when the stack started; for that very file (same device, inode, size and modification time)
 # the hash is answered from here, as if hashed on an instance's own CPU. Anything else goes to the
@@ -183,13 +192,16 @@ struct Inst {
     hand: Option<String>,
     /// `pid` is the userdata stub's shell, and the worker its child (a launched instance).
     stub: bool,
+    /// Its tags file may have changed since it was last read (see [`TagWatch`]).
+    tags_stale: bool,
 }
 
 /// How an instance boots.
 enum Boot {
     /// The launch's userdata stub, run for this machine.
     Stub(Box<StubInputs>),
-    /// The worker itself, with this environment (a worker started by hand: fake-ec2).
+    /// The worker itself, with this environment: a worker started by hand (fake-ec2), or a
+    /// launch whose stub's checks the fleet made itself ([`LocalFleetConfig::run_stubs`] off).
     Direct(Vec<(String, String)>),
 }
 
@@ -201,6 +213,8 @@ struct State {
     shut_down: bool,
     /// Every worker process ever started (the tests check none outlives the stack).
     started_pids: Vec<u32>,
+    /// Tags files read (a test checks that a look reads only those written since the last).
+    tag_reads: u64,
 }
 
 /// Local processes standing in for EC2 instances.
@@ -217,6 +231,71 @@ pub struct LocalFleet {
     launch_gate: tokio::sync::Mutex<()>,
     /// Where the `sha256sum` shim is (first on a stub's PATH), if there is one.
     shim_dir: Option<PathBuf>,
+    tag_watch: TagWatch,
+}
+
+/// Which instances' tags files were written since the last look: an inotify watch on the tags
+/// folder. A worker rewrites its file (temp file + rename) when it names itself or takes a task;
+/// a DescribeInstances then reads only the files written since, instead of every live
+/// instance's file (at 270 instances, 270 reads per call held the fleet's lock and a runtime
+/// thread for about 15 ms on every Prepare). Without a watch, or when the kernel's queue
+/// overflowed, every file is read again.
+struct TagWatch(Option<nix::sys::inotify::Inotify>);
+
+impl TagWatch {
+    fn new(dir: &std::path::Path) -> TagWatch {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let watch = std::fs::create_dir_all(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+                    .map_err(|e| e.to_string())?;
+                fd.add_watch(
+                    dir,
+                    AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO,
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(fd)
+            });
+        match watch {
+            Ok(fd) => TagWatch(Some(fd)),
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "no inotify watch on the tags folder: every look reads every tags file");
+                TagWatch(None)
+            }
+        }
+    }
+
+    /// Marks stale every instance whose tags file was written since the last call (all of
+    /// them without a watch or after an overflow).
+    fn mark(&self, s: &mut State) {
+        use nix::sys::inotify::AddWatchFlags;
+        let Some(fd) = &self.0 else {
+            s.instances.values_mut().for_each(|i| i.tags_stale = true);
+            return;
+        };
+        loop {
+            match fd.read_events() {
+                Ok(events) if !events.is_empty() => {
+                    for e in events {
+                        if e.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                            s.instances.values_mut().for_each(|i| i.tags_stale = true);
+                            continue;
+                        }
+                        let id = e
+                            .name
+                            .as_ref()
+                            .and_then(|n| n.to_str()?.strip_suffix(".json"));
+                        if let Some(i) = id.and_then(|id| s.instances.get_mut(id)) {
+                            i.tags_stale = true;
+                        }
+                    }
+                }
+                // EAGAIN: nothing more queued.
+                _ => return,
+            }
+        }
+    }
 }
 
 fn scale_secs(v: &str, scale: f64) -> String {
@@ -258,6 +337,7 @@ impl LocalFleet {
     pub fn new(cfg: LocalFleetConfig, faults: Faults) -> Arc<LocalFleet> {
         let dice = Dice::new(faults.seed ^ 0x00f1_ee70);
         let shim_dir = write_shim(&cfg);
+        let tag_watch = TagWatch::new(&cfg.run_dir.join("tags"));
         Arc::new_cyclic(|me| LocalFleet {
             cfg,
             state: Mutex::new(State::default()),
@@ -268,6 +348,7 @@ impl LocalFleet {
             serial_launches: Default::default(),
             launch_gate: tokio::sync::Mutex::new(()),
             shim_dir,
+            tag_watch,
         })
     }
 
@@ -357,6 +438,7 @@ impl LocalFleet {
                 chaos_rolled: None,
                 hand: Some(step.to_string()),
                 stub: false,
+                tags_stale: true,
             },
         );
         self.spawn_instance(id.clone(), Boot::Direct(env));
@@ -424,6 +506,22 @@ impl LocalFleet {
                 (k.clone(), v)
             })
             .collect()
+    }
+
+    /// Without stubs ([`LocalFleetConfig::run_stubs`] off): whether the stub would run the
+    /// worker, that is the launch names a SHA-256 and the worker binary is the file the stack
+    /// verified, unchanged, with that SHA-256.
+    fn stub_checks_pass(&self, stub: &StubInputs) -> bool {
+        if self.cfg.run_stubs {
+            return false;
+        }
+        match (&self.cfg.verified_worker, &stub.sha256) {
+            (Some(v), Some(want)) => {
+                *want == v.sha256
+                    && file_identity(&self.cfg.worker_bin).is_ok_and(|id| id == v.identity)
+            }
+            _ => false,
+        }
     }
 
     /// This machine's parts of the userdata stub (see the module's documentation).
@@ -520,7 +618,18 @@ impl LocalFleet {
         cmd.stdin(std::process::Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
-        die_with_this_process(&mut cmd);
+        match boot {
+            Boot::Stub(_) => die_with_this_process(&mut cmd),
+            // The worker asks for the same itself: without a `pre_exec` hook the standard
+            // library starts it with posix_spawn instead of forking this process, whose page
+            // tables (the engine's histories) every fork copies.
+            Boot::Direct(_) => {
+                cmd.env(
+                    boa_core::names::local::PARENT_PID,
+                    std::process::id().to_string(),
+                );
+            }
+        }
         Ok(cmd)
     }
 
@@ -649,11 +758,20 @@ impl LocalFleet {
         });
     }
 
-    fn refresh_tags(i: &mut Inst) {
-        if let Ok(text) = std::fs::read_to_string(&i.tags_file)
-            && let Ok(t) = serde_json::from_str::<BTreeMap<String, String>>(&text)
-        {
-            i.tags.extend(t);
+    /// Reads the tags files written since the last look into the instances' tags.
+    fn refresh_tags(&self, s: &mut State) {
+        self.tag_watch.mark(s);
+        for i in s.instances.values_mut() {
+            if !i.tags_stale || i.state == InstanceState::Terminated {
+                continue;
+            }
+            i.tags_stale = false;
+            s.tag_reads += 1;
+            if let Ok(text) = std::fs::read_to_string(&i.tags_file)
+                && let Ok(t) = serde_json::from_str::<BTreeMap<String, String>>(&text)
+            {
+                i.tags.extend(t);
+            }
         }
     }
 
@@ -691,11 +809,11 @@ impl LocalFleet {
                     return;
                 }
                 let mut kills = vec![];
+                me.refresh_tags(&mut s);
                 for i in s.instances.values_mut() {
                     if i.state != InstanceState::Running {
                         continue;
                     }
-                    Self::refresh_tags(i);
                     let busy = i.tags.get(tags::WORK).is_some_and(|w| w == "busy");
                     let name = i.tags.get(tags::NAME).cloned();
                     if busy && name.is_some() && i.chaos_rolled != name {
@@ -945,6 +1063,7 @@ impl Fleet for LocalFleet {
                     chaos_rolled: None,
                     hand: None,
                     stub: true,
+                    tags_stale: true,
                 },
             );
             let launched_so_far = s.counters.instances_launched + ids.len() as u64;
@@ -963,6 +1082,11 @@ impl Fleet for LocalFleet {
         for id in &ids {
             if dead.contains(id) {
                 me.spawn_dead_boot(id.clone());
+            } else if self.stub_checks_pass(&stub) {
+                if let Some(i) = me.lock().instances.get_mut(id) {
+                    i.stub = false;
+                }
+                me.spawn_instance(id.clone(), Boot::Direct(stub.exports.clone()));
             } else {
                 me.spawn_instance(id.clone(), Boot::Stub(Box::new(stub.clone())));
             }
@@ -973,12 +1097,12 @@ impl Fleet for LocalFleet {
     async fn instances(&self, filter: &[(String, String)]) -> Result<Vec<Instance>, PortError> {
         let mut s = self.lock();
         s.counters.describe_calls += 1;
+        self.refresh_tags(&mut s);
         let mut out = vec![];
-        for i in s.instances.values_mut() {
+        for i in s.instances.values() {
             if i.state == InstanceState::Terminated || i.hand.is_some() {
                 continue;
             }
-            Self::refresh_tags(i);
             if filter
                 .iter()
                 .all(|(k, v)| i.tags.get(k).is_some_and(|x| x == v))
@@ -1113,6 +1237,7 @@ mod tests {
             time_scale: 10.0,
             extra_env: vec![("MARKER_DIR".into(), dir.display().to_string())],
             verified_worker: None,
+            run_stubs: true,
         }
     }
 
@@ -1141,14 +1266,14 @@ mod tests {
     /// SHA-256 is `sha`, served `FAKE_WORKER`, and waits for it to end. Returns (what the worker
     /// recorded if it ran, the instance's console log, its final state).
     async fn launch_and_wait(sha: &str) -> (Option<String>, String, InstanceState, PathBuf) {
-        launch_and_wait_with(sha, |_| None, |_| {}).await
+        launch_and_wait_with(sha, |_, _| {}, |_| {}).await
     }
 
-    /// The same, with the fleet's verified worker from `verified(bin)`, and `then(bin)` done
-    /// after the fleet started and before the launch.
+    /// The same, with the fleet's configuration changed by `setup(bin, cfg)`, and `then(bin)`
+    /// done after the fleet started and before the launch.
     async fn launch_and_wait_with(
         sha: &str,
-        verified: impl FnOnce(&std::path::Path) -> Option<VerifiedBinary>,
+        setup: impl FnOnce(&std::path::Path, &mut LocalFleetConfig),
         then: impl FnOnce(&std::path::Path),
     ) -> (Option<String>, String, InstanceState, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -1156,7 +1281,7 @@ mod tests {
         std::fs::write(&bin, FAKE_WORKER).unwrap();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut cfg = config(dir.path(), bin.clone());
-        cfg.verified_worker = verified(&bin);
+        setup(&bin, &mut cfg);
         let fleet = LocalFleet::new(cfg, Faults::default());
         then(&bin);
         let ud = user_data(
@@ -1206,6 +1331,76 @@ mod tests {
                 .exists()
         );
         (ran, console, state, dir.keep())
+    }
+
+    /// A worker that names itself twice through its tags file (temp file + rename, as the
+    /// worker's own tagger does), waiting for `go` between, and ends on `stop`.
+    const TAGGING_WORKER: &str = "#!/bin/sh\n\
+        tag() { printf '{\"Name\":\"%s\"}' \"$1\" > \"$BOA_TAGS_FILE.tmp\" && mv \"$BOA_TAGS_FILE.tmp\" \"$BOA_TAGS_FILE\"; }\n\
+        tag one\n\
+        while [ ! -e \"$MARKER_DIR/go\" ]; do sleep 0.02; done\n\
+        tag two\n\
+        while [ ! -e \"$MARKER_DIR/stop\" ]; do sleep 0.02; done\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_describe_sees_each_tags_file_write_and_reads_no_file_that_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("worker-bin");
+        std::fs::write(&bin, TAGGING_WORKER).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fleet = LocalFleet::new(config(dir.path(), bin), Faults::default());
+        let ud = user_data(
+            &sample_env(),
+            &WorkerBinary {
+                url: "s3://artifacts/worker/worker",
+                sha256: None,
+                bucket_owner: None,
+            },
+        );
+        let id = fleet.launch(&launch_spec(ud)).await.unwrap().remove(0);
+        let name_becomes = |want: &'static str| {
+            let fleet = Arc::clone(&fleet);
+            async move {
+                let end = tokio::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    let all = fleet.instances(&[]).await.unwrap();
+                    if all[0].tags.get(tags::NAME).map(String::as_str) == Some(want) {
+                        return all.into_iter().next().unwrap();
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < end,
+                        "the instance's Name never became {want}: {:?}",
+                        all[0].tags
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        name_becomes("one").await;
+        let reads = fleet.lock().tag_reads;
+        for _ in 0..5 {
+            fleet.instances(&[]).await.unwrap();
+        }
+        assert_eq!(
+            fleet.lock().tag_reads,
+            reads,
+            "a file that was not written since is not read again"
+        );
+        // A tag set through the port stays beside the worker's own.
+        let lease = BTreeMap::from([("boa:lease".to_string(), "x".to_string())]);
+        fleet.tag(&id, &lease).await.unwrap();
+        std::fs::write(dir.path().join("go"), "").unwrap();
+        let i = name_becomes("two").await;
+        assert_eq!(i.tags.get("boa:lease").map(String::as_str), Some("x"));
+        std::fs::write(dir.path().join("stop"), "").unwrap();
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !fleet.alive().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the instance never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1279,10 +1474,63 @@ mod tests {
         })
     }
 
+    fn claim(bin: &std::path::Path, cfg: &mut LocalFleetConfig) {
+        cfg.verified_worker = claimed(bin);
+    }
+
+    /// Without stubs: the fleet verified the binary and the launch expects that SHA-256.
+    fn direct(bin: &std::path::Path, cfg: &mut LocalFleetConfig) {
+        cfg.verified_worker = VerifiedBinary::hash(bin).unwrap().1;
+        cfg.run_stubs = false;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_stubs_a_verified_launch_starts_its_worker_directly() {
+        let good = boa_core::pipeline::sha256_hex(FAKE_WORKER.as_bytes());
+        let (ran, console, state, dir) = launch_and_wait_with(&good, direct, |_| {}).await;
+        let work = dir.join("run/work/i-local-000001");
+        assert_eq!(
+            ran.as_deref().map(str::trim),
+            Some(format!("i-local-000001 {} exit", work.display()).as_str()),
+            "the worker runs with the environment the stub would export"
+        );
+        assert_eq!(state, InstanceState::Terminated);
+        assert_eq!(console, "", "no stub ran");
+        assert!(!work.join("user-data.sh").exists(), "no stub was written");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_stubs_a_launch_that_fails_the_checks_runs_its_stub_which_refuses() {
+        // Another SHA-256 than the binary's.
+        let other = boa_core::pipeline::sha256_hex(b"another worker");
+        let (ran, console, _, dir) = launch_and_wait_with(&other, direct, |_| {}).await;
+        assert_eq!(
+            ran, None,
+            "console:
+{console}"
+        );
+        assert!(console.contains("is not the deployed one"), "{console}");
+        let _ = std::fs::remove_dir_all(dir);
+        // The binary changed after the fleet verified it.
+        let good = boa_core::pipeline::sha256_hex(FAKE_WORKER.as_bytes());
+        let (ran, console, _, dir) = launch_and_wait_with(&good, direct, |bin| {
+            std::fs::write(bin, format!("{FAKE_WORKER}# changed\n")).unwrap()
+        })
+        .await;
+        assert_eq!(
+            ran, None,
+            "console:
+{console}"
+        );
+        assert!(console.contains("is not the deployed one"), "{console}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_stubs_check_is_answered_from_the_stacks_hash_for_that_very_file() {
         let claimed_sha = boa_core::pipeline::sha256_hex(b"what the stack hashed");
-        let (ran, console, _, dir) = launch_and_wait_with(&claimed_sha, claimed, |_| {}).await;
+        let (ran, console, _, dir) = launch_and_wait_with(&claimed_sha, claim, |_| {}).await;
         assert!(ran.is_some(), "the shim answered; console:\n{console}");
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -1291,7 +1539,7 @@ mod tests {
     async fn a_binary_changed_after_the_stack_hashed_it_is_hashed_for_real_and_refused() {
         let claimed_sha = boa_core::pipeline::sha256_hex(b"what the stack hashed");
         let changed = format!("{FAKE_WORKER}# changed after the stack started\n");
-        let (ran, console, state, dir) = launch_and_wait_with(&claimed_sha, claimed, |bin| {
+        let (ran, console, state, dir) = launch_and_wait_with(&claimed_sha, claim, |bin| {
             std::fs::write(bin, &changed).unwrap()
         })
         .await;

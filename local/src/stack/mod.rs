@@ -73,6 +73,11 @@ pub struct LocalOptions {
     /// Start a step's workers ahead, through the stack's lookahead machine (the default, as
     /// on AWS); off, workers start when their task is prepared.
     pub lookahead: bool,
+    /// Each launched instance runs its userdata stub (the default). Off, the fleet makes the
+    /// stub's checks itself and starts the worker directly (see
+    /// [`fleet::LocalFleetConfig::run_stubs`]): the benchmark's wide runs, where the stub's CPU
+    /// (an EC2 instance's own) would be shared by hundreds of instances on this machine.
+    pub run_stubs: bool,
 }
 
 impl LocalOptions {
@@ -94,6 +99,7 @@ impl LocalOptions {
             extra_env: vec![],
             parallel_parameters_once: false,
             lookahead: true,
+            run_stubs: true,
         }
     }
 
@@ -335,6 +341,7 @@ impl LocalStack {
             time_scale: opts.time_scale,
             extra_env,
             verified_worker,
+            run_stubs: opts.run_stubs,
         };
         let engine_cfg = EngineConfig {
             time_scale: opts.time_scale,

@@ -60,26 +60,40 @@ fn check_key(key: &str) -> Result<(), PortError> {
     Ok(())
 }
 
-/// Files below `dir`, as keys relative to `base`.
-fn list_files(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<ObjectInfo>) {
+/// Files below `dir` whose key (path relative to `base`) starts with `prefix`. Only the
+/// folders that can hold such keys are read, and only matching files are looked at: the
+/// duration history lists one key among a step's hundreds on every Prepare.
+fn list_files(
+    dir: &std::path::Path,
+    base: &std::path::Path,
+    prefix: &str,
+    out: &mut Vec<ObjectInfo>,
+) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
+        let path = e.path();
+        let Some(key) = path.strip_prefix(base).ok().and_then(|k| k.to_str()) else {
+            continue;
+        };
         match e.file_type() {
-            Ok(t) if t.is_dir() => list_files(&e.path(), base, out),
-            Ok(t) if t.is_file() => {
-                let key = e
-                    .path()
-                    .strip_prefix(base)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
+            Ok(t) if t.is_dir() => {
+                let folder = format!("{key}/");
+                if folder.starts_with(prefix) || prefix.starts_with(&folder) {
+                    list_files(&path, base, prefix, out);
+                }
+            }
+            Ok(t) if t.is_file() && key.starts_with(prefix) => {
                 let last_modified = e
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .map(chrono::DateTime::<chrono::Utc>::from);
-                out.push(ObjectInfo { key, last_modified });
+                out.push(ObjectInfo {
+                    key: key.to_string(),
+                    last_modified,
+                });
             }
             _ => {}
         }
@@ -154,8 +168,7 @@ impl Objects for LocalObjects {
         let base = self.bucket_dir(bucket, prefix);
         let folder = prefix.rfind('/').map_or("", |i| &prefix[..i]);
         let mut out = vec![];
-        list_files(&base.join(folder), &base, &mut out);
-        out.retain(|o| o.key.starts_with(prefix));
+        list_files(&base.join(folder), &base, prefix, &mut out);
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }

@@ -109,8 +109,15 @@ fn finish(mut child: Child, bound: Duration) -> (Option<i32>, String, String) {
 
 /// Starts the STOP pipeline's run and waits until its slow script runs; the CLI.
 fn start_slow_run(cli: &LocalCli, p: &Pipe) -> Child {
+    start_slow_run_with(cli, p, &[])
+}
+
+fn start_slow_run_with(cli: &LocalCli, p: &Pipe, extra: &[&str]) -> Child {
     worker_bin();
-    let child = cli.spawn(&["--local", "--pipeline", &p.path(), "7"], &[]);
+    let path = p.path();
+    let mut args = vec!["--local", "--pipeline", &path, "7"];
+    args.extend_from_slice(extra);
+    let child = cli.spawn(&args, &[]);
     let slow = wait_for(Duration::from_secs(120), || {
         processes_with(cli.path())
             .into_iter()
@@ -194,10 +201,46 @@ fn sigterm_exits_143_and_sigkill_of_the_cli_takes_its_workers_and_scripts_with_i
 
     let cli = LocalCli::new();
     let child = start_slow_run(&cli, &p);
+    // The workers die with the CLI (parent-death signal), their scripts with them (guards).
+    sigkill_leaves_nothing(&cli, child);
+    // The record the run wrote when it started says what became of it.
+    let status = cli.run(&["status", "--list", "--pipeline", &p.path()]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(status.stdout.contains("KILLED"), "{}", status.stdout);
+
+    // Workers started directly (no stub, no fork of the CLI): each asks the kernel itself.
+    let cli = LocalCli::new();
+    let child = start_slow_run_with(&cli, &p, &["--no-stubs"]);
+    let worker_parent = processes_with(cli.path())
+        .into_iter()
+        .find(|(_, cmd)| {
+            cmd.split_whitespace()
+                .next()
+                .is_some_and(|c| c.ends_with("/worker"))
+        })
+        .and_then(|(pid, _)| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat.rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u32>()
+                .ok()
+        });
+    assert_eq!(
+        worker_parent,
+        Some(child.id()),
+        "the worker is the CLI's own child: {:?}",
+        processes_with(cli.path())
+    );
+    sigkill_leaves_nothing(&cli, child);
+}
+
+/// SIGKILLs the CLI and checks that none of its processes outlives it.
+fn sigkill_leaves_nothing(cli: &LocalCli, child: Child) {
     signal(&child, nix::sys::signal::Signal::SIGKILL);
     let (code, _, _) = finish(child, Duration::from_secs(30));
     assert_eq!(code, None, "killed by a signal");
-    // The workers die with the CLI (parent-death signal), their scripts with them (guards).
     assert!(
         wait_for(Duration::from_secs(20), || processes_with(cli.path())
             .is_empty()
@@ -206,10 +249,6 @@ fn sigterm_exits_143_and_sigkill_of_the_cli_takes_its_workers_and_scripts_with_i
         "outlived the CLI: {:?}",
         processes_with(cli.path())
     );
-    // The record the run wrote when it started says what became of it.
-    let status = cli.run(&["status", "--list", "--pipeline", &p.path()]);
-    assert_eq!(status.code, 0, "{status:?}");
-    assert!(status.stdout.contains("KILLED"), "{}", status.stdout);
 }
 
 #[test]
