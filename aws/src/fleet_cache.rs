@@ -141,10 +141,13 @@ impl CachedFleet {
         let memory = self.memory;
         own.launched.retain(|l| l.at.elapsed() < memory);
         own.terminated.retain(|_, at| at.elapsed() < memory);
+        // Hundreds of launches over a view of hundreds of instances: look ids up, not scan.
+        let listed: std::collections::HashSet<String> =
+            instances.iter().map(|i| i.id.clone()).collect();
         for l in &own.launched {
             if !own.terminated.contains_key(&l.instance.id)
                 && matches(&l.instance.tags, filter)
-                && !instances.iter().any(|i| i.id == l.instance.id)
+                && !listed.contains(&l.instance.id)
             {
                 instances.push(l.instance.clone());
             }
@@ -187,15 +190,20 @@ impl Fleet for CachedFleet {
         let mut key: Filter = filter.to_vec();
         key.sort();
         let slot = self.slot(&key);
+        let called = Instant::now();
         // Held across the request: concurrent misses of one filter wait for it and share it.
         let mut view = slot.lock().await;
-        if let Some(v) = view.as_ref()
-            && v.fetched.elapsed() < self.ttl
-        {
-            let served = self.overlay(filter, v.instances.clone());
-            if !served.iter().any(is_registered_idle) {
-                self.served.fetch_add(1, Ordering::Relaxed);
-                return Ok(served);
+        if let Some(v) = view.as_ref() {
+            // Fetched while this call waited for the slot: as fresh as a request made now, idle
+            // workers included (a burst of Prepare calls shares one request instead of making
+            // one each, one after another).
+            let fresh = v.fetched >= called;
+            if fresh || v.fetched.elapsed() < self.ttl {
+                let served = self.overlay(filter, v.instances.clone());
+                if fresh || !served.iter().any(is_registered_idle) {
+                    self.served.fetch_add(1, Ordering::Relaxed);
+                    return Ok(served);
+                }
             }
         }
         *view = None;
@@ -355,6 +363,56 @@ mod tests {
         let seen = c.instances(&f).await.unwrap();
         assert_eq!(c.stats().describes, 3);
         assert_eq!(ids(&seen), ["i-busy"]);
+    }
+
+    /// A fleet whose DescribeInstances takes a while, so that calls overlap.
+    struct SlowDescribe(Arc<FakeFleet>);
+
+    #[async_trait]
+    impl Fleet for SlowDescribe {
+        async fn launch(&self, spec: &LaunchSpec) -> Result<Vec<String>, PortError> {
+            self.0.launch(spec).await
+        }
+        async fn instances(&self, f: &[(String, String)]) -> Result<Vec<Instance>, PortError> {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.0.instances(f).await
+        }
+        async fn tag(&self, id: &str, t: &BTreeMap<String, String>) -> Result<(), PortError> {
+            self.0.tag(id, t).await
+        }
+        async fn terminate(&self, ids: &[String]) -> Result<(), PortError> {
+            self.0.terminate(ids).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_burst_shares_the_describes_made_while_it_waited_even_with_an_idle_worker() {
+        let fake = Arc::new(FakeFleet::new());
+        let idle: Vec<(&str, &str)> = vec![
+            (tags::STACK, "s"),
+            (tags::ACTIVITY, "A"),
+            (tags::WORK, "idle"),
+        ];
+        fake.add("i-idle", InstanceState::Running, &idle);
+        let c = Arc::new(CachedFleet::new(
+            Arc::new(SlowDescribe(fake.clone())),
+            HOUR,
+            HOUR,
+        ));
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let c = Arc::clone(&c);
+            burst.spawn(async move { c.instances(&filter("A")).await });
+        }
+        while let Some(r) = burst.join_next().await {
+            assert_eq!(ids(&r.unwrap().unwrap()), ["i-idle"]);
+        }
+        // The first call's request, then one made after the others had started waiting: every
+        // later caller of the burst takes that one.
+        assert_eq!(c.stats().describes, 2, "{:?}", c.stats());
+        // A call after the burst asks again: the idle worker may have changed since.
+        c.instances(&filter("A")).await.unwrap();
+        assert_eq!(c.stats().describes, 3);
     }
 
     #[tokio::test]

@@ -79,7 +79,10 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 
-    /// Scratch folder [default: a new temporary folder, removed at the end].
+    /// Scratch folder: pipelines, run folders (objects, logs, tags, work folders) [default: a
+    /// new temporary folder, removed at the end, in /dev/shm when it is a writable folder: on
+    /// AWS records go to S3 and logs to CloudWatch, not to a disk the whole fleet shares, and
+    /// a local run at 10 × 25 creates thousands of small files]
     #[arg(long)]
     tmp: Option<PathBuf>,
 
@@ -221,7 +224,13 @@ async fn main_inner(args: Args) -> Result<bool> {
             std::path::absolute(t)?
         }
         None => {
-            tmp_holder = tempfile::Builder::new().prefix("boa-bench-").tempdir()?;
+            let mut b = tempfile::Builder::new();
+            b.prefix("boa-bench-");
+            let shm = std::path::Path::new("/dev/shm");
+            tmp_holder = match shm.is_dir().then(|| b.tempdir_in(shm)) {
+                Some(Ok(d)) => d,
+                _ => b.tempdir()?,
+            };
             tmp_holder.path().to_path_buf()
         }
     };

@@ -645,6 +645,15 @@ impl LocalStack {
     }
 }
 
+/// Aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The engine is built before the functions it calls (they need its endpoint address).
 struct LateInvoker(std::sync::OnceLock<Arc<LocalLambdas>>);
 
@@ -652,7 +661,24 @@ struct LateInvoker(std::sync::OnceLock<Arc<LocalLambdas>>);
 impl LambdaInvoker for LateInvoker {
     async fn invoke(&self, function: &str, payload: Value) -> Result<Value, TaskFailure> {
         match self.0.get() {
-            Some(l) => l.invoke(function, payload).await,
+            // Each invocation on a task of its own, as each runs in its own container on AWS:
+            // the engine polls a Map's iterations on one task, where the functions' work (file
+            // reads and writes, the fleet view) ran one invocation after another on one core.
+            // Dropped (the execution stopped), the invocation is cancelled as before.
+            Some(l) => {
+                let (l, function) = (Arc::clone(l), function.to_string());
+                let mut task =
+                    AbortOnDrop(tokio::spawn(
+                        async move { l.invoke(&function, payload).await },
+                    ));
+                match (&mut task.0).await {
+                    Ok(r) => r,
+                    Err(e) => Err(TaskFailure {
+                        error: "Lambda.Unknown".into(),
+                        cause: format!("the function did not complete: {e}"),
+                    }),
+                }
+            }
             None => Err(TaskFailure {
                 error: "Lambda.ServiceException".into(),
                 cause: "the local stack is still starting".into(),
