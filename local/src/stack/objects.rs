@@ -60,38 +60,39 @@ fn check_key(key: &str) -> Result<(), PortError> {
     Ok(())
 }
 
-/// Files below `dir` whose key (path relative to `base`) starts with `prefix`. Only the
-/// folders that can hold such keys are read, and only matching files are looked at: the
-/// duration history lists one key among a step's hundreds on every Prepare.
-fn list_files(
-    dir: &std::path::Path,
-    base: &std::path::Path,
-    prefix: &str,
-    out: &mut Vec<ObjectInfo>,
-) {
+/// Files below `dir` (whose key is `dir_key`: empty, or ending in `/`) whose key starts with
+/// `prefix`. Only folders that can hold such keys are read, and entries are matched by name
+/// before anything else is done with them: the duration history lists one key among a step's
+/// hundreds on every Prepare.
+fn list_files(dir: &std::path::Path, dir_key: &str, prefix: &str, out: &mut Vec<ObjectInfo>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
+    // What an entry's name must start with (or, for a folder, may be a beginning of).
+    let rest = prefix.get(dir_key.len()..).unwrap_or("");
     for e in rd.flatten() {
-        let path = e.path();
-        let Some(key) = path.strip_prefix(base).ok().and_then(|k| k.to_str()) else {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let file_may_match = name.starts_with(rest);
+        let folder_may_match = file_may_match
+            || rest
+                .strip_prefix(name)
+                .is_some_and(|after| after.starts_with('/'));
+        if !folder_may_match {
             continue;
-        };
+        }
         match e.file_type() {
             Ok(t) if t.is_dir() => {
-                let folder = format!("{key}/");
-                if folder.starts_with(prefix) || prefix.starts_with(&folder) {
-                    list_files(&path, base, prefix, out);
-                }
+                list_files(&e.path(), &format!("{dir_key}{name}/"), prefix, out);
             }
-            Ok(t) if t.is_file() && key.starts_with(prefix) => {
+            Ok(t) if t.is_file() && file_may_match => {
                 let last_modified = e
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .map(chrono::DateTime::<chrono::Utc>::from);
                 out.push(ObjectInfo {
-                    key: key.to_string(),
+                    key: format!("{dir_key}{name}"),
                     last_modified,
                 });
             }
@@ -166,9 +167,10 @@ impl Objects for LocalObjects {
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
         check_key(prefix)?;
         let base = self.bucket_dir(bucket, prefix);
-        let folder = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        // The folder the prefix ends in, with its `/`.
+        let folder = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
         let mut out = vec![];
-        list_files(&base.join(folder), &base, prefix, &mut out);
+        list_files(&base.join(folder), folder, prefix, &mut out);
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
