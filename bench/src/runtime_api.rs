@@ -11,7 +11,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
@@ -64,6 +64,7 @@ impl RuntimeApi {
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .route("/", post(aws))
+            .fallback(s3)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -214,6 +215,11 @@ async fn aws(State(sh): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <DescribeInstancesResponse xmlns="{EC2_NS}"><requestId>bench</requestId><reservationSet/></DescribeInstancesResponse>"#
         )),
+        // The image's root device (start-workers sizes the worker's disk on it).
+        "DescribeImages" => xml(format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeImagesResponse xmlns="{EC2_NS}"><requestId>bench</requestId><imagesSet><item><imageId>ami-00000000000000000</imageId><imageState>available</imageState><architecture>x86_64</architecture><rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName></item></imagesSet></DescribeImagesResponse>"#
+        )),
         "RunInstances" => xml(format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <RunInstancesResponse xmlns="{EC2_NS}"><requestId>bench</requestId><reservationId>r-0bench</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet><item><instanceId>i-0bench00000000001</instanceId><imageId>ami-00000000000000000</imageId><instanceState><code>0</code><name>pending</name></instanceState><instanceType>c7i.large</instanceType><amiLaunchIndex>0</amiLaunchIndex></item></instancesSet></RunInstancesResponse>"#
@@ -226,5 +232,50 @@ async fn aws(State(sh): State<Shared>, headers: HeaderMap, body: Bytes) -> Respo
             )),
         )
             .into_response(),
+    }
+}
+
+/// S3, as a bucket that keeps nothing: a put succeeds, a listing is empty, a get finds no key
+/// (start-workers writes its attempt record, record-result a task record, normalize-results
+/// lists them).
+async fn s3(State(sh): State<Shared>, method: Method, uri: Uri) -> Response {
+    let listing = uri.query().is_some_and(|q| q.contains("list-type=2"));
+    let action = match (&method, listing) {
+        (&Method::PUT, _) => "PutObject",
+        (&Method::GET, true) => "ListObjectsV2",
+        (&Method::GET, false) => "GetObject",
+        (&Method::HEAD, _) => "HeadObject",
+        (&Method::DELETE, _) => "DeleteObject",
+        _ => "S3",
+    };
+    sh.slot
+        .lock()
+        .expect("slot")
+        .seen
+        .aws_calls
+        .push(action.to_string());
+    let xml = |status: StatusCode, text: String| {
+        (status, [(header::CONTENT_TYPE, "application/xml")], text).into_response()
+    };
+    match action {
+        "PutObject" => ([(header::ETAG, "\"bench\"")], "").into_response(),
+        "DeleteObject" => StatusCode::NO_CONTENT.into_response(),
+        "ListObjectsV2" => {
+            let bucket = uri.path().trim_matches('/').to_string();
+            xml(
+                StatusCode::OK,
+                format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>{bucket}</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>"#
+                ),
+            )
+        }
+        "HeadObject" => StatusCode::NOT_FOUND.into_response(),
+        _ => xml(
+            StatusCode::NOT_FOUND,
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><RequestId>bench</RequestId></Error>"#
+                .to_string(),
+        ),
     }
 }
