@@ -1500,31 +1500,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// The stub ran and refused: the worker never ran, and the console says why.
+    fn assert_refused(ran: Option<String>, console: &str, dir: PathBuf) {
+        assert_eq!(ran, None, "console:\n{console}");
+        assert!(console.contains("is not the deployed one"), "{console}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_stubs_a_launch_that_fails_the_checks_runs_its_stub_which_refuses() {
         // Another SHA-256 than the binary's.
         let other = boa_core::pipeline::sha256_hex(b"another worker");
         let (ran, console, _, dir) = launch_and_wait_with(&other, direct, |_| {}).await;
-        assert_eq!(
-            ran, None,
-            "console:
-{console}"
-        );
-        assert!(console.contains("is not the deployed one"), "{console}");
-        let _ = std::fs::remove_dir_all(dir);
+        assert_refused(ran, &console, dir);
         // The binary changed after the fleet verified it.
         let good = boa_core::pipeline::sha256_hex(FAKE_WORKER.as_bytes());
         let (ran, console, _, dir) = launch_and_wait_with(&good, direct, |bin| {
             std::fs::write(bin, format!("{FAKE_WORKER}# changed\n")).unwrap()
         })
         .await;
-        assert_eq!(
-            ran, None,
-            "console:
-{console}"
-        );
-        assert!(console.contains("is not the deployed one"), "{console}");
-        let _ = std::fs::remove_dir_all(dir);
+        assert_refused(ran, &console, dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
