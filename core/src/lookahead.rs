@@ -103,14 +103,30 @@ pub struct LookaheadOutcome {
 pub struct ExpectedEnd {
     /// RFC 3339.
     pub end: String,
+    /// Written by the task's own `Prepare` (its task is published): true. A projection made by
+    /// a lookahead for a task not prepared yet: false.
+    #[serde(default)]
+    pub prepared: bool,
+    /// When the task was, or is expected to be, ready to start (RFC 3339): its `Prepare`'s time,
+    /// or the projected end of what it waits for. An `exclusive` step's tasks take their turns
+    /// in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+}
+
+/// The prefix (under the stack's records prefix) of every [`ExpectedEnd`] of `step`'s tasks in
+/// `execution`; a task's key is this + `<item>.json`, its record's
+/// [`crate::results::task_record_key`] the same name under `tasks/<step>/`.
+pub fn expected_ends_prefix(execution: &str, step: &str) -> String {
+    format!("{}/expected/{step}/", run_folder(execution))
 }
 
 /// The key (under the stack's records prefix) of a task's [`ExpectedEnd`]:
 /// `runs/<execution>/expected/<step>/<item>.json`.
 pub fn expected_end_key(execution: &str, step: &str, item: &Item) -> String {
     format!(
-        "{}/expected/{step}/{}.json",
-        run_folder(execution),
+        "{}{}.json",
+        expected_ends_prefix(execution, step),
         item_key(item)
     )
 }

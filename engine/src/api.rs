@@ -352,23 +352,27 @@ fn get_execution_history(e: &Engine, body: &Value) -> Result<Value, ApiError> {
         .get("includeExecutionData")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let events = e.history(arn).map_err(engine_error)?;
     let next_id = parse_token(body, if reverse { "hr" } else { "hf" })?;
-    let selected: Vec<&HistoryEvent> = if reverse {
-        let top = next_id.unwrap_or(events.len()).min(events.len());
-        events[..top].iter().rev().collect()
+    // Only the page's events are parsed back: a caller paging through a history of n events
+    // costs n, not n² / page size.
+    let (page, next) = if reverse {
+        let (_, len) = e.history_page(arn, 1, 0).map_err(engine_error)?;
+        let top = next_id.unwrap_or(len).min(len);
+        let first = top.saturating_sub(max) + 1;
+        let (mut events, _) = e.history_page(arn, first, top).map_err(engine_error)?;
+        events.reverse();
+        (events, (first > 1).then(|| first - 1))
     } else {
-        let from = next_id.unwrap_or(1).max(1) - 1;
-        events.get(from..).unwrap_or_default().iter().collect()
+        let from = next_id.unwrap_or(1).max(1);
+        let (events, len) = e
+            .history_page(arn, from, from.saturating_add(max) - 1)
+            .map_err(engine_error)?;
+        let after = from.saturating_add(max);
+        (events, (after <= len).then_some(after))
     };
-    let page: Vec<Value> = selected
-        .iter()
-        .take(max)
-        .map(|ev| event_json(ev, data))
-        .collect();
+    let page: Vec<Value> = page.iter().map(|ev| event_json(ev, data)).collect();
     let mut out = json!({"events": page});
-    if selected.len() > max {
-        let next = selected[max].id as usize;
+    if let Some(next) = next {
         out["nextToken"] = json!(token(if reverse { "hr" } else { "hf" }, next));
     }
     Ok(out)

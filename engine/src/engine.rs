@@ -523,6 +523,20 @@ impl Engine {
         Ok(self.get(execution_arn)?.history.events())
     }
 
+    /// One page of an execution's history: the events with ids `first..=last` (1-based,
+    /// clamped), and how many events the history has.
+    pub fn history_page(
+        &self,
+        execution_arn: &str,
+        first: usize,
+        last: usize,
+    ) -> Result<(Vec<HistoryEvent>, usize), EngineError> {
+        let h = &self.get(execution_arn)?.history;
+        // The count first: an event appended meanwhile is in the next page.
+        let len = usize::try_from(h.last_id()).unwrap_or(0);
+        Ok((h.events_between(first, last.min(len)), len))
+    }
+
     /// Stops a running execution (`ExecutionAborted`); outstanding activity tasks are closed,
     /// and the running Map Runs of its Distributed Maps are aborted with their child executions
     /// (status ABORTED).

@@ -209,6 +209,22 @@ impl History {
             .collect()
     }
 
+    /// The events with ids `first..=last` (1-based, clamped to the history), parsed back; a
+    /// page of a long history costs its own events, not the whole history's.
+    pub(crate) fn events_between(&self, first: usize, last: usize) -> Vec<HistoryEvent> {
+        let g = self.lock();
+        let last = last.min(g.events.len());
+        let first = first.max(1);
+        if first > last {
+            return vec![];
+        }
+        g.events[first - 1..last]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.to_event(first - 1 + i))
+            .collect()
+    }
+
     pub(crate) fn last_id(&self) -> i64 {
         self.lock().events.len() as i64
     }

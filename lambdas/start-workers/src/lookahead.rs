@@ -64,27 +64,114 @@ pub async fn after_prepare(
         Duration::ZERO
     };
     let run = expected_duration(ports.objects, cfg, s, &req.item).await;
-    let until_end = boot_s + run;
+    // An exclusive step's task waits its turn behind the step's other published tasks.
+    let up = now + chrono::Duration::from_std(cfg.scaled(boot_s)).unwrap_or_default();
+    let start = queue_end(ports.objects, cfg, &req.execution, s, &req.item, now, now)
+        .await
+        .map_or(up, |q| q.max(up));
+    let until_end = pipeline_time(cfg, start - now) + run;
     let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
-    if !write_expected_end(ports.objects, cfg, &req.execution, &s.name, &req.item, end).await {
+    if !write_expected_end(
+        ports.objects,
+        cfg,
+        (&req.execution, &s.name, &req.item),
+        end,
+        (true, now),
+    )
+    .await
+    {
         return vec![];
     }
-    schedule(machine, executions, cfg, p, plans, until_end, now).await
+    schedule(
+        (machine, executions),
+        ports.objects,
+        cfg,
+        p,
+        plans,
+        until_end,
+        now,
+    )
+    .await
 }
 
-/// Records when a task is expected to end; false (and a warning) when it cannot be.
-async fn write_expected_end(
+/// A stretch of the stack's wall clock in pipeline time (multiplied back by the time scale).
+fn pipeline_time(cfg: &StackConfig, d: chrono::TimeDelta) -> Duration {
+    d.to_std().unwrap_or_default().mul_f64(cfg.time_scale)
+}
+
+/// For an `exclusive` step, when the tasks ahead of `me` (ready at `ready`) in the step's queue
+/// are expected to end: the latest expected end, after `now`, of the execution's other tasks of
+/// the step that are ahead (published, or expected to be ready no later than `me`) and have not
+/// finished (no task record). Its tasks run one at a time whatever the launching, so `me`
+/// starts then at the earliest. `None` for another step, an empty queue, or a queue that cannot
+/// be read (the estimate is then `ready`).
+async fn queue_end(
     objects: &dyn Objects,
     cfg: &StackConfig,
     execution: &str,
-    step: &str,
-    item: &boa_core::input::Item,
+    step: &Step,
+    me: &boa_core::input::Item,
+    ready: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !step.exclusive {
+        return None;
+    }
+    let at = cfg.record_object(&lookahead::expected_ends_prefix(execution, &step.name))?;
+    let tasks = cfg.record_object(&format!(
+        "{}{}/",
+        boa_core::results::task_records_prefix(execution),
+        step.name
+    ))?;
+    let mine = cfg.record_object(&expected_end_key(execution, &step.name, me))?;
+    let listed = objects.list(&at.bucket, &at.key).await.ok()?;
+    let mut last: Option<DateTime<Utc>> = None;
+    for o in listed.iter().filter(|o| o.key != mine.key) {
+        let Ok(Some(body)) = objects.get(&at.bucket, &o.key).await else {
+            continue;
+        };
+        let Ok(e) = serde_json::from_slice::<ExpectedEnd>(&body) else {
+            continue;
+        };
+        let Ok(end) = DateTime::parse_from_rfc3339(&e.end).map(|t| t.with_timezone(&Utc)) else {
+            continue;
+        };
+        let theirs = e
+            .ready
+            .as_deref()
+            .and_then(|r| DateTime::parse_from_rfc3339(r).ok());
+        let ahead = e.prepared || theirs.is_some_and(|r| r.with_timezone(&Utc) <= ready);
+        if !ahead || end <= now || last.is_some_and(|l| l >= end) {
+            continue;
+        }
+        let name = o.key.strip_prefix(&at.key).unwrap_or(&o.key);
+        let record = format!("{}{name}", tasks.key);
+        if matches!(objects.exists(&tasks.bucket, &record).await, Ok(false)) {
+            last = Some(end);
+        }
+    }
+    last
+}
+
+/// Records when a task (execution, step, item) is expected to end, whether by its own `Prepare`
+/// (else projected by a lookahead), and when it is ready to start. False (and a warning) when it
+/// cannot be.
+async fn write_expected_end(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    (execution, step, item): (&str, &str, &boa_core::input::Item),
     end: DateTime<Utc>,
+    (prepared, ready): (bool, DateTime<Utc>),
 ) -> bool {
     let Some(at) = cfg.record_object(&expected_end_key(execution, step, item)) else {
         return false;
     };
-    let body = serde_json::to_vec(&ExpectedEnd { end: rfc3339(end) }).expect("serialises");
+    let body = serde_json::to_vec(&ExpectedEnd {
+        end: rfc3339(end),
+        prepared,
+        ready: Some(rfc3339(ready)),
+    })
+    .expect("serialises");
     match objects.put(&at.bucket, &at.key, &body).await {
         Ok(()) => true,
         Err(e) => {
@@ -98,19 +185,24 @@ async fn write_expected_end(
 /// when the task it comes after is expected to end: `until_end` (pipeline time) from `now`, less
 /// the step's boot time. Returns the executions started (their names; one that exists already,
 /// by name, is not started again).
-#[allow(clippy::too_many_arguments)]
+/// A plan whose tasks wait for others too (a fan-in step) is left to the one of those expected
+/// to end last ([`defers`]).
 async fn schedule(
-    machine: &str,
-    executions: &dyn boa_aws::ports::Executions,
+    (machine, executions): (&str, &dyn boa_aws::ports::Executions),
+    objects: &dyn Objects,
     cfg: &StackConfig,
     p: &Pipeline,
     plans: Vec<Lookahead>,
     until_end: Duration,
     now: DateTime<Utc>,
 ) -> Vec<String> {
+    let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
     let mut started = vec![];
     for l in plans {
         let Some(d) = p.step(&l.step) else { continue };
+        if defers(objects, cfg, &l, d, end, now).await {
+            continue;
+        }
         let (at, _) = wait_end(cfg, d, until_end, now);
         let name = lookahead::execution_name(&l.execution, &d.name, &l.after);
         if start(machine, executions, &name, at, l).await {
@@ -118,6 +210,43 @@ async fn schedule(
         }
     }
     started
+}
+
+/// Whether `l` (timed by `l.after`, expected to end at `end`) is left to another lookahead: the
+/// tasks of a fan-in step wait for many, and one lookahead between them is enough, timed by the
+/// one expected to end last. So `l.after` defers to another task its tasks wait for whose
+/// expected end is later (a tie: the later key) and whose own lookahead has not fired yet (its
+/// Wait ends after now): when that one fires, it reads `l.after`'s end too. The one it defers
+/// to defers in turn only to a later one, whose lookahead fires later still; and a task
+/// expected to end after every lookahead of its siblings has fired starts its own. At 10
+/// versions × 25 distros this is 10 lookahead executions for the publishing step instead of 250,
+/// within Step Functions' StartExecution quota.
+async fn defers(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    l: &Lookahead,
+    d: &Step,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    if l.waits_for.len() < 2 {
+        return false;
+    }
+    let mine = expected_end_key(&l.execution, &l.after.step, &l.after.item);
+    let boot = chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d))).unwrap_or_default();
+    for t in l.waits_for.iter().filter(|t| **t != l.after) {
+        let key = expected_end_key(&l.execution, &t.step, &t.item);
+        let Ok(Some(e)) = read::<ExpectedEnd>(objects, cfg, &key).await else {
+            continue;
+        };
+        let Ok(theirs) = DateTime::parse_from_rfc3339(&e.end).map(|t| t.with_timezone(&Utc)) else {
+            continue;
+        };
+        if (theirs, key.as_str()) > (end, mine.as_str()) && theirs - boot > now {
+            return true;
+        }
+    }
+    false
 }
 
 /// When a lookahead's Wait ends so that `d`'s workers are up `until_end` (pipeline time) from
@@ -353,10 +482,7 @@ async fn put_off(
     }
     l.rearm += 1;
     let name = lookahead::rearm_name(&l.execution, &d.name, &l.items, l.rearm);
-    let until_end = (end - now)
-        .to_std()
-        .unwrap_or_default()
-        .mul_f64(cfg.time_scale);
+    let until_end = pipeline_time(cfg, end - now);
     let (at, lead) = wait_end(cfg, d, until_end, now);
     let started = start(machine, executions, &name, at, l).await;
     Ok(LookaheadOutcome {
@@ -394,7 +520,9 @@ async fn next_hop(
     }
     let up = now + chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d))).unwrap_or_default();
     let start = if launched { last_end.max(up) } else { last_end };
-    let mut started = vec![];
+    // Every projected end is written before any lookahead is started, so that the tasks of a
+    // fan-in step after `d` get one lookahead, timed by the last of them ([`defers`]).
+    let mut projected = vec![];
     for item in &l.items {
         let prepared = read::<ExpectedEnd>(
             ports.objects,
@@ -410,16 +538,40 @@ async fn next_hop(
             continue;
         }
         let run = expected_duration(ports.objects, cfg, d, item).await;
+        // An exclusive step's task also waits for those already in its queue.
+        let ready = start;
+        let start = queue_end(ports.objects, cfg, &l.execution, d, item, ready, now)
+            .await
+            .map_or(start, |q| q.max(start));
         // Pipeline time from now until the task is expected to end.
-        let until_start = (start - now)
-            .to_std()
-            .unwrap_or_default()
-            .mul_f64(cfg.time_scale);
-        let until_end = until_start + run;
+        let until_end = pipeline_time(cfg, start - now) + run;
         let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
-        if write_expected_end(ports.objects, cfg, &l.execution, &d.name, item, end).await {
-            started.extend(schedule(machine, executions, cfg, p, plans, until_end, now).await);
+        if write_expected_end(
+            ports.objects,
+            cfg,
+            (&l.execution, &d.name, item),
+            end,
+            (false, ready),
+        )
+        .await
+        {
+            projected.push((plans, until_end));
         }
+    }
+    let mut started = vec![];
+    for (plans, until_end) in projected {
+        started.extend(
+            schedule(
+                (machine, executions),
+                ports.objects,
+                cfg,
+                p,
+                plans,
+                until_end,
+                now,
+            )
+            .await,
+        );
     }
     started
 }

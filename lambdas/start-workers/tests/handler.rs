@@ -996,6 +996,20 @@ mod lookahead {
         rig
     }
 
+    /// Build 1.2.3 on `distro`.
+    fn build_item(distro: &str) -> boa_core::Item {
+        [("version", "1.2.3"), ("distro", distro)]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into()
+    }
+
+    /// Publish not exclusive: a plain fan-in step after Build.
+    fn fan_in_rig() -> Rig {
+        let mut rig = la_rig();
+        rig.p = Pipeline::parse(&PIPELINE.replace("exclusive = true\n", "")).unwrap();
+        rig
+    }
+
     fn source(rig: &Rig) -> PrepareRequest {
         req(
             "Source",
@@ -1171,11 +1185,25 @@ mod lookahead {
         ]
         .into();
         put_history(&rig, "Build", &debian, 120.0).await;
+        // The other two are expected to take less: debian-12 is the last Build to end.
+        for (d, secs) in [("ubuntu-22.04", 60.0), ("ubuntu-24.04", 90.0)] {
+            let mut i = debian.clone();
+            i.insert("distro".into(), d.into());
+            put_history(&rig, "Build", &i, secs).await;
+        }
         let (_, input) = started(&rig).remove(0);
         let o = fire(&rig, &input).await;
         assert_eq!(o.launched.len(), 3, "{o:?}");
-        // Test and Publish after each of the three Build tasks.
-        assert_eq!(o.next.len(), 6, "{o:?}");
+        // Test after each of the three Build tasks; Publish, which waits for all three, once:
+        // after the Build expected to end last.
+        assert_eq!(o.next.len(), 4, "{o:?}");
+        let publishes: Vec<LookaheadInput> = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.lookahead.step == "Publish")
+            .collect();
+        assert_eq!(publishes.len(), 1, "{publishes:?}");
+        assert_eq!(publishes[0].lookahead.after.item, debian);
         let after_debian: Vec<LookaheadInput> = started(&rig)
             .into_iter()
             .map(|(_, i)| i)
@@ -1308,13 +1336,6 @@ mod lookahead {
         // Publish waits for every Build; one failed and Publish needs any-succeeded: the
         // others still count, so its worker starts; with all failed it does not.
         let rig = la_rig();
-        let build = |d: &str| -> boa_core::Item {
-            [
-                ("version".to_string(), "1.2.3".to_string()),
-                ("distro".to_string(), d.to_string()),
-            ]
-            .into()
-        };
         let r = rig
             .run(req(
                 "Build",
@@ -1335,8 +1356,8 @@ mod lookahead {
         for d in ["ubuntu-22.04", "ubuntu-24.04"] {
             put_json(
                 &rig,
-                &task_record_key(EXEC, "Build", &build(d)),
-                json!({"step": "Build", "item": build(d), "status": "failed"}),
+                &task_record_key(EXEC, "Build", &build_item(d)),
+                json!({"step": "Build", "item": build_item(d), "status": "failed"}),
             )
             .await;
         }
@@ -1346,7 +1367,7 @@ mod lookahead {
         assert!(o.reason.contains("later than a boot"), "{}", o.reason);
         put_json(
             &rig,
-            &expected_end_key(EXEC, "Build", &build("debian-12")),
+            &expected_end_key(EXEC, "Build", &build_item("debian-12")),
             json!({"end": chrono::Utc::now().to_rfc3339()}),
         )
         .await;
@@ -1359,18 +1380,62 @@ mod lookahead {
     }
 
     #[tokio::test]
+    async fn a_fan_in_steps_task_gets_one_lookahead_timed_by_the_last_dependency_to_end() {
+        // Publish (not exclusive here) waits for every distro's Build.
+        let mut rig = fan_in_rig();
+        for (d, secs) in [
+            ("ubuntu-24.04", 300.0),
+            ("debian-12", 100.0),
+            ("ubuntu-22.04", 200.0),
+        ] {
+            put_history(&rig, "Build", &build_item(d), secs).await;
+        }
+        let publishes = |rig: &Rig| -> Vec<LookaheadInput> {
+            started(rig)
+                .into_iter()
+                .map(|(_, i)| i)
+                .filter(|i| i.lookahead.step == "Publish")
+                .collect()
+        };
+        // The longest is prepared first: the two prepared after it end earlier and leave
+        // Publish's lookahead to it.
+        for d in ["ubuntu-24.04", "debian-12", "ubuntu-22.04"] {
+            rig.run(build_req(&rig, d)).await;
+        }
+        let p = publishes(&rig);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].lookahead.after.item, build_item("ubuntu-24.04"));
+        assert_eq!(p[0].lookahead.waits_for.len(), 3);
+        // Its Wait ends a boot (60 s) before ubuntu-24.04's end (60 s boot + 300 s).
+        let wait = secs_until(&p[0].at);
+        assert!((295.0..=300.5).contains(&wait), "{wait}");
+        // Test waits for one Build only: each Build starts its own.
+        let tests = started(&rig)
+            .into_iter()
+            .filter(|(_, i)| i.lookahead.step == "Test")
+            .count();
+        assert_eq!(tests, 3);
+        // A task does not defer to one whose lookahead has fired already: with a Publish boot
+        // longer than ubuntu-24.04's whole expected run, its Wait is over, and a Build prepared
+        // now starts its own.
+        rig.p
+            .steps
+            .iter_mut()
+            .find(|s| s.name == "Publish")
+            .unwrap()
+            .worker
+            .boot_time = std::time::Duration::from_secs(1000);
+        rig.run(build_req(&rig, "ubuntu-22.04")).await;
+        let p = publishes(&rig);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[1].lookahead.after.item, build_item("ubuntu-22.04"));
+    }
+
+    #[tokio::test]
     async fn a_fan_in_step_s_lookaheads_start_one_worker_between_them() {
         // Publish (not exclusive here) waits for every distro's Build: each Build's Prepare
         // starts a lookahead for it, and they may fire together.
-        let mut rig = la_rig();
-        rig.p = Pipeline::parse(&PIPELINE.replace("exclusive = true\n", "")).unwrap();
-        let build = |d: &str| -> boa_core::Item {
-            [
-                ("version".to_string(), "1.2.3".to_string()),
-                ("distro".to_string(), d.to_string()),
-            ]
-            .into()
-        };
+        let rig = fan_in_rig();
         let distros = ["debian-12", "ubuntu-22.04", "ubuntu-24.04"];
         for d in distros {
             rig.run(build_req(&rig, d)).await;
@@ -1385,7 +1450,7 @@ mod lookahead {
         for d in distros {
             put_json(
                 &rig,
-                &expected_end_key(EXEC, "Build", &build(d)),
+                &expected_end_key(EXEC, "Build", &build_item(d)),
                 json!({"end": chrono::Utc::now().to_rfc3339()}),
             )
             .await;
@@ -1510,5 +1575,89 @@ mod lookahead {
         let o = fire(&rig, &inputs[1]).await;
         assert_eq!(o.launched.len(), 3, "{o:?}");
         assert_eq!(ahead(&rig).len(), 6);
+    }
+
+    #[tokio::test]
+    async fn an_exclusive_steps_task_is_expected_to_end_after_those_queued_before_it() {
+        let rig = la_rig();
+        let item = |v: &str| -> boa_core::Item { [("version".to_string(), v.to_string())].into() };
+        for v in ["1.2.3", "1.2.4", "1.2.5"] {
+            put_history(&rig, "Publish", &item(v), 100.0).await;
+        }
+        let end_in = |step: &str, it: &boa_core::Item| {
+            let at = rig
+                .cfg
+                .record_object(&expected_end_key(EXEC, step, it))
+                .unwrap();
+            let body = rig.objects.body(&at.bucket, &at.key).expect("written");
+            let e: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(e["prepared"], true, "{e}");
+            secs_until(e["end"].as_str().unwrap())
+        };
+        let end_of = |v: &str| end_in("Publish", &item(v));
+        // The first waits for its worker's boot (60 s) and takes 100 s.
+        rig.run(publish_req("1.2.3", EXEC)).await;
+        let first = end_of("1.2.3");
+        assert!((155.0..=160.5).contains(&first), "{first}");
+        // A task projected by a lookahead, not published yet, is not in the queue.
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Publish", &item("1.2.9")),
+            json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(5000)).to_rfc3339()}),
+        )
+        .await;
+        // Nor is another execution's task.
+        put_json(
+            &rig,
+            &expected_end_key(EXEC2, "Publish", &item("1.2.8")),
+            json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(4000)).to_rfc3339(),
+                   "prepared": true}),
+        )
+        .await;
+        // The second runs after the first, one at a time.
+        rig.run(publish_req("1.2.4", EXEC)).await;
+        let second = end_of("1.2.4");
+        assert!((255.0..=260.5).contains(&second), "{second}");
+        // Announce's workers for 1.2.4 are timed by that end, less their boot.
+        let announce = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .find(|i| i.lookahead.step == "Announce" && i.lookahead.after.item == item("1.2.4"))
+            .expect("a lookahead for Announce after Publish 1.2.4");
+        let wait = secs_until(&announce.at);
+        assert!((195.0..=200.5).contains(&wait), "{wait}");
+        // Once 1.2.4 has ended (its record is written), a third waits only for 1.2.3.
+        put_json(
+            &rig,
+            &task_record_key(EXEC, "Publish", &item("1.2.4")),
+            json!({"status": "succeeded"}),
+        )
+        .await;
+        rig.run(publish_req("1.2.5", EXEC)).await;
+        let third = end_of("1.2.5");
+        assert!((255.0..=260.5).contains(&third), "{third}");
+        // A task a lookahead expects to be ready before this one is ahead of it too, though not
+        // published yet.
+        let now = chrono::Utc::now();
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Publish", &item("1.2.7")),
+            json!({"end": (now + chrono::Duration::seconds(1000)).to_rfc3339(),
+                   "ready": (now - chrono::Duration::seconds(1)).to_rfc3339()}),
+        )
+        .await;
+        put_history(&rig, "Publish", &item("1.2.6"), 100.0).await;
+        rig.run(publish_req("1.2.6", EXEC)).await;
+        let fourth = end_of("1.2.6");
+        assert!((1095.0..=1100.5).contains(&fourth), "{fourth}");
+        // A step that is not exclusive runs its tasks side by side: the second is expected to
+        // end with the first.
+        rig.run(build_req(&rig, "debian-12")).await;
+        rig.run(build_req(&rig, "ubuntu-22.04")).await;
+        let (a, b) = (
+            end_in("Build", &build_item("debian-12")),
+            end_in("Build", &build_item("ubuntu-22.04")),
+        );
+        assert!((a - b).abs() < 1.0, "{a} {b}");
     }
 }
