@@ -145,11 +145,11 @@ pub async fn run(ctx: &Ctx) -> Result<(Cost, CapturedEvents)> {
             .collect();
         let run_dir = dir.join(format!("run-{nv}x{nd}"));
         std::fs::create_dir_all(&run_dir)?;
-        let durations_file = variant::write_durations(&p, &run_dir, &durations)?;
+        let durations_dir = variant::write_durations(&p, &run_dir, &durations)?;
         let mut spec = RunSpec::new(&pipeline, &ctx.worker_bin, run_dir);
         spec.seed = ctx.seed;
         spec.limit = Duration::from_secs(180);
-        spec.durations(&durations_file);
+        spec.durations(&durations_dir);
         let name = format!("cost-{nv}x{nd}");
         let run = local_run::run_local(&spec, &[(input.clone(), name)]).await?;
         let ex = &run.executions[0];

@@ -68,11 +68,11 @@ impl RunSpec {
         }
     }
 
-    /// Task scripts sleep for the durations in this file (see [`crate::variant`]).
-    pub fn durations(&mut self, file: &Path) {
+    /// Task scripts sleep for the durations in this folder (see [`crate::variant`]).
+    pub fn durations(&mut self, dir: &Path) {
         self.extra_env.push((
             crate::variant::DURATIONS_VAR.into(),
-            file.display().to_string(),
+            dir.display().to_string(),
         ));
     }
 }

@@ -148,7 +148,7 @@ pub fn plan_durations(p: &Pipeline, tasks: &[(String, Item)], seed: u64) -> Vec<
 struct Setup {
     p: Pipeline,
     pipeline: PathBuf,
-    durations_file: PathBuf,
+    durations_dir: PathBuf,
     input: boa_core::BuildInput,
     tasks: Vec<(String, Item)>,
     planned: Vec<f64>,
@@ -200,7 +200,7 @@ async fn one(
     let Setup {
         p,
         pipeline,
-        durations_file,
+        durations_dir,
         input,
         tasks,
         planned,
@@ -212,7 +212,7 @@ async fn one(
     spec.lookahead = launching == Launching::Lookahead;
     spec.run_stubs = ctx.stubs;
     spec.seed = ctx.seed;
-    spec.durations(durations_file);
+    spec.durations(durations_dir);
     let run = local_run::run_local(&spec, &[(input.clone(), name.to_string())]).await?;
     let ex = &run.executions[0];
     let results = ex.normalized.as_ref().ok_or_else(|| {
@@ -318,11 +318,11 @@ async fn setup(ctx: &Ctx, nv: usize, nd: usize, boot_s: f64) -> Result<Setup> {
         .zip(&planned)
         .map(|((s, i), d)| (s.clone(), i.clone(), *d))
         .collect();
-    let durations_file = variant::write_durations(&p, &dir, &durations)?;
+    let durations_dir = variant::write_durations(&p, &dir, &durations)?;
     Ok(Setup {
         p,
         pipeline,
-        durations_file,
+        durations_dir,
         input,
         tasks,
         planned,

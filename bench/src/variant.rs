@@ -9,13 +9,13 @@ use anyhow::{Context, Result, anyhow};
 use boa_core::{Item, Pipeline};
 
 /// Every step of an example variant runs this script: it sleeps for its task's duration, read
-/// from the file named by [`DURATIONS_VAR`].
+/// from its own file in the folder named by [`DURATIONS_VAR`].
 pub const TASK_SCRIPT: &str = "bench-task.sh";
 /// The throughput pipeline's script.
 pub const NOOP_SCRIPT: &str = "bench-noop.sh";
-/// The worker environment variable naming the durations file.
+/// The worker environment variable naming the durations folder.
 pub const DURATIONS_VAR: &str = "BENCH_DURATIONS";
-pub const DURATIONS_FILE: &str = "durations.txt";
+pub const DURATIONS_DIR: &str = "durations";
 
 fn axis_var(axis: &str) -> String {
     format!("BOA_{}", axis.to_uppercase())
@@ -91,11 +91,15 @@ pub fn example_variant(
         }
     }
     std::fs::create_dir_all(dir)?;
+    // The shell's own `read`, not a lookup program: a 10 × 25 run starts 250 of these at once
+    // on the machine's two cores, where each extra program (an awk was one) is a fork, an exec
+    // and a dynamic link taken from the orchestration being measured.
     let script = format!(
         "#!/bin/sh\n\
          # build-on-aws bench: sleep for this task's seeded duration.\n\
          set -eu\n\
-         d=$(awk -v k=\"$BOA_STEP ${{{o}:--}} ${{{i}:--}}\" '$1\" \"$2\" \"$3 == k {{ print $4; exit }}' \"${DURATIONS_VAR}\")\n\
+         d=0\n\
+         read -r d <\"${DURATIONS_VAR}/$BOA_STEP ${{{o}:--}} ${{{i}:--}}\" || true\n\
          exec sleep \"${{d:-0}}\"\n",
         o = axis_var(&outer),
         i = axis_var(&inner),
@@ -107,8 +111,8 @@ pub fn example_variant(
     Ok(path)
 }
 
-/// Writes the durations file of a variant: one line `step outer inner seconds` per task
-/// (`-` for an axis the task does not have). Returns its path.
+/// Writes the durations folder of a variant: per task, a file `<step> <outer> <inner>` (`-` for
+/// an axis the task does not have) holding its seconds. Returns the folder's path.
 pub fn write_durations(
     p: &Pipeline,
     dir: &Path,
@@ -116,18 +120,17 @@ pub fn write_durations(
 ) -> Result<PathBuf> {
     let outer = &p.outer_axis().name;
     let inner = p.inner_axis().map(|a| a.name.clone()).unwrap_or_default();
-    let mut text = String::new();
+    let folder = dir.join(DURATIONS_DIR);
+    std::fs::create_dir_all(&folder)?;
     for (step, item, secs) in durations {
         let get = |k: &str| item.get(k).cloned().unwrap_or_else(|| "-".into());
-        text.push_str(&format!(
-            "{step} {} {} {secs:.3}\n",
-            get(outer),
-            get(&inner)
-        ));
+        let name = format!("{step} {} {}", get(outer), get(&inner));
+        if name.contains('/') {
+            return Err(anyhow!("task '{name}' cannot name a durations file"));
+        }
+        std::fs::write(folder.join(name), format!("{secs:.3}\n"))?;
     }
-    let path = dir.join(DURATIONS_FILE);
-    std::fs::write(&path, text)?;
-    Ok(path)
+    Ok(folder)
 }
 
 /// A pipeline of one step (`Noop`) fanning out over `shards` values of an inner axis `shard`,
