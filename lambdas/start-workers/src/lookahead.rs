@@ -214,13 +214,16 @@ async fn schedule(
 
 /// Whether `l` (timed by `l.after`, expected to end at `end`) is left to another lookahead: the
 /// tasks of a fan-in step wait for many, and one lookahead between them is enough, timed by the
-/// one expected to end last. So `l.after` defers to another task its tasks wait for whose
-/// expected end is later (a tie: the later key) and whose own lookahead has not fired yet (its
-/// Wait ends after now): when that one fires, it reads `l.after`'s end too. The one it defers
-/// to defers in turn only to a later one, whose lookahead fires later still; and a task
-/// expected to end after every lookahead of its siblings has fired starts its own. At 10
-/// versions × 25 distros this is 10 lookahead executions for the publishing step instead of 250,
-/// within Step Functions' StartExecution quota.
+/// one expected to end last.
+///
+/// Ends are compared in slots of [`SLACK`] × the step's boot time: a lookahead that fires a boot
+/// before its own task's end still launches for a task ending up to a slot later (its horizon).
+/// `l.after` defers to another task its tasks wait for that is in a later slot (or the same slot
+/// and a later key) and whose own lookahead has not fired yet (its Wait ends after now): when
+/// that one fires, it reads `l.after`'s end too. The one it defers to defers in turn only to a
+/// later one, whose lookahead fires later still; a task expected to end after every lookahead of
+/// its siblings has fired starts its own. Without slots, tasks with the same expected duration
+/// prepared one after another would each end a moment after the last and each start one.
 async fn defers(
     objects: &dyn Objects,
     cfg: &StackConfig,
@@ -233,7 +236,12 @@ async fn defers(
         return false;
     }
     let mine = expected_end_key(&l.execution, &l.after.step, &l.after.item);
-    let boot = chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d))).unwrap_or_default();
+    let boot = cfg.scaled(cfg.boot_time(d));
+    let slot_ms = i64::try_from(boot.mul_f64(SLACK).as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1);
+    let slot = |t: DateTime<Utc>| t.timestamp_millis().div_euclid(slot_ms);
+    let boot = chrono::Duration::from_std(boot).unwrap_or_default();
     for t in l.waits_for.iter().filter(|t| **t != l.after) {
         let key = expected_end_key(&l.execution, &t.step, &t.item);
         let Ok(Some(e)) = read::<ExpectedEnd>(objects, cfg, &key).await else {
@@ -242,7 +250,7 @@ async fn defers(
         let Ok(theirs) = DateTime::parse_from_rfc3339(&e.end).map(|t| t.with_timezone(&Utc)) else {
             continue;
         };
-        if (theirs, key.as_str()) > (end, mine.as_str()) && theirs - boot > now {
+        if (slot(theirs), key.as_str()) > (slot(end), mine.as_str()) && theirs - boot > now {
             return true;
         }
     }

@@ -1432,6 +1432,35 @@ mod lookahead {
     }
 
     #[tokio::test]
+    async fn fan_in_dependencies_expected_to_end_within_a_slot_of_each_other_share_one_lookahead() {
+        let mut rig = fan_in_rig();
+        // Publish boots in 4000 s: a slot is a quarter of that. Builds expected to take the same
+        // time, prepared one after another, end milliseconds apart: in one slot.
+        rig.p
+            .steps
+            .iter_mut()
+            .find(|s| s.name == "Publish")
+            .unwrap()
+            .worker
+            .boot_time = std::time::Duration::from_secs(4000);
+        for d in ["ubuntu-24.04", "ubuntu-22.04", "debian-12"] {
+            put_history(&rig, "Build", &build_item(d), 10_000.0).await;
+        }
+        // The highest key first: each later one, though it ends a moment later, is in the same
+        // slot with a lower key and defers to it.
+        for d in ["ubuntu-24.04", "ubuntu-22.04", "debian-12"] {
+            rig.run(build_req(&rig, d)).await;
+        }
+        let p: Vec<LookaheadInput> = started(&rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.lookahead.step == "Publish")
+            .collect();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].lookahead.after.item, build_item("ubuntu-24.04"));
+    }
+
+    #[tokio::test]
     async fn a_fan_in_step_s_lookaheads_start_one_worker_between_them() {
         // Publish (not exclusive here) waits for every distro's Build: each Build's Prepare
         // starts a lookahead for it, and they may fire together.
