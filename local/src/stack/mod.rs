@@ -348,7 +348,12 @@ impl LocalStack {
             seed: opts.seed,
             region: LOCAL_REGION.into(),
             account_id: LOCAL_ACCOUNT.into(),
-            poll_wait: Duration::from_millis(500),
+            // Step Functions holds an empty GetActivityTask for 60 s: in proportion here, as
+            // every wait (an idle worker's polls, hence its requests, are as many per pipeline
+            // minute as on AWS).
+            poll_wait: opts
+                .scaled(Duration::from_secs(60))
+                .clamp(Duration::from_millis(50), Duration::from_secs(60)),
             parallel_parameters_once: opts.parallel_parameters_once,
             endpoint_access_key: Some(access_key.clone()),
             // A Distributed Map's ResultWriter writes into the run's artifact bucket.
