@@ -433,6 +433,22 @@ pub async fn handle(
         &ctx,
     )
     .await;
+    // EC2 refused the launch in a way no retry fixes (a bad AMI, a missing instance profile…):
+    // `d`'s tasks will fail in their own Prepare with EC2's code, so nothing is started ahead
+    // for the steps after them either.
+    if out.launched.is_empty()
+        && let Some(e) = out.error.as_ref().filter(|e| e.is_permanent_launch_error())
+    {
+        tracing::warn!(step = %d.name, error = %e, "a lookahead cannot launch: EC2 refused");
+        return Ok(LookaheadOutcome {
+            launched: vec![],
+            reason: format!(
+                "{}; nothing started ahead for the steps after {}",
+                out.reason, d.name
+            ),
+            next: vec![],
+        });
+    }
     let next = next_hop(
         ports,
         cfg,

@@ -1172,6 +1172,40 @@ mod lookahead {
         );
     }
 
+    #[tokio::test]
+    async fn a_lookahead_ec2_refuses_says_why_starts_nothing_after_and_the_prepare_fails() {
+        let rig = rig_with_end(30).await;
+        // The AMI is gone: every launch is refused, and stays refused.
+        rig.fleet.refuse(
+            "c7i.large",
+            Purchase::Spot,
+            PortError::Other("InvalidAMIID.NotFound: ami-0123456789abcdef0".into()),
+        );
+        let (_, input) = started(&rig).remove(0);
+        let before = rig.executions.started().len();
+        for _ in 0..2 {
+            let o = fire(&rig, &input).await;
+            assert!(o.launched.is_empty(), "{o:?}");
+            assert!(o.reason.contains("InvalidAMIID.NotFound"), "{}", o.reason);
+            assert!(o.reason.contains("nothing started ahead"), "{}", o.reason);
+            // No lookahead for Test or Publish: Build's tasks cannot run.
+            assert!(o.next.is_empty(), "{o:?}");
+        }
+        assert_eq!(rig.executions.started().len(), before);
+        assert_eq!(
+            rig.fleet.launch_calls().len(),
+            1 + 2,
+            "Source's, then one per firing"
+        );
+        // Build's own Prepare fails at once with EC2's code: the task is not left waiting.
+        let e = handle(build_req(&rig, "debian-12"), &rig.ports(), &rig.cfg, &rig.p)
+            .await
+            .unwrap_err();
+        assert_eq!(e.name.as_str(), "Ec2.LaunchFailed");
+        assert!(e.message.contains("InvalidAMIID.NotFound"), "{}", e.message);
+        assert_eq!(rig.fleet.live_ids().len(), 1, "only Source's worker");
+    }
+
     /// A chain of short tasks pays one boot, not one per step: when Build's workers start ahead,
     /// Build's tasks get a projected end (the later of Source's end and their workers' boot,
     /// plus their expected duration) and the steps after Build are timed from it, before any
