@@ -230,6 +230,8 @@ struct ExecState {
     histories: BTreeMap<String, Vec<HistoryEvent>>,
     /// Executions started through the port: (state machine, name, input), in order.
     started: Vec<(String, String, String)>,
+    /// Executions ended with [`FakeExecutions::end`].
+    ended: Vec<String>,
     error: Option<PortError>,
 }
 
@@ -286,6 +288,12 @@ impl FakeExecutions {
         lock(&self.state).error = Some(error);
     }
 
+    /// The execution has ended: [`Executions::is_running`] says so from now on. Any other
+    /// execution, known or not, runs.
+    pub fn end(&self, execution_arn: &str) {
+        lock(&self.state).ended.push(execution_arn.to_string());
+    }
+
     /// The executions started through the port: (state machine, name, input), in order.
     pub fn started(&self) -> Vec<(String, String, String)> {
         lock(&self.state).started.clone()
@@ -294,6 +302,14 @@ impl FakeExecutions {
 
 #[async_trait]
 impl Executions for FakeExecutions {
+    async fn is_running(&self, execution_arn: &str) -> Result<bool, PortError> {
+        let st = lock(&self.state);
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(!st.ended.iter().any(|a| a == execution_arn))
+    }
+
     async fn running(&self, state_machine_arn: &str) -> Result<Vec<ExecutionSummary>, PortError> {
         let st = lock(&self.state);
         if let Some(e) = &st.error {

@@ -248,6 +248,17 @@ impl Executions for SfnExecutions {
         Ok(out)
     }
 
+    async fn is_running(&self, execution_arn: &str) -> Result<bool, PortError> {
+        let d = self
+            .0
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| map_error("DescribeExecution", e))?;
+        Ok(d.status() == &ExecutionStatus::Running)
+    }
+
     async fn running_children(
         &self,
         execution_arn: &str,

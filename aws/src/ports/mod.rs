@@ -217,6 +217,9 @@ pub trait Executions: Send + Sync {
         &self,
         execution_arn: &str,
     ) -> Result<Vec<ExecutionSummary>, PortError>;
+    /// Whether an execution still runs: false once it has ended (succeeded, failed, timed out
+    /// or aborted).
+    async fn is_running(&self, execution_arn: &str) -> Result<bool, PortError>;
     /// Starts an execution of `state_machine_arn` named `name` with `input` (JSON text) and
     /// returns its ARN. A name already used is not an error (`Ok(None)`): execution names are
     /// how callers make a retried start idempotent.

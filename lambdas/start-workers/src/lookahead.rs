@@ -340,6 +340,23 @@ pub async fn handle(
             next: vec![],
         })
     };
+    // A run that has ended (failed, stopped, or done) needs no worker: its Waits outlive it (a
+    // lookahead timed by a long task may fire hours after a Ctrl-C), and the records they read
+    // would still say its tasks were about to end.
+    if let Some(ex) = ports.executions {
+        match ex.is_running(&l.execution).await {
+            Ok(false) => {
+                return nothing(format!(
+                    "the run {} has ended: no {} worker is started ahead",
+                    l.execution, d.name
+                ));
+            }
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether the run still runs; starting ahead");
+            }
+        }
+    }
     let now = Utc::now();
     let horizon = now
         + chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d).mul_f64(1.0 + SLACK)))

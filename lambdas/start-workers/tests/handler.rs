@@ -1206,6 +1206,33 @@ mod lookahead {
         assert_eq!(rig.fleet.live_ids().len(), 1, "only Source's worker");
     }
 
+    #[tokio::test]
+    async fn a_lookahead_that_fires_after_its_run_ended_starts_nothing() {
+        // Source is expected to end within Build's boot, but the run was stopped meanwhile.
+        let rig = rig_with_end(30).await;
+        let (_, input) = started(&rig).remove(0);
+        let before = rig.fleet.launch_calls().len();
+        rig.executions.end(EXEC);
+        let o = fire(&rig, &input).await;
+        assert!(o.launched.is_empty(), "{o:?}");
+        assert!(o.reason.contains("has ended"), "{}", o.reason);
+        assert!(o.next.is_empty(), "{o:?}");
+        assert_eq!(rig.fleet.launch_calls().len(), before);
+        // Another run's lookahead is not affected.
+        let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
+        put_json(
+            &rig,
+            &expected_end_key(EXEC2, "Source", &item),
+            json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc3339()}),
+        )
+        .await;
+        let mut other = input.clone();
+        other.lookahead.execution = EXEC2.into();
+        assert!(other.lookahead.waits_for.iter().all(|t| t.step == "Source"));
+        let o = fire(&rig, &other).await;
+        assert_eq!(o.launched.len(), 3, "{o:?}");
+    }
+
     /// A chain of short tasks pays one boot, not one per step: when Build's workers start ahead,
     /// Build's tasks get a projected end (the later of Source's end and their workers' boot,
     /// plus their expected duration) and the steps after Build are timed from it, before any

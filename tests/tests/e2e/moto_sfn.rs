@@ -61,7 +61,8 @@ async fn running_executions_are_listed_and_their_history_read() {
     let names: Vec<&str> = running.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["run-a", "run-b"], "sorted by ARN");
     assert!(running.iter().all(|e| e.start.is_some()));
-    // Stopped executions are no longer listed.
+    assert!(ex.is_running(&started[0]).await.unwrap());
+    // Stopped executions are no longer listed, nor running.
     sfn.stop_execution()
         .execution_arn(&started[0])
         .send()
@@ -70,6 +71,8 @@ async fn running_executions_are_listed_and_their_history_read() {
     let running = ex.running(&sm).await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].arn, started[1]);
+    assert!(!ex.is_running(&started[0]).await.unwrap());
+    assert!(ex.is_running(&started[1]).await.unwrap());
 
     let h = ex.history(&started[1]).await.unwrap();
     assert!(!h.is_empty());
@@ -88,6 +91,13 @@ async fn missing_executions_and_machines_are_not_found() {
     let ex = SfnExecutions(moto.sfn().await);
     let e = ex
         .history(&format!(
+            "arn:aws:states:us-east-1:{ACCOUNT}:execution:build-on-aws-demo:nope"
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
+    let e = ex
+        .is_running(&format!(
             "arn:aws:states:us-east-1:{ACCOUNT}:execution:build-on-aws-demo:nope"
         ))
         .await
