@@ -602,6 +602,14 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                 vec![sub(lookahead_machine_arn(p))],
                 Value::Null,
             ));
+            // A lookahead that fires after its run ended starts nothing: it asks whether the
+            // run's execution still runs.
+            out.push(stmt(
+                "CheckRunStillRuns",
+                &["states:DescribeExecution"],
+                vec![sub(exec_arn.clone())],
+                Value::Null,
+            ));
             // done_when checks: HeadObject needs s3:GetObject; ListBucket turns "missing" into
             // 404 instead of 403.
             let mut objects = vec![];

@@ -112,6 +112,20 @@ fn a_distributed_map_may_start_only_its_own_children_and_write_only_run_records(
         .collect();
     assert_eq!(starts.len(), 1, "{starts:?}");
     assert!(starts[0].0.starts_with("LambdaStartWorkers"), "{starts:?}");
+    // It may ask whether a run still runs (a lookahead after the run's end starts nothing), on
+    // the pipeline machine's executions only.
+    let describe: Vec<(String, Value)> = all_statements(&inline)
+        .into_iter()
+        .filter(|(id, s)| {
+            id.starts_with("LambdaStartWorkers")
+                && actions(s).iter().any(|a| a == "states:DescribeExecution")
+        })
+        .collect();
+    assert_eq!(describe.len(), 1, "{describe:?}");
+    assert_eq!(
+        describe[0].1["Resource"],
+        json!([{"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:build-on-aws-hhvm:*"}])
+    );
     assert_eq!(
         starts[0].1["Resource"],
         json!([{"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:build-on-aws-hhvm-lookahead"}])
