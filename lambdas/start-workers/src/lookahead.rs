@@ -242,9 +242,20 @@ async fn defers(
         .max(1);
     let slot = |t: DateTime<Utc>| t.timestamp_millis().div_euclid(slot_ms);
     let boot = chrono::Duration::from_std(boot).unwrap_or_default();
-    for t in l.waits_for.iter().filter(|t| **t != l.after) {
-        let key = expected_end_key(&l.execution, &t.step, &t.item);
-        let Ok(Some(e)) = read::<ExpectedEnd>(objects, cfg, &key).await else {
+    let keys: Vec<String> = l
+        .waits_for
+        .iter()
+        .filter(|t| **t != l.after)
+        .map(|t| expected_end_key(&l.execution, &t.step, &t.item))
+        .collect();
+    // Side by side: on S3 each is a request, and this runs before the task is handed out.
+    let ends = futures::future::join_all(
+        keys.iter()
+            .map(|key| read::<ExpectedEnd>(objects, cfg, key)),
+    )
+    .await;
+    for (key, e) in keys.iter().zip(ends) {
+        let Ok(Some(e)) = e else {
             continue;
         };
         let Ok(theirs) = DateTime::parse_from_rfc3339(&e.end).map(|t| t.with_timezone(&Utc)) else {
@@ -367,17 +378,28 @@ pub async fn handle(
     // the latest of those expected later than a boot from now.
     let mut last_end = now;
     let mut late: Option<(DateTime<Utc>, &TaskRef)> = None;
-    for t in &l.waits_for {
-        let key = task_record_key(&l.execution, &t.step, &t.item);
+    // Every task's record, else its expected end, read side by side: a fan-in step's task
+    // waits for dozens, and on S3 each read is a request of its own.
+    let execution = l.execution.as_str();
+    let states = futures::future::join_all(l.waits_for.iter().map(|t| async move {
+        let key = task_record_key(execution, &t.step, &t.item);
         if let Some(r) = read::<TaskRecord>(ports.objects, cfg, &key).await? {
+            return Ok((Some(r), None));
+        }
+        let key = expected_end_key(execution, &t.step, &t.item);
+        Ok::<_, NamedError>((None, read::<ExpectedEnd>(ports.objects, cfg, &key).await?))
+    }))
+    .await;
+    for (t, state) in l.waits_for.iter().zip(states) {
+        let (record, expected) = state?;
+        if let Some(r) = record {
             finished += 1;
             if blocks(&r) {
                 blocking += 1;
             }
             continue;
         }
-        let key = expected_end_key(&l.execution, &t.step, &t.item);
-        let Some(e) = read::<ExpectedEnd>(ports.objects, cfg, &key).await? else {
+        let Some(e) = expected else {
             return nothing(format!(
                 "{} has not been prepared yet: its own lookahead starts {}'s workers",
                 label(t),
