@@ -31,19 +31,34 @@ pub async fn read_history(
     item: &Item,
 ) -> Result<DurationHistory, PortError> {
     let at = location(cfg, step, item)?;
-    // Listed first: without s3:ListBucket on the whole bucket, GetObject of a missing key is a
-    // 403, not a 404; the listing is limited to the entry's own key.
-    let listed = objects.list(&at.bucket, &at.key).await?;
-    if !listed.iter().any(|o| o.key == at.key) {
-        return Ok(DurationHistory::default());
-    }
-    Ok(match objects.get(&at.bucket, &at.key).await? {
+    // Read first: one request when the entry exists. Without s3:ListBucket on the whole bucket
+    // (the stack's roles may list only `durations/`), GetObject of a missing key is a 403, not
+    // a 404: then a listing limited to the entry's own key tells "missing" from "refused".
+    // (Listing first cost a request on S3 and, locally, a read of the whole folder: one entry
+    // per task, so a run of n tasks read n² names.)
+    let body = match objects.get(&at.bucket, &at.key).await {
+        Err(e) if is_denied(&e) => {
+            let listed = objects.list(&at.bucket, &at.key).await?;
+            if listed.iter().any(|o| o.key == at.key) {
+                return Err(e);
+            }
+            None
+        }
+        other => other?,
+    };
+    Ok(match body {
         Some(body) => DurationHistory::from_json(&body).unwrap_or_else(|e| {
             tracing::warn!(history = %at, error = %e, "unreadable duration history; starting afresh");
             DurationHistory::default()
         }),
         None => DurationHistory::default(),
     })
+}
+
+/// A refusal, as S3 answers a GetObject of a missing key to a caller that may not list it.
+fn is_denied(e: &PortError) -> bool {
+    e.code()
+        .is_some_and(|c| c == "AccessDenied" || c == "HTTP 403")
 }
 
 /// Adds one successful run's elapsed time (wall seconds of this stack: a local run's are divided
@@ -83,4 +98,99 @@ pub async fn expected_duration(
         }
     }
     .unwrap_or_else(|| default_expected_duration(step))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::fakes::FakeObjects;
+    use crate::ports::ObjectInfo;
+
+    /// S3 as a role without s3:ListBucket on the whole bucket sees it: GetObject of a missing
+    /// key is refused (403), and `refuse_all` refuses every GetObject.
+    struct NoListBucket {
+        inner: FakeObjects,
+        refuse_all: bool,
+        lists: AtomicUsize,
+        gets: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Objects for NoListBucket {
+        async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
+            self.inner.exists(bucket, key).await
+        }
+        async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            match self.inner.get(bucket, key).await? {
+                Some(b) if !self.refuse_all => Ok(Some(b)),
+                _ => Err(PortError::call(
+                    "S3",
+                    "GetObject",
+                    "AccessDenied",
+                    "Access Denied",
+                )),
+            }
+        }
+        async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
+            Objects::put(&self.inner, bucket, key, body).await
+        }
+        async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
+            self.inner.create(bucket, key, body).await
+        }
+        async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            self.inner.list(bucket, prefix).await
+        }
+        async fn presign_get(&self, b: &str, k: &str, s: u64) -> Result<String, PortError> {
+            self.inner.presign_get(b, k, s).await
+        }
+    }
+
+    fn objects(refuse_all: bool) -> NoListBucket {
+        NoListBucket {
+            inner: FakeObjects::new(),
+            refuse_all,
+            lists: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
+        }
+    }
+
+    fn cfg() -> StackConfig {
+        StackConfig::new("s", "us-east-1", "123456789012", "s3://artifacts/demo")
+    }
+
+    #[tokio::test]
+    async fn a_history_is_one_read_and_a_refused_read_of_a_missing_one_is_empty() {
+        let (cfg, item): (StackConfig, Item) = (cfg(), [("v".into(), "1".into())].into());
+        let o = objects(false);
+        // Missing: the read is refused, the listing of its own key finds nothing: no history.
+        let h = read_history(&o, &cfg, "Build", &item).await.unwrap();
+        assert_eq!(h, DurationHistory::default());
+        assert_eq!(o.lists.load(Ordering::SeqCst), 1);
+        // Present: one read, no listing.
+        record_duration(&o, &cfg, "Build", &item, 30.0)
+            .await
+            .unwrap();
+        let (gets, lists) = (
+            o.gets.load(Ordering::SeqCst),
+            o.lists.load(Ordering::SeqCst),
+        );
+        let h = read_history(&o, &cfg, "Build", &item).await.unwrap();
+        assert_eq!(h.median(), Some(Duration::from_secs(30)));
+        assert_eq!(o.gets.load(Ordering::SeqCst), gets + 1);
+        assert_eq!(o.lists.load(Ordering::SeqCst), lists, "no listing");
+        // Listed but refused: an error, not an empty history.
+        let refusing = objects(true);
+        let at = location(&cfg, "Build", &item).unwrap();
+        refusing.inner.put(&at.bucket, &at.key);
+        let e = read_history(&refusing, &cfg, "Build", &item)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some("AccessDenied"), "{e}");
+    }
 }
