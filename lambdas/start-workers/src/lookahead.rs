@@ -41,9 +41,9 @@ pub async fn after_prepare(
     launched_now: bool,
     inner_values: &[String],
 ) -> Vec<String> {
-    let (Some(machine), Some(executions)) = (&cfg.lookahead_machine_arn, ports.executions) else {
+    if cfg.lookahead_machine_arn.is_none() || ports.executions.is_none() {
         return vec![];
-    };
+    }
     let plans = lookahead::plan(
         p,
         &req.execution,
@@ -65,12 +65,12 @@ pub async fn after_prepare(
     };
     let run = expected_duration(ports.objects, cfg, s, &req.item).await;
     // An exclusive step's task waits its turn behind the step's other published tasks.
-    let up = now + chrono::Duration::from_std(cfg.scaled(boot_s)).unwrap_or_default();
+    let up = wall_after(cfg, now, boot_s);
     let start = queue_end(ports.objects, cfg, &req.execution, s, &req.item, now, now)
         .await
         .map_or(up, |q| q.max(up));
     let until_end = pipeline_time(cfg, start - now) + run;
-    let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
+    let end = wall_after(cfg, now, until_end);
     if !write_expected_end(
         ports.objects,
         cfg,
@@ -82,21 +82,24 @@ pub async fn after_prepare(
     {
         return vec![];
     }
-    schedule(
-        (machine, executions),
-        ports.objects,
-        cfg,
-        p,
-        plans,
-        until_end,
-        now,
-    )
-    .await
+    schedule(ports, cfg, p, plans, until_end, now).await
 }
 
 /// A stretch of the stack's wall clock in pipeline time (multiplied back by the time scale).
 fn pipeline_time(cfg: &StackConfig, d: chrono::TimeDelta) -> Duration {
     d.to_std().unwrap_or_default().mul_f64(cfg.time_scale)
+}
+
+/// The stack's wall clock `d` of pipeline time after `now` (`d` divided by the time scale).
+fn wall_after(cfg: &StackConfig, now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(cfg.scaled(d)).unwrap_or_default()
+}
+
+/// An RFC 3339 time of a record, `None` when it does not parse.
+fn parse_time(t: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// For an `exclusive` step, when the tasks ahead of `me` (ready at `ready`) in the step's queue
@@ -133,14 +136,11 @@ async fn queue_end(
         let Ok(e) = serde_json::from_slice::<ExpectedEnd>(&body) else {
             continue;
         };
-        let Ok(end) = DateTime::parse_from_rfc3339(&e.end).map(|t| t.with_timezone(&Utc)) else {
+        let Some(end) = parse_time(&e.end) else {
             continue;
         };
-        let theirs = e
-            .ready
-            .as_deref()
-            .and_then(|r| DateTime::parse_from_rfc3339(r).ok());
-        let ahead = e.prepared || theirs.is_some_and(|r| r.with_timezone(&Utc) <= ready);
+        let theirs = e.ready.as_deref().and_then(parse_time);
+        let ahead = e.prepared || theirs.is_some_and(|r| r <= ready);
         if !ahead || end <= now || last.is_some_and(|l| l >= end) {
             continue;
         }
@@ -188,19 +188,21 @@ async fn write_expected_end(
 /// A plan whose tasks wait for others too (a fan-in step) is left to the one of those expected
 /// to end last ([`defers`]).
 async fn schedule(
-    (machine, executions): (&str, &dyn boa_aws::ports::Executions),
-    objects: &dyn Objects,
+    ports: &Ports<'_>,
     cfg: &StackConfig,
     p: &Pipeline,
     plans: Vec<Lookahead>,
     until_end: Duration,
     now: DateTime<Utc>,
 ) -> Vec<String> {
-    let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
+    let (Some(machine), Some(executions)) = (&cfg.lookahead_machine_arn, ports.executions) else {
+        return vec![];
+    };
+    let end = wall_after(cfg, now, until_end);
     let mut started = vec![];
     for l in plans {
         let Some(d) = p.step(&l.step) else { continue };
-        if defers(objects, cfg, &l, d, end, now).await {
+        if defers(ports.objects, cfg, &l, d, end, now).await {
             continue;
         }
         let (at, _) = wait_end(cfg, d, until_end, now);
@@ -258,7 +260,7 @@ async fn defers(
         let Ok(Some(e)) = e else {
             continue;
         };
-        let Ok(theirs) = DateTime::parse_from_rfc3339(&e.end).map(|t| t.with_timezone(&Utc)) else {
+        let Some(theirs) = parse_time(&e.end) else {
             continue;
         };
         if (slot(theirs), key.as_str()) > (slot(end), mine.as_str()) && theirs - boot > now {
@@ -369,9 +371,7 @@ pub async fn handle(
         }
     }
     let now = Utc::now();
-    let horizon = now
-        + chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d).mul_f64(1.0 + SLACK)))
-            .unwrap_or_default();
+    let horizon = wall_after(cfg, now, cfg.boot_time(d).mul_f64(1.0 + SLACK));
     let mut finished = 0usize;
     let mut blocking = 0usize;
     // When the last of the tasks waited for is expected to end (now for those that ended), and
@@ -406,9 +406,7 @@ pub async fn handle(
                 d.name
             ));
         };
-        let end = DateTime::parse_from_rfc3339(&e.end)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(now);
+        let end = parse_time(&e.end).unwrap_or(now);
         last_end = last_end.max(end);
         if end > horizon && late.is_none_or(|(at, _)| end > at) {
             late = Some((end, t));
@@ -575,13 +573,10 @@ async fn next_hop(
     launched: bool,
     now: DateTime<Utc>,
 ) -> Vec<String> {
-    let (Some(machine), Some(executions)) = (&cfg.lookahead_machine_arn, ports.executions) else {
-        return vec![];
-    };
-    if l.steps.is_empty() {
+    if cfg.lookahead_machine_arn.is_none() || ports.executions.is_none() || l.steps.is_empty() {
         return vec![];
     }
-    let up = now + chrono::Duration::from_std(cfg.scaled(cfg.boot_time(d))).unwrap_or_default();
+    let up = wall_after(cfg, now, cfg.boot_time(d));
     let start = if launched { last_end.max(up) } else { last_end };
     // Every projected end is written before any lookahead is started, so that the tasks of a
     // fan-in step after `d` get one lookahead, timed by the last of them ([`defers`]).
@@ -608,7 +603,7 @@ async fn next_hop(
             .map_or(start, |q| q.max(start));
         // Pipeline time from now until the task is expected to end.
         let until_end = pipeline_time(cfg, start - now) + run;
-        let end = now + chrono::Duration::from_std(cfg.scaled(until_end)).unwrap_or_default();
+        let end = wall_after(cfg, now, until_end);
         if write_expected_end(
             ports.objects,
             cfg,
@@ -623,18 +618,7 @@ async fn next_hop(
     }
     let mut started = vec![];
     for (plans, until_end) in projected {
-        started.extend(
-            schedule(
-                (machine, executions),
-                ports.objects,
-                cfg,
-                p,
-                plans,
-                until_end,
-                now,
-            )
-            .await,
-        );
+        started.extend(schedule(ports, cfg, p, plans, until_end, now).await);
     }
     started
 }

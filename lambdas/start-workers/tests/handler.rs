@@ -1030,6 +1030,15 @@ mod lookahead {
             .collect()
     }
 
+    /// The lookahead executions started for `step`, in order.
+    fn lookaheads(rig: &Rig, step: &str) -> Vec<LookaheadInput> {
+        started(rig)
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.lookahead.step == step)
+            .collect()
+    }
+
     async fn put_json(rig: &Rig, key: &str, v: Value) {
         let at = rig.cfg.record_object(key).unwrap();
         Objects::put(&rig.objects, &at.bucket, &at.key, v.to_string().as_bytes())
@@ -1258,11 +1267,7 @@ mod lookahead {
         // Test after each of the three Build tasks; Publish, which waits for all three, once:
         // after the Build expected to end last.
         assert_eq!(o.next.len(), 4, "{o:?}");
-        let publishes: Vec<LookaheadInput> = started(&rig)
-            .into_iter()
-            .map(|(_, i)| i)
-            .filter(|i| i.lookahead.step == "Publish")
-            .collect();
+        let publishes: Vec<LookaheadInput> = lookaheads(&rig, "Publish");
         assert_eq!(publishes.len(), 1, "{publishes:?}");
         assert_eq!(publishes[0].lookahead.after.item, debian);
         let after_debian: Vec<LookaheadInput> = started(&rig)
@@ -1406,11 +1411,7 @@ mod lookahead {
             ))
             .await;
         assert_eq!(r.status, PrepareStatus::Pending);
-        let publish: Vec<LookaheadInput> = started(&rig)
-            .into_iter()
-            .map(|(_, i)| i)
-            .filter(|i| i.lookahead.step == "Publish")
-            .collect();
+        let publish: Vec<LookaheadInput> = lookaheads(&rig, "Publish");
         assert_eq!(publish.len(), 1);
         let waits = publish[0].lookahead.waits_for.len();
         assert_eq!(waits, 3, "every distro's Build");
@@ -1451,19 +1452,12 @@ mod lookahead {
         ] {
             put_history(&rig, "Build", &build_item(d), secs).await;
         }
-        let publishes = |rig: &Rig| -> Vec<LookaheadInput> {
-            started(rig)
-                .into_iter()
-                .map(|(_, i)| i)
-                .filter(|i| i.lookahead.step == "Publish")
-                .collect()
-        };
         // The longest is prepared first: the two prepared after it end earlier and leave
         // Publish's lookahead to it.
         for d in ["ubuntu-24.04", "debian-12", "ubuntu-22.04"] {
             rig.run(build_req(&rig, d)).await;
         }
-        let p = publishes(&rig);
+        let p = lookaheads(&rig, "Publish");
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].lookahead.after.item, build_item("ubuntu-24.04"));
         assert_eq!(p[0].lookahead.waits_for.len(), 3);
@@ -1487,7 +1481,7 @@ mod lookahead {
             .worker
             .boot_time = std::time::Duration::from_secs(1000);
         rig.run(build_req(&rig, "ubuntu-22.04")).await;
-        let p = publishes(&rig);
+        let p = lookaheads(&rig, "Publish");
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[1].lookahead.after.item, build_item("ubuntu-22.04"));
     }
@@ -1512,11 +1506,7 @@ mod lookahead {
         for d in ["ubuntu-24.04", "ubuntu-22.04", "debian-12"] {
             rig.run(build_req(&rig, d)).await;
         }
-        let p: Vec<LookaheadInput> = started(&rig)
-            .into_iter()
-            .map(|(_, i)| i)
-            .filter(|i| i.lookahead.step == "Publish")
-            .collect();
+        let p: Vec<LookaheadInput> = lookaheads(&rig, "Publish");
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].lookahead.after.item, build_item("ubuntu-24.04"));
     }
@@ -1608,11 +1598,7 @@ mod lookahead {
         for d in distros {
             rig.run(build_req(&rig, d)).await;
         }
-        let publish: Vec<LookaheadInput> = started(&rig)
-            .into_iter()
-            .map(|(_, i)| i)
-            .filter(|i| i.lookahead.step == "Publish")
-            .collect();
+        let publish: Vec<LookaheadInput> = lookaheads(&rig, "Publish");
         assert_eq!(publish.len(), 3, "one per Build");
         // Every Build is now expected to end within a boot.
         for d in distros {
