@@ -102,63 +102,8 @@ pub async fn expected_duration(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
-
     use super::*;
     use crate::fakes::FakeObjects;
-    use crate::ports::ObjectInfo;
-
-    /// S3 as a role without s3:ListBucket on the whole bucket sees it: GetObject of a missing
-    /// key is refused (403), and `refuse_all` refuses every GetObject.
-    struct NoListBucket {
-        inner: FakeObjects,
-        refuse_all: bool,
-        lists: AtomicUsize,
-        gets: AtomicUsize,
-    }
-
-    #[async_trait]
-    impl Objects for NoListBucket {
-        async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
-            self.inner.exists(bucket, key).await
-        }
-        async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
-            self.gets.fetch_add(1, Ordering::SeqCst);
-            match self.inner.get(bucket, key).await? {
-                Some(b) if !self.refuse_all => Ok(Some(b)),
-                _ => Err(PortError::call(
-                    "S3",
-                    "GetObject",
-                    "AccessDenied",
-                    "Access Denied",
-                )),
-            }
-        }
-        async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
-            Objects::put(&self.inner, bucket, key, body).await
-        }
-        async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
-            self.inner.create(bucket, key, body).await
-        }
-        async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
-            self.lists.fetch_add(1, Ordering::SeqCst);
-            self.inner.list(bucket, prefix).await
-        }
-        async fn presign_get(&self, b: &str, k: &str, s: u64) -> Result<String, PortError> {
-            self.inner.presign_get(b, k, s).await
-        }
-    }
-
-    fn objects(refuse_all: bool) -> NoListBucket {
-        NoListBucket {
-            inner: FakeObjects::new(),
-            refuse_all,
-            lists: AtomicUsize::new(0),
-            gets: AtomicUsize::new(0),
-        }
-    }
 
     fn cfg() -> StackConfig {
         StackConfig::new("s", "us-east-1", "123456789012", "s3://artifacts/demo")
@@ -167,27 +112,30 @@ mod tests {
     #[tokio::test]
     async fn a_history_is_one_read_and_a_refused_read_of_a_missing_one_is_empty() {
         let (cfg, item): (StackConfig, Item) = (cfg(), [("v".into(), "1".into())].into());
-        let o = objects(false);
+        // S3 as a role without s3:ListBucket on the whole bucket sees it.
+        let o = FakeObjects::new();
+        o.deny_missing_reads();
         // Missing: the read is refused, the listing of its own key finds nothing: no history.
         let h = read_history(&o, &cfg, "Build", &item).await.unwrap();
         assert_eq!(h, DurationHistory::default());
-        assert_eq!(o.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(o.reads_and_lists().1, 1);
         // Present: one read, no listing.
         record_duration(&o, &cfg, "Build", &item, 30.0)
             .await
             .unwrap();
-        let (gets, lists) = (
-            o.gets.load(Ordering::SeqCst),
-            o.lists.load(Ordering::SeqCst),
-        );
+        let (gets, lists) = o.reads_and_lists();
         let h = read_history(&o, &cfg, "Build", &item).await.unwrap();
         assert_eq!(h.median(), Some(Duration::from_secs(30)));
-        assert_eq!(o.gets.load(Ordering::SeqCst), gets + 1);
-        assert_eq!(o.lists.load(Ordering::SeqCst), lists, "no listing");
+        assert_eq!(
+            o.reads_and_lists(),
+            (gets + 1, lists),
+            "one read, no listing"
+        );
         // Listed but refused: an error, not an empty history.
-        let refusing = objects(true);
+        let refusing = FakeObjects::new();
+        refusing.deny_reads();
         let at = location(&cfg, "Build", &item).unwrap();
-        refusing.inner.put(&at.bucket, &at.key);
+        refusing.put(&at.bucket, &at.key);
         let e = read_history(&refusing, &cfg, "Build", &item)
             .await
             .unwrap_err();

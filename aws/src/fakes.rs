@@ -398,9 +398,19 @@ struct ObjState {
     /// [`FakeObjects::put`] read as empty.
     bodies: BTreeMap<(String, String), Vec<u8>>,
     error: Option<PortError>,
+    /// [`FakeObjects::deny_missing_reads`], [`FakeObjects::deny_reads`].
+    deny_missing: bool,
+    deny_all: bool,
+    /// [`FakeObjects::slow_reads`].
+    read_delay: Option<std::time::Duration>,
+    gets: usize,
+    lists: usize,
+    reading: usize,
+    most_reading: usize,
 }
 
-/// A fake S3: a set of (bucket, key); records every `exists` asked.
+/// A fake S3: a set of (bucket, key); records every `exists` asked, and counts reads and
+/// listings.
 #[derive(Debug, Default)]
 pub struct FakeObjects {
     state: Mutex<ObjState>,
@@ -442,6 +452,29 @@ impl FakeObjects {
     pub fn asked(&self) -> Vec<(String, String)> {
         lock(&self.state).heads.clone()
     }
+    /// GetObject of a missing key is refused (403 AccessDenied), as S3 answers a caller without
+    /// s3:ListBucket on the whole bucket.
+    pub fn deny_missing_reads(&self) {
+        lock(&self.state).deny_missing = true;
+    }
+    /// Every GetObject is refused (403 AccessDenied); listings still answer.
+    pub fn deny_reads(&self) {
+        lock(&self.state).deny_all = true;
+    }
+    /// Each GetObject takes `d`, so that reads made side by side overlap
+    /// ([`FakeObjects::most_reads_at_once`]).
+    pub fn slow_reads(&self, d: std::time::Duration) {
+        lock(&self.state).read_delay = Some(d);
+    }
+    /// How many GetObject and ListObjects calls were made.
+    pub fn reads_and_lists(&self) -> (usize, usize) {
+        let st = lock(&self.state);
+        (st.gets, st.lists)
+    }
+    /// The most GetObject calls in flight at once.
+    pub fn most_reads_at_once(&self) -> usize {
+        lock(&self.state).most_reading
+    }
 }
 
 #[async_trait]
@@ -457,12 +490,32 @@ impl Objects for FakeObjects {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
-        let st = lock(&self.state);
+        let delay = {
+            let mut st = lock(&self.state);
+            st.gets += 1;
+            st.reading += 1;
+            st.most_reading = st.most_reading.max(st.reading);
+            st.read_delay
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let mut st = lock(&self.state);
+        st.reading -= 1;
         if let Some(e) = &st.error {
             return Err(e.clone());
         }
         let k = (bucket.to_string(), key.to_string());
-        if !st.objects.contains(&k) {
+        let present = st.objects.contains(&k);
+        if st.deny_all || (st.deny_missing && !present) {
+            return Err(PortError::call(
+                "S3",
+                "GetObject",
+                "AccessDenied",
+                "Access Denied",
+            ));
+        }
+        if !present {
             return Ok(None);
         }
         Ok(Some(st.bodies.get(&k).cloned().unwrap_or_default()))
@@ -493,7 +546,8 @@ impl Objects for FakeObjects {
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, PortError> {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        st.lists += 1;
         if let Some(e) = &st.error {
             return Err(e.clone());
         }

@@ -1511,44 +1511,6 @@ mod lookahead {
         assert_eq!(p[0].lookahead.after.item, build_item("ubuntu-24.04"));
     }
 
-    /// The rig's objects, each read taking a moment: counts how many reads are in flight at once.
-    struct SlowReads<'a> {
-        inner: &'a FakeObjects,
-        now: std::sync::atomic::AtomicUsize,
-        most: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl Objects for SlowReads<'_> {
-        async fn exists(&self, bucket: &str, key: &str) -> Result<bool, PortError> {
-            self.inner.exists(bucket, key).await
-        }
-        async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, PortError> {
-            use std::sync::atomic::Ordering::SeqCst;
-            let n = self.now.fetch_add(1, SeqCst) + 1;
-            self.most.fetch_max(n, SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            self.now.fetch_sub(1, SeqCst);
-            self.inner.get(bucket, key).await
-        }
-        async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), PortError> {
-            Objects::put(self.inner, bucket, key, body).await
-        }
-        async fn create(&self, bucket: &str, key: &str, body: &[u8]) -> Result<bool, PortError> {
-            self.inner.create(bucket, key, body).await
-        }
-        async fn list(
-            &self,
-            bucket: &str,
-            prefix: &str,
-        ) -> Result<Vec<boa_aws::ports::ObjectInfo>, PortError> {
-            self.inner.list(bucket, prefix).await
-        }
-        async fn presign_get(&self, b: &str, k: &str, e: u64) -> Result<String, PortError> {
-            self.inner.presign_get(b, k, e).await
-        }
-    }
-
     #[tokio::test]
     async fn a_fan_in_lookahead_reads_what_its_task_waits_for_side_by_side() {
         let rig = fan_in_rig();
@@ -1567,26 +1529,16 @@ mod lookahead {
             .map(|(_, i)| i)
             .find(|i| i.lookahead.step == "Publish")
             .expect("a Publish lookahead");
-        let slow = SlowReads {
-            inner: &rig.objects,
-            now: 0.into(),
-            most: 0.into(),
-        };
-        let ports = Ports {
-            objects: &slow,
-            ..rig.ports()
-        };
-        let ev = Event::Lookahead(LookaheadEvent {
-            lookahead: publish.lookahead.clone(),
-        });
-        let o = match handle_event(ev, &ports, &rig.cfg, &rig.p).await.unwrap() {
-            Output::Lookahead(o) => o,
-            Output::Prepare(r) => panic!("{r:?}"),
-        };
+        // Each read takes a moment.
+        rig.objects.slow_reads(std::time::Duration::from_millis(5));
+        let o = fire(&rig, &publish).await;
         assert_eq!(o.launched.len(), 1, "{o:?}");
         // Three Builds' records (none yet), read at once.
-        let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(most, distros.len(), "reads in flight at once");
+        assert_eq!(
+            rig.objects.most_reads_at_once(),
+            distros.len(),
+            "reads in flight at once"
+        );
     }
 
     #[tokio::test]
