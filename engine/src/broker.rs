@@ -102,6 +102,10 @@ struct State {
     activities: BTreeMap<String, ActivityInfo>,
     pending: BTreeMap<String, VecDeque<Pending>>,
     tokens: HashMap<String, TokenEntry>,
+    /// Per activity ARN, where its long polls wait. A published task wakes one of them: with
+    /// hundreds of workers polling, waking every poll of every activity for each task would
+    /// have them all take the state's lock in turn to find nothing.
+    polls: HashMap<String, Arc<Notify>>,
 }
 
 #[derive(Debug)]
@@ -109,7 +113,6 @@ struct Inner {
     region: String,
     account: String,
     state: Mutex<State>,
-    notify: Notify,
     claims: broadcast::Sender<ClaimEvent>,
 }
 
@@ -140,7 +143,6 @@ impl ActivityBroker {
                 region: region.to_string(),
                 account: account.to_string(),
                 state: Mutex::new(State::default()),
-                notify: Notify::new(),
                 claims,
             }),
         }
@@ -270,8 +272,15 @@ impl ActivityBroker {
         wait: Duration,
     ) -> Result<Option<ClaimedTask>, BrokerError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let polls = Arc::clone(
+            self.lock()
+                .polls
+                .entry(activity_arn.to_string())
+                .or_default(),
+        );
         loop {
-            let notified = self.inner.notify.notified();
+            // A wake-up this poll does not use (its call was dropped) passes to another poll.
+            let notified = polls.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(t) = self.try_claim(activity_arn, worker_name)? {
@@ -344,20 +353,22 @@ impl ActivityBroker {
         info: PendingTask,
     ) -> (TokenGuard, mpsc::UnboundedReceiver<TaskSignal>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        {
+        let arn = info.activity_arn.clone();
+        let polls = {
             let mut st = self.lock();
-            self.register_locked(&mut st, &info.activity_arn);
+            self.register_locked(&mut st, &arn);
             st.tokens.insert(token.clone(), TokenEntry::Open { tx });
             st.pending
-                .entry(info.activity_arn.clone())
+                .entry(arn.clone())
                 .or_default()
                 .push_back(Pending {
                     token: token.clone(),
                     input,
                     info,
                 });
-        }
-        self.inner.notify.notify_waiters();
+            Arc::clone(st.polls.entry(arn).or_default())
+        };
+        polls.notify_one();
         (
             TokenGuard {
                 broker: self.clone(),
@@ -390,5 +401,92 @@ impl ActivityBroker {
         for q in st.pending.values_mut() {
             q.retain(|p| p.token != token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(
+        b: &ActivityBroker,
+        arn: &str,
+        n: usize,
+    ) -> (TokenGuard, mpsc::UnboundedReceiver<TaskSignal>) {
+        b.publish(
+            format!("token-{n}"),
+            format!("{{\"n\":{n}}}"),
+            PendingTask {
+                activity_arn: arn.to_string(),
+                execution_arn: "arn:aws:states:r:1:execution:m:e".into(),
+                state_name: "Build".into(),
+                scheduled_at: Utc::now(),
+            },
+        )
+    }
+
+    type Poll = tokio::task::JoinHandle<Result<Option<ClaimedTask>, BrokerError>>;
+
+    /// A worker's long poll of `arn` (60 s), on a task of its own.
+    fn poll(b: &ActivityBroker, arn: &str, worker: &str) -> Poll {
+        let (b, arn, worker) = (b.clone(), arn.to_string(), worker.to_string());
+        tokio::spawn(async move {
+            b.get_activity_task(&arn, &worker, Duration::from_secs(60))
+                .await
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_tasks_reaches_as_many_waiting_polls_and_no_poll_of_another_activity() {
+        let b = ActivityBroker::new("r", "1");
+        let build = b.create_activity("Build").unwrap().arn;
+        let test = b.create_activity("Test").unwrap().arn;
+        let builds: Vec<_> = (0..20)
+            .map(|i| poll(&b, &build, &format!("b{i}")))
+            .collect();
+        let other = poll(&b, &test, "t");
+        // Every poll is waiting before the tasks come.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let guards: Vec<_> = (0..20).map(|n| task(&b, &build, n)).collect();
+        let mut got = vec![];
+        for p in builds {
+            let t = tokio::time::timeout(Duration::from_secs(5), p)
+                .await
+                .expect("every waiting poll gets a task of the burst, none waits out its 60 s")
+                .unwrap()
+                .unwrap()
+                .expect("a task");
+            got.push(t.task_token);
+        }
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 20, "each task to one poll");
+        assert!(
+            !other.is_finished(),
+            "a Test poll is not answered by Build tasks"
+        );
+        other.abort();
+        drop(guards);
+    }
+
+    #[tokio::test]
+    async fn a_poll_dropped_after_its_wake_up_passes_the_task_to_another() {
+        let b = ActivityBroker::new("r", "1");
+        let build = b.create_activity("Build").unwrap().arn;
+        let first = poll(&b, &build, "first");
+        tokio::task::yield_now().await;
+        let second = poll(&b, &build, "second");
+        tokio::task::yield_now().await;
+        // The first poll's caller goes away (a worker's connection drops) as the task comes: on
+        // this one-thread runtime it is woken but never runs again.
+        let _g = task(&b, &build, 1);
+        first.abort();
+        let t = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the wake-up passed on")
+            .unwrap()
+            .unwrap()
+            .expect("a task");
+        assert_eq!(t.input, "{\"n\":1}");
     }
 }
