@@ -183,8 +183,10 @@ async fn write_expected_end(
 
 /// Starts one lookahead execution per plan, its Wait timed so that the step's workers are up
 /// when the task it comes after is expected to end: `until_end` (pipeline time) from `now`, less
-/// the step's boot time. Returns the executions started (their names; one that exists already,
-/// by name, is not started again).
+/// the step's boot time. A plan whose Wait would be over at once (the task ends within the
+/// step's boot) is carried out here instead ([`fire`]). Returns the executions started (their
+/// names; one that exists already, by name, is not started again), by the plans carried out here
+/// too.
 /// A plan whose tasks wait for others too (a fan-in step) is left to the one of those expected
 /// to end last ([`defers`]).
 async fn schedule(
@@ -205,7 +207,16 @@ async fn schedule(
         if defers(ports.objects, cfg, &l, d, end, now).await {
             continue;
         }
-        let (at, _) = wait_end(cfg, d, until_end, now);
+        let (at, lead) = wait_end(cfg, d, until_end, now);
+        if lead.is_zero() {
+            // Its Wait would be over at once (the task ends within `d`'s boot): what the
+            // lookahead would do is done here, without an execution of its own (on AWS each is
+            // a StartExecution, a Wait and a Lambda invocation).
+            let o = Box::pin(fire(l, d, ports, cfg, p)).await;
+            tracing::info!(step = %d.name, launched = o.launched.len(), reason = %o.reason, "started ahead at once");
+            started.extend(o.next);
+            continue;
+        }
         let name = lookahead::execution_name(&l.execution, &d.name, &l.after);
         if start(machine, executions, &name, at, l).await {
             started.push(name);
@@ -346,23 +357,20 @@ pub async fn handle(
             l.step
         ))
     })?;
-    let nothing = |reason: String| {
-        Ok(LookaheadOutcome {
-            launched: vec![],
-            reason,
-            next: vec![],
-        })
-    };
     // A run that has ended (failed, stopped, or done) needs no worker: its Waits outlive it (a
     // lookahead timed by a long task may fire hours after a Ctrl-C), and the records they read
     // would still say its tasks were about to end.
     if let Some(ex) = ports.executions {
         match ex.is_running(&l.execution).await {
             Ok(false) => {
-                return nothing(format!(
-                    "the run {} has ended: no {} worker is started ahead",
-                    l.execution, d.name
-                ));
+                return Ok(LookaheadOutcome {
+                    launched: vec![],
+                    reason: format!(
+                        "the run {} has ended: no {} worker is started ahead",
+                        l.execution, d.name
+                    ),
+                    next: vec![],
+                });
             }
             Ok(true) => {}
             Err(e) => {
@@ -370,6 +378,45 @@ pub async fn handle(
             }
         }
     }
+    fire_or_fail(l, d, ports, cfg, p).await
+}
+
+/// What a lookahead does when its Wait is over (its run still runs): start `d`'s workers for
+/// the tasks of `l` if what they wait for allows, put it off if one of those is expected later
+/// than a boot from now, and start the lookaheads of the steps after `d` (the next hop). A
+/// record that cannot be read is an error (the lookahead's Lambda is retried); from a
+/// `Prepare`, the outcome says so and the task goes on.
+async fn fire(
+    l: Lookahead,
+    d: &Step,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+) -> LookaheadOutcome {
+    match fire_or_fail(l, d, ports, cfg, p).await {
+        Ok(o) => o,
+        Err(e) => LookaheadOutcome {
+            launched: vec![],
+            reason: format!("cannot start {}'s workers ahead: {e}", d.name),
+            next: vec![],
+        },
+    }
+}
+
+async fn fire_or_fail(
+    l: Lookahead,
+    d: &Step,
+    ports: &Ports<'_>,
+    cfg: &StackConfig,
+    p: &Pipeline,
+) -> Result<LookaheadOutcome, NamedError> {
+    let nothing = |reason: String| {
+        Ok(LookaheadOutcome {
+            launched: vec![],
+            reason,
+            next: vec![],
+        })
+    };
     let now = Utc::now();
     let horizon = wall_after(cfg, now, cfg.boot_time(d).mul_f64(1.0 + SLACK));
     let mut finished = 0usize;

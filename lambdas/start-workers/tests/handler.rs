@@ -1471,8 +1471,10 @@ mod lookahead {
             .count();
         assert_eq!(tests, 3);
         // A task does not defer to one whose lookahead has fired already: with a Publish boot
-        // longer than ubuntu-24.04's whole expected run, its Wait is over, and a Build prepared
-        // now starts its own.
+        // longer than ubuntu-24.04's whole expected run, its Wait is over. Nor does it start a
+        // lookahead whose Wait would be over at once: a Build prepared now does the lookahead's
+        // work itself. Every Build is expected to end within Publish's boot, so Publish's
+        // worker starts now, tagged as started ahead for it.
         rig.p
             .steps
             .iter_mut()
@@ -1480,10 +1482,36 @@ mod lookahead {
             .unwrap()
             .worker
             .boot_time = std::time::Duration::from_secs(1000);
+        let publish_workers = |rig: &Rig| -> Vec<BTreeMap<String, String>> {
+            rig.fleet
+                .all()
+                .into_iter()
+                .filter(|i| {
+                    i.tags
+                        .get(tags::ACTIVITY)
+                        .is_some_and(|a| a.ends_with("Publish"))
+                })
+                .map(|i| i.tags)
+                .collect()
+        };
+        assert!(publish_workers(&rig).is_empty());
         rig.run(build_req(&rig, "ubuntu-22.04")).await;
         let p = lookaheads(&rig, "Publish");
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert_eq!(p[1].lookahead.after.item, build_item("ubuntu-22.04"));
+        assert_eq!(p.len(), 1, "no second lookahead execution: {p:?}");
+        let w = publish_workers(&rig);
+        assert_eq!(w.len(), 1, "{w:?}");
+        let after = boa_core::lookahead::TaskRef {
+            step: "Build".into(),
+            item: build_item("ubuntu-22.04"),
+        };
+        assert_eq!(
+            w[0].get(tags::AHEAD),
+            Some(&boa_core::lookahead::ahead_tag(EXEC, "Publish", &after))
+        );
+        // The task it started ahead for has one worker on its way: a Build prepared again
+        // (retried) starts no second one.
+        rig.run(build_req(&rig, "ubuntu-22.04")).await;
+        assert_eq!(publish_workers(&rig).len(), 1);
     }
 
     #[tokio::test]
