@@ -416,6 +416,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_dropped_during_its_request_lets_the_waiting_calls_make_theirs() {
+        let fake = Arc::new(FakeFleet::new());
+        fake.add(
+            "i-1",
+            InstanceState::Running,
+            &[(tags::STACK, "s"), (tags::ACTIVITY, "A")],
+        );
+        let c = Arc::new(CachedFleet::new(
+            Arc::new(SlowDescribe(fake.clone())),
+            HOUR,
+            HOUR,
+        ));
+        let first = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { c.instances(&filter("A")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = {
+            let c = Arc::clone(&c);
+            tokio::spawn(async move { c.instances(&filter("A")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The first call's Lambda invocation is cancelled while its request is in flight.
+        first.abort();
+        let seen = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the waiting call is not left waiting")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids(&seen), ["i-1"]);
+        assert_eq!(c.stats().describes, 2, "the dropped request, then its own");
+    }
+
+    #[tokio::test]
     async fn concurrent_misses_share_one_describe_and_errors_are_not_kept() {
         let (fake, c) = cached(HOUR);
         let f = filter("A");
