@@ -157,6 +157,8 @@ pub struct StackRun {
     pub health_reaped: Vec<String>,
     /// Every instance's life (launch, worker running, end), at the end of the run.
     pub spans: Vec<local::stack::InstanceSpan>,
+    /// Executions of the lookahead state machine (on AWS, a StartExecution each).
+    pub lookahead_executions: usize,
     /// When the run ended (the last execution's end).
     pub ended: chrono::DateTime<chrono::Utc>,
 }
@@ -218,6 +220,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         let name = name.clone();
         let stack = Arc::clone(&stack);
         let limit = spec.limit;
+        let run_dir = spec.run_dir.clone();
         waits.push(tokio::spawn(async move {
             let arn = h.arn().to_string();
             let r = tokio::time::timeout(limit, h.wait()).await;
@@ -227,6 +230,13 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
                 .history_with_children(&arn)
                 .await
                 .unwrap_or_default();
+            // Beside the run's records, for reading a slow run afterwards (`--tmp DIR`).
+            if let Ok(text) = serde_json::to_vec(&history) {
+                let _ = std::fs::write(
+                    local::stack::record::run_folder(&run_dir, &name).join("history.json"),
+                    text,
+                );
+            }
             let activities = stack
                 .engine()
                 .history(&arn)
@@ -266,6 +276,12 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
     let cpu_busy = crate::sys::busy_share(cpu0, crate::sys::cpu_ticks());
     let ended = chrono::Utc::now();
     let spans = stack.fleet().spans();
+    let lookahead_executions = stack
+        .engine()
+        .list_executions(None)
+        .iter()
+        .filter(|e| e.state_machine_arn.ends_with("-lookahead"))
+        .count();
     stop.store(true, Ordering::Relaxed);
     let (peak_workers_rss_kib, peak_workers, peak_self_rss_kib, largest_worker_hwm_kib) =
         match sampler {
@@ -293,6 +309,7 @@ pub async fn run_local(spec: &RunSpec, inputs: &[(BuildInput, String)]) -> Resul
         largest_worker_hwm_kib,
         health_reaped,
         spans,
+        lookahead_executions,
         ended,
     })
 }

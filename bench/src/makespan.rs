@@ -59,6 +59,9 @@ pub struct MakespanRun {
     pub tasks: usize,
     pub workers_launched: u64,
     pub run_instances_calls: u64,
+    /// Executions of the lookahead state machine started during the run (on AWS each is a
+    /// StartExecution, a Wait and a Lambda invocation).
+    pub lookahead_executions: usize,
     /// Every EC2 request of the run (DescribeInstances, RunInstances, CreateTags,
     /// TerminateInstances), per worker launched.
     pub ec2_requests: u64,
@@ -274,6 +277,7 @@ async fn one(
         tasks: results.summary.total,
         workers_launched: f.instances_launched,
         run_instances_calls: f.run_instances_calls,
+        lookahead_executions: run.lookahead_executions,
         ec2_requests: ec2,
         ec2_requests_per_worker: ec2 as f64 / f.instances_launched.max(1) as f64,
         busy_worker_s: busy,
@@ -481,7 +485,7 @@ pub fn render(m: &Makespan) -> String {
     ));
     for c in &m.cases {
         out.push_str(&format!(
-            "  {}×{} boot {:.1} s: {}{}; chain-only limit {}; critical chain: {}\n",
+            "  {}×{} boot {:.1} s: {}{}; {} lookahead executions; chain-only limit {}; critical chain: {}\n",
             c.versions,
             c.distros,
             c.boot_s,
@@ -491,6 +495,7 @@ pub fn render(m: &Makespan) -> String {
             c.serial_over_lookahead
                 .map(|r| format!(", serial ÷ lookahead {}", table::ratio(r)))
                 .unwrap_or_default(),
+            c.lookahead.lookahead_executions,
             table::s(c.lookahead.chain_limit_s),
             c.lookahead.critical_chain.join(" → ")
         ));
