@@ -37,7 +37,7 @@ pub async fn read_history(
     // (Listing first cost a request on S3 and, locally, a read of the whole folder: one entry
     // per task, so a run of n tasks read n² names.)
     let body = match objects.get(&at.bucket, &at.key).await {
-        Err(e) if is_denied(&e) => {
+        Err(e) if e.is_access_denied() => {
             let listed = objects.list(&at.bucket, &at.key).await?;
             if listed.iter().any(|o| o.key == at.key) {
                 return Err(e);
@@ -53,12 +53,6 @@ pub async fn read_history(
         }),
         None => DurationHistory::default(),
     })
-}
-
-/// A refusal, as S3 answers a GetObject of a missing key to a caller that may not list it.
-fn is_denied(e: &PortError) -> bool {
-    e.code()
-        .is_some_and(|c| c == "AccessDenied" || c == "HTTP 403")
 }
 
 /// Adds one successful run's elapsed time (wall seconds of this stack: a local run's are divided

@@ -201,12 +201,7 @@ impl History {
     }
 
     pub(crate) fn events(&self) -> Vec<HistoryEvent> {
-        let g = self.lock();
-        g.events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e.to_event(i))
-            .collect()
+        self.events_between(1, usize::MAX)
     }
 
     /// The events with ids `first..=last` (1-based, clamped to the history), parsed back; a

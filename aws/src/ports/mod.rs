@@ -67,6 +67,13 @@ impl PortError {
         }
     }
 
+    /// A refusal (403): how S3 also answers a GetObject of a missing key to a caller that may
+    /// not list the bucket.
+    pub fn is_access_denied(&self) -> bool {
+        self.code()
+            .is_some_and(|c| c == "AccessDenied" || c == "HTTP 403")
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(self, PortError::Throttled(_) | PortError::Transient(_))
     }

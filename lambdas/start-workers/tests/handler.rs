@@ -1046,6 +1046,16 @@ mod lookahead {
             .unwrap();
     }
 
+    /// Records that `step`'s task for `item` is expected to end now.
+    async fn ends_now(rig: &Rig, step: &str, item: &boa_core::Item) {
+        put_json(
+            rig,
+            &expected_end_key(EXEC, step, item),
+            json!({"end": chrono::Utc::now().to_rfc3339()}),
+        )
+        .await;
+    }
+
     /// Build's Prepare for version 1.2.3 on `distro`, after a successful Source.
     fn build_req(rig: &Rig, distro: &str) -> PrepareRequest {
         req(
@@ -1427,12 +1437,7 @@ mod lookahead {
         let o = fire(&rig, &publish[0]).await;
         assert!(o.launched.is_empty(), "{o:?}");
         assert!(o.reason.contains("later than a boot"), "{}", o.reason);
-        put_json(
-            &rig,
-            &expected_end_key(EXEC, "Build", &build_item("debian-12")),
-            json!({"end": chrono::Utc::now().to_rfc3339()}),
-        )
-        .await;
+        ends_now(&rig, "Build", &build_item("debian-12")).await;
         let o = fire(&rig, &publish[0]).await;
         assert_eq!(
             o.launched.len(),
@@ -1545,17 +1550,11 @@ mod lookahead {
         let distros = ["debian-12", "ubuntu-22.04", "ubuntu-24.04"];
         for d in distros {
             rig.run(build_req(&rig, d)).await;
-            put_json(
-                &rig,
-                &expected_end_key(EXEC, "Build", &build_item(d)),
-                json!({"end": chrono::Utc::now().to_rfc3339()}),
-            )
-            .await;
+            ends_now(&rig, "Build", &build_item(d)).await;
         }
-        let publish = started(&rig)
+        let publish = lookaheads(&rig, "Publish")
             .into_iter()
-            .map(|(_, i)| i)
-            .find(|i| i.lookahead.step == "Publish")
+            .next()
             .expect("a Publish lookahead");
         // Each read takes a moment.
         rig.objects.slow_reads(std::time::Duration::from_millis(5));
@@ -1582,12 +1581,7 @@ mod lookahead {
         assert_eq!(publish.len(), 3, "one per Build");
         // Every Build is now expected to end within a boot.
         for d in distros {
-            put_json(
-                &rig,
-                &expected_end_key(EXEC, "Build", &build_item(d)),
-                json!({"end": chrono::Utc::now().to_rfc3339()}),
-            )
-            .await;
+            ends_now(&rig, "Build", &build_item(d)).await;
         }
         let first = fire(&rig, &publish[0]).await;
         assert_eq!(first.launched.len(), 1, "{first:?}");
@@ -1626,10 +1620,9 @@ mod lookahead {
         ]
         .into();
         rig.run(build_req(&rig, "debian-12")).await;
-        let test: LookaheadInput = started(&rig)
+        let test: LookaheadInput = lookaheads(&rig, "Test")
             .into_iter()
-            .map(|(_, i)| i)
-            .find(|i| i.lookahead.step == "Test")
+            .next()
             .expect("a lookahead for Test");
         assert_eq!(test.lookahead.waits_for.len(), 1);
         // Publish is exclusive with other waits; here Test's only dependency is this Build.
@@ -1647,12 +1640,7 @@ mod lookahead {
             json!({"step": "Build", "item": other, "status": "failed"}),
         )
         .await;
-        put_json(
-            &rig,
-            &expected_end_key(EXEC, "Build", &b),
-            json!({"end": chrono::Utc::now().to_rfc3339()}),
-        )
-        .await;
+        ends_now(&rig, "Build", &b).await;
         let o = fire(&rig, &l).await;
         assert!(o.launched.is_empty(), "{o:?}");
         assert!(o.reason.contains("failed: it will not run"), "{}", o.reason);
@@ -1674,12 +1662,7 @@ mod lookahead {
             rig.run(req("Source", &[("version", v)], two.clone(), json!({})))
                 .await;
             let item: boa_core::Item = [("version".to_string(), v.to_string())].into();
-            put_json(
-                &rig,
-                &expected_end_key(EXEC, "Source", &item),
-                json!({"end": chrono::Utc::now().to_rfc3339()}),
-            )
-            .await;
+            ends_now(&rig, "Source", &item).await;
         }
         let inputs: Vec<LookaheadInput> = started(&rig).into_iter().map(|(_, i)| i).collect();
         assert_eq!(inputs.len(), 2);
@@ -1753,10 +1736,9 @@ mod lookahead {
         let second = end_of("1.2.4");
         assert!((255.0..=260.5).contains(&second), "{second}");
         // Announce's workers for 1.2.4 are timed by that end, less their boot.
-        let announce = started(&rig)
+        let announce = lookaheads(&rig, "Announce")
             .into_iter()
-            .map(|(_, i)| i)
-            .find(|i| i.lookahead.step == "Announce" && i.lookahead.after.item == item("1.2.4"))
+            .find(|i| i.lookahead.after.item == item("1.2.4"))
             .expect("a lookahead for Announce after Publish 1.2.4");
         let wait = secs_until(&announce.at);
         assert!((195.0..=200.5).contains(&wait), "{wait}");

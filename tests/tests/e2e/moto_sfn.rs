@@ -89,19 +89,10 @@ async fn running_executions_are_listed_and_their_history_read() {
 async fn missing_executions_and_machines_are_not_found() {
     let moto = Moto::start();
     let ex = SfnExecutions(moto.sfn().await);
-    let e = ex
-        .history(&format!(
-            "arn:aws:states:us-east-1:{ACCOUNT}:execution:build-on-aws-demo:nope"
-        ))
-        .await
-        .unwrap_err();
+    let missing = format!("arn:aws:states:us-east-1:{ACCOUNT}:execution:build-on-aws-demo:nope");
+    let e = ex.history(&missing).await.unwrap_err();
     assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
-    let e = ex
-        .is_running(&format!(
-            "arn:aws:states:us-east-1:{ACCOUNT}:execution:build-on-aws-demo:nope"
-        ))
-        .await
-        .unwrap_err();
+    let e = ex.is_running(&missing).await.unwrap_err();
     assert!(matches!(e, PortError::NotFound(_)), "{e:?}");
 }
 
