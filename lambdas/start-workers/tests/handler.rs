@@ -1046,6 +1046,31 @@ mod lookahead {
             .unwrap();
     }
 
+    /// `step`'s workers take `secs` to boot.
+    fn set_boot(rig: &mut Rig, step: &str, secs: u64) {
+        rig.p
+            .steps
+            .iter_mut()
+            .find(|s| s.name == step)
+            .unwrap()
+            .worker
+            .boot_time = std::time::Duration::from_secs(secs);
+    }
+
+    /// The tags of every instance launched for `step`'s activity.
+    fn workers_of(rig: &Rig, step: &str) -> Vec<BTreeMap<String, String>> {
+        rig.fleet
+            .all()
+            .into_iter()
+            .filter(|i| {
+                i.tags
+                    .get(tags::ACTIVITY)
+                    .is_some_and(|a| a.ends_with(step))
+            })
+            .map(|i| i.tags)
+            .collect()
+    }
+
     /// Records that `step`'s task for `item` is expected to end now.
     async fn ends_now(rig: &Rig, step: &str, item: &boa_core::Item) {
         put_json(
@@ -1480,30 +1505,12 @@ mod lookahead {
         // lookahead whose Wait would be over at once: a Build prepared now does the lookahead's
         // work itself. Every Build is expected to end within Publish's boot, so Publish's
         // worker starts now, tagged as started ahead for it.
-        rig.p
-            .steps
-            .iter_mut()
-            .find(|s| s.name == "Publish")
-            .unwrap()
-            .worker
-            .boot_time = std::time::Duration::from_secs(1000);
-        let publish_workers = |rig: &Rig| -> Vec<BTreeMap<String, String>> {
-            rig.fleet
-                .all()
-                .into_iter()
-                .filter(|i| {
-                    i.tags
-                        .get(tags::ACTIVITY)
-                        .is_some_and(|a| a.ends_with("Publish"))
-                })
-                .map(|i| i.tags)
-                .collect()
-        };
-        assert!(publish_workers(&rig).is_empty());
+        set_boot(&mut rig, "Publish", 1000);
+        assert!(workers_of(&rig, "Publish").is_empty());
         rig.run(build_req(&rig, "ubuntu-22.04")).await;
         let p = lookaheads(&rig, "Publish");
         assert_eq!(p.len(), 1, "no second lookahead execution: {p:?}");
-        let w = publish_workers(&rig);
+        let w = workers_of(&rig, "Publish");
         assert_eq!(w.len(), 1, "{w:?}");
         let after = boa_core::lookahead::TaskRef {
             step: "Build".into(),
@@ -1516,7 +1523,7 @@ mod lookahead {
         // The task it started ahead for has one worker on its way: a Build prepared again
         // (retried) starts no second one.
         rig.run(build_req(&rig, "ubuntu-22.04")).await;
-        assert_eq!(publish_workers(&rig).len(), 1);
+        assert_eq!(workers_of(&rig, "Publish").len(), 1);
     }
 
     #[tokio::test]
@@ -1524,13 +1531,7 @@ mod lookahead {
         let mut rig = fan_in_rig();
         // Publish boots in 4000 s: a slot is a quarter of that. Builds expected to take the same
         // time, prepared one after another, end milliseconds apart: in one slot.
-        rig.p
-            .steps
-            .iter_mut()
-            .find(|s| s.name == "Publish")
-            .unwrap()
-            .worker
-            .boot_time = std::time::Duration::from_secs(4000);
+        set_boot(&mut rig, "Publish", 4000);
         for d in ["ubuntu-24.04", "ubuntu-22.04", "debian-12"] {
             put_history(&rig, "Build", &build_item(d), 10_000.0).await;
         }
@@ -1542,6 +1543,32 @@ mod lookahead {
         let p: Vec<LookaheadInput> = lookaheads(&rig, "Publish");
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].lookahead.after.item, build_item("ubuntu-24.04"));
+    }
+
+    #[tokio::test]
+    async fn a_lookahead_done_in_a_prepare_that_cannot_read_its_records_leaves_the_task_going() {
+        // Publish boots longer than any Build runs: each Build's Prepare does Publish's
+        // lookahead itself. The bucket refuses every read, for the whole run.
+        let mut rig = fan_in_rig();
+        set_boot(&mut rig, "Publish", 1000);
+        rig.objects.deny_reads();
+        for d in ["debian-12", "ubuntu-22.04", "ubuntu-24.04"] {
+            let r = rig.run(build_req(&rig, d)).await;
+            assert_eq!(r.status, PrepareStatus::Pending, "{r:?}");
+            assert_eq!(r.launched.len(), 1, "its own Build worker: {r:?}");
+        }
+        assert!(lookaheads(&rig, "Publish").is_empty());
+        let publish = rig
+            .fleet
+            .all()
+            .into_iter()
+            .filter(|i| {
+                i.tags
+                    .get(tags::ACTIVITY)
+                    .is_some_and(|a| a.ends_with("Publish"))
+            })
+            .count();
+        assert_eq!(publish, 0, "nothing read, nothing started ahead");
     }
 
     #[tokio::test]
