@@ -1,10 +1,11 @@
 //! A `moto_server` started for a test on 127.0.0.1 on a free port, stopped when dropped, and
 //! real `aws-sdk-*` clients pointed at it with static fake credentials. Never real AWS.
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -26,13 +27,6 @@ pub fn moto_server_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/moto_server")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind a free port on 127.0.0.1")
-}
-
 impl Moto {
     /// Starts moto_server and waits until it accepts connections (at most 60 s).
     ///
@@ -50,37 +44,52 @@ impl Moto {
             "{} is missing: run tools/setup to install the pinned test tools",
             bin.display()
         );
-        // A port can be taken between our probe and moto's bind: try a few.
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("SF_EXECUTION_HISTORY_TYPE", "SUCCESS")
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Moto { child, port };
-                }
-                if let Ok(Some(status)) = child.try_wait() {
-                    last = format!("moto_server exited with {status} on port {port}");
+        // moto binds a port of its own choosing (`-p 0`) and says which on stderr. Probing for
+        // a free port first and handing it over raced with the other tests' servers: the port
+        // could be taken between the probe and moto's bind, and the readiness check then
+        // connected to someone else's server while moto had failed to start.
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .env("SF_EXECUTION_HISTORY_TYPE", "SUCCESS")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads moto's log up to its address, then keeps draining it: werkzeug logs every
+        // request there, and a full pipe would stall the server. Ends when moto does.
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+            let (mut before, mut port) = (Vec::new(), None);
+            for line in lines.by_ref() {
+                port = running_on_port(&line);
+                if port.is_some() {
                     break;
                 }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("moto_server did not answer on 127.0.0.1:{port} within 60 s");
-                }
-                std::thread::sleep(Duration::from_millis(100));
+                before.push(line);
+            }
+            let _ = tx.send(port.ok_or_else(|| before.join("\n")));
+            lines.for_each(drop);
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(port)) => Moto { child, port },
+            other => {
+                let _ = child.kill();
+                let status = child.wait();
+                let said = match other {
+                    Ok(Err(log)) => log,
+                    _ => "(no address within 60 s)".to_string(),
+                };
+                panic!(
+                    "moto_server ({}) did not start on 127.0.0.1 ({status:?}); it said:\n{said}",
+                    bin.display()
+                )
             }
         }
-        panic!("cannot start moto_server: {last}");
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -119,6 +128,13 @@ pub async fn sdk_config_for(endpoint_url: &str) -> SdkConfig {
         .http_client(boa_aws::adapters::local_http_client())
         .load()
         .await
+}
+
+/// The port of werkzeug's ` * Running on http://127.0.0.1:PORT` line.
+fn running_on_port(line: &str) -> Option<u16> {
+    let rest = line.split("Running on http://127.0.0.1:").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|&p| p != 0)
 }
 
 impl Drop for Moto {
