@@ -159,8 +159,8 @@ struct Setup {
     run_dir: PathBuf,
 }
 
-/// Busy and idle worker-seconds (see [`MakespanRun::idle_worker_s`]).
-fn busy_idle(run: &StackRun) -> (f64, f64) {
+/// Busy and idle worker-seconds (see [`MakespanRun::idle_worker_s`]), per instance id.
+fn busy_idle(run: &StackRun) -> BTreeMap<String, timeline::WorkerTime> {
     let mut by_instance: BTreeMap<&str, Vec<&ActivityRun>> = BTreeMap::new();
     for ex in &run.executions {
         for a in &ex.activities {
@@ -171,9 +171,10 @@ fn busy_idle(run: &StackRun) -> (f64, f64) {
         }
     }
     let secs = |d: chrono::TimeDelta| d.num_milliseconds().max(0) as f64 / 1000.0;
-    let (mut busy, mut idle) = (0.0, 0.0);
+    let mut out = BTreeMap::new();
     for span in &run.spans {
         let Some(up) = span.running else { continue };
+        let (mut busy, mut idle) = (0.0, 0.0);
         match by_instance.get_mut(span.id.as_str()) {
             Some(tasks) => {
                 tasks.sort_by_key(|a| a.start);
@@ -189,8 +190,9 @@ fn busy_idle(run: &StackRun) -> (f64, f64) {
                 idle += secs(end - up);
             }
         }
+        out.insert(span.id.clone(), timeline::WorkerTime { busy, idle });
     }
-    (busy, idle)
+    out
 }
 
 async fn one(
@@ -263,7 +265,9 @@ async fn one(
         critical::lower_bound(&durations, &deps, &turns).map_err(|e| anyhow!(e))? + boot_s;
     let f = &run.fleet;
     let ec2 = f.describe_calls + f.run_instances_calls + f.tag_calls + f.terminate_calls;
-    let (busy, idle) = busy_idle(&run);
+    let worker_time = busy_idle(&run);
+    let busy: f64 = worker_time.values().map(|w| w.busy).sum();
+    let idle: f64 = worker_time.values().map(|w| w.idle).sum();
     Ok(MakespanRun {
         launching,
         status: ex.status.clone(),
@@ -293,6 +297,7 @@ async fn one(
             &ex.history,
             &run.spans,
             &p.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            &worker_time,
         ),
     })
 }

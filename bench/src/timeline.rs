@@ -46,6 +46,18 @@ pub struct StepTimes {
     /// The step's workers: launched, and up (boot ended).
     pub launched: Option<Span>,
     pub up: Option<Span>,
+    /// The step's workers that came up, and their worker-seconds running tasks and waiting
+    /// (the makespan's busy and idle, split by step).
+    pub workers: usize,
+    pub busy_worker_s: f64,
+    pub idle_worker_s: f64,
+}
+
+/// One worker's busy and idle seconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct WorkerTime {
+    pub busy: f64,
+    pub idle: f64,
 }
 
 /// Per step, in the order the steps' first tasks were prepared.
@@ -53,6 +65,7 @@ pub fn steps(
     history: &[HistoryEvent],
     spans: &[local::stack::InstanceSpan],
     step_names: &[String],
+    worker_time: &BTreeMap<String, WorkerTime>,
 ) -> Vec<StepTimes> {
     let Some(t0) = history
         .iter()
@@ -129,6 +142,11 @@ pub fn steps(
             if let Some(up) = sp.running {
                 Span::add(&mut st.up, rel(up));
             }
+            if let Some(w) = worker_time.get(&sp.id) {
+                st.workers += 1;
+                st.busy_worker_s += w.busy;
+                st.idle_worker_s += w.idle;
+            }
         }
     }
     let mut out: Vec<StepTimes> = by.into_values().filter(|s| s.prepared.is_some()).collect();
@@ -157,6 +175,8 @@ pub fn render(steps: &[StepTimes]) -> String {
                 cell(&s.started),
                 cell(&s.ended),
                 cell(&s.recorded),
+                s.workers.to_string(),
+                format!("{:.1} / {:.1}", s.idle_worker_s, s.busy_worker_s),
             ]
         })
         .collect();
@@ -170,6 +190,8 @@ pub fn render(steps: &[StepTimes]) -> String {
             "started",
             "ended",
             "recorded",
+            "workers",
+            "idle / busy (worker-s)",
         ],
         &rows,
     )
@@ -220,7 +242,14 @@ mod tests {
             running: Some(at(620)),
             ended: None,
         }];
-        let steps = steps(&h, &spans, &["Build".into(), "Publish".into()]);
+        let time = BTreeMap::from([(
+            "i-1".to_string(),
+            WorkerTime {
+                busy: 1.5,
+                idle: 0.5,
+            },
+        )]);
+        let steps = steps(&h, &spans, &["Build".into(), "Publish".into()], &time);
         assert_eq!(
             steps.len(),
             1,
@@ -240,6 +269,9 @@ mod tests {
         assert_eq!(s.recorded, span(2.1, 2.1));
         assert_eq!(s.launched, span(0.12, 0.12));
         assert_eq!(s.up, span(0.62, 0.62));
-        assert!(render(&steps).contains("0.70–0.90"), "{}", render(&steps));
+        assert_eq!((s.workers, s.busy_worker_s, s.idle_worker_s), (1, 1.5, 0.5));
+        let table = render(&steps);
+        assert!(table.contains("0.70–0.90"), "{table}");
+        assert!(table.contains("0.5 / 1.5"), "{table}");
     }
 }
