@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use boa_core::history::{DurationHistory, default_expected_duration, duration_key};
+use boa_core::history::{DurationHistory, default_expected_duration, duration_key, hand_over_key};
 use boa_core::input::Item;
 use boa_core::pipeline::Step;
 use boa_core::results::ObjectRef;
@@ -13,7 +13,10 @@ use boa_core::stack::StackConfig;
 use crate::ports::{Objects, PortError};
 
 fn location(cfg: &StackConfig, step: &str, item: &Item) -> Result<ObjectRef, PortError> {
-    let key = duration_key(step, item);
+    object(cfg, duration_key(step, item))
+}
+
+fn object(cfg: &StackConfig, key: String) -> Result<ObjectRef, PortError> {
     cfg.record_object(&key).ok_or_else(|| {
         PortError::Other(format!(
             "the artifact location '{}' is not an s3:// URL, so {key} has nowhere to go",
@@ -30,7 +33,10 @@ pub async fn read_history(
     step: &str,
     item: &Item,
 ) -> Result<DurationHistory, PortError> {
-    let at = location(cfg, step, item)?;
+    read_at(objects, &location(cfg, step, item)?).await
+}
+
+async fn read_at(objects: &dyn Objects, at: &ObjectRef) -> Result<DurationHistory, PortError> {
     // Read first: one request when the entry exists. Without s3:ListBucket on the whole bucket
     // (the stack's roles may list only `durations/`), GetObject of a missing key is a 403, not
     // a 404: then a listing limited to the entry's own key tells "missing" from "refused".
@@ -48,7 +54,7 @@ pub async fn read_history(
     };
     Ok(match body {
         Some(body) => DurationHistory::from_json(&body).unwrap_or_else(|e| {
-            tracing::warn!(history = %at, error = %e, "unreadable duration history; starting afresh");
+            tracing::warn!(history = %at, error = %e, "unreadable history; starting afresh");
             DurationHistory::default()
         }),
         None => DurationHistory::default(),
@@ -92,6 +98,39 @@ pub async fn expected_duration(
         }
     }
     .unwrap_or_else(|| default_expected_duration(step))
+}
+
+/// Adds one `Prepare`'s hand-over time (wall seconds of this stack, from the state entered to
+/// the task ready to be handed out) to the step's hand-over history, in pipeline seconds.
+/// Read-modify-write by every `Prepare` of the step: concurrent ones may keep only some of
+/// their samples, which is enough for a median.
+pub async fn record_hand_over(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    step: &str,
+    wall_s: f64,
+) -> Result<(), PortError> {
+    let at = object(cfg, hand_over_key(step))?;
+    let mut h = read_at(objects, &at).await?;
+    h.push(wall_s * cfg.time_scale);
+    objects.put(&at.bucket, &at.key, &h.to_json()).await
+}
+
+/// How long a task of `step` is expected to take from its `Prepare` entered to being handed
+/// out, in pipeline time: the median of the step's hand-over history, zero before any (or when
+/// it cannot be read: it is an estimate, and zero starts workers as early as before it).
+pub async fn expected_hand_over(objects: &dyn Objects, cfg: &StackConfig, step: &str) -> Duration {
+    let read = match object(cfg, hand_over_key(step)) {
+        Ok(at) => read_at(objects, &at).await,
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok(h) => h.median().unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(%step, error = %e, "cannot read the hand-over history; starting workers for the dependencies' end");
+            Duration::ZERO
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,14 @@
 //! seconds times its time scale, so history is comparable across time scales). Its expected
 //! duration is the median of the kept samples; before any history exists it is the step's
 //! `expected_duration` setting, else [`DEFAULT_EXPECTED_DURATION`].
+//!
+//! Beside it, per step, the hand-over history (`durations/hand-over/<Step>.json`, same form):
+//! how long its tasks' `Prepare` took, from the state entered to the task ready to be handed to
+//! a worker (the Lambda's start, its reads and its launches). Lookahead starts a step's workers
+//! that much later, so that they come up when the task is handed out, not when the tasks it
+//! waits for end. On AWS it is seconds against a boot of a minute; in local mode it is real
+//! time multiplied by the time scale, and under a burst of hundreds of `Prepare` calls on two
+//! cores a large share of a boot.
 
 use std::time::Duration;
 
@@ -28,7 +36,14 @@ pub fn duration_key(step: &str, item: &Item) -> String {
     format!("durations/{step}/{}.json", item_key(item))
 }
 
-/// One (step, axis values)'s history of elapsed times.
+/// The key (under the stack's records prefix) of a step's hand-over history:
+/// `durations/hand-over/<step>.json` (step names are CamelCase, so no step's folder is called
+/// `hand-over`).
+pub fn hand_over_key(step: &str) -> String {
+    format!("durations/hand-over/{step}.json")
+}
+
+/// One (step, axis values)'s history of elapsed times (or one step's hand-over times).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DurationHistory {
     /// Pipeline seconds of the last successful runs, oldest first (at most [`KEPT_SAMPLES`]).

@@ -590,6 +590,15 @@ fn lambda_statements(p: &Pipeline, lambda: &str, groups: &[WorkerGroup<'_>]) -> 
                     .collect(),
                 Value::Null,
             ));
+            // Hand-over history: one object per step, rewritten by every Prepare.
+            out.push(stmt(
+                "KeepHandOverHistory",
+                &["s3:PutObject"],
+                vec![sub(
+                    "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/durations/hand-over/*",
+                )],
+                Value::Null,
+            ));
             out.push(stmt(
                 "ListDurations",
                 &["s3:ListBucket"],

@@ -172,7 +172,9 @@ pub async fn handle(
     )
     .await;
     if out.error.is_none() {
-        lookahead::after_prepare(&req, ports, cfg, p, step, !out.launched.is_empty(), inner).await;
+        let ahead =
+            lookahead::after_prepare(&req, ports, cfg, p, step, !out.launched.is_empty(), inner);
+        tokio::join!(ahead, record_hand_over(&req, ports, cfg, step));
     }
     if out.launched.is_empty() && out.live_before == 0 {
         match &out.error {
@@ -201,6 +203,33 @@ pub async fn handle(
         }
     }
     Ok(pending(out.reason, out.launched, attempt))
+}
+
+/// With lookahead on, keeps how long this `Prepare` took since its state was entered (the
+/// step's hand-over history, [`boa_core::history::hand_over_key`]): the lookaheads of the step
+/// start its workers later by a share of it. Best effort: the task goes on whatever the write
+/// does.
+async fn record_hand_over(req: &PrepareRequest, ports: &Ports<'_>, cfg: &StackConfig, step: &Step) {
+    if cfg.lookahead_machine_arn.is_none() {
+        return;
+    }
+    let Some(entered) = lookahead::parse_time(&req.entered) else {
+        return;
+    };
+    let wall_s = (chrono::Utc::now() - entered)
+        .num_microseconds()
+        .unwrap_or(0) as f64
+        / 1e6;
+    // Longer than a boot is not a hand-over but a Prepare retried after an error (capacity,
+    // throttling) under its first entry's time: lookahead could not use it anyway.
+    if wall_s * cfg.time_scale > cfg.boot_time(step).as_secs_f64() {
+        return;
+    }
+    if let Err(e) =
+        boa_aws::durations::record_hand_over(ports.objects, cfg, &step.name, wall_s).await
+    {
+        tracing::warn!(step = %step.name, error = %e, "cannot keep the hand-over time");
+    }
 }
 
 /// The request's identity: execution + step + item + this entry of Prepare (its entered time).

@@ -1147,6 +1147,61 @@ mod lookahead {
     }
 
     #[tokio::test]
+    async fn workers_start_half_the_steps_hand_over_later_and_each_prepare_adds_to_its_history() {
+        let rig = la_rig();
+        let item: boa_core::Item = [("version".to_string(), "1.2.3".to_string())].into();
+        put_history(&rig, "Source", &item, 300.0).await;
+        // Build's Prepare calls took 40 s (pipeline time) from their state entered to the task
+        // ready to be handed out: its workers are started 20 s later than the end of Source.
+        put_json(
+            &rig,
+            &boa_core::history::hand_over_key("Build"),
+            json!({ "elapsed_s": [40.0] }),
+        )
+        .await;
+        let mut r = source(&rig);
+        // This Prepare's state was entered 30 s ago.
+        r.entered = (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339();
+        assert_eq!(rig.run(r).await.status, PrepareStatus::Pending);
+        let build = lookaheads(&rig, "Build");
+        assert_eq!(build.len(), 1, "{build:?}");
+        // 60 s boot + 300 s run + 20 s - 60 s of Build's boot.
+        let wait = secs_until(&build[0].at);
+        assert!((315.0..=320.5).contains(&wait), "{wait}");
+        // The Source Prepare's own 30 s is in Source's hand-over history.
+        let at = rig
+            .cfg
+            .record_object(&boa_core::history::hand_over_key("Source"))
+            .unwrap();
+        let h: Value =
+            serde_json::from_slice(&rig.objects.body(&at.bucket, &at.key).expect("written"))
+                .unwrap();
+        let kept = h["elapsed_s"].as_array().unwrap();
+        assert_eq!(kept.len(), 1, "{h}");
+        assert!((30.0..31.0).contains(&kept[0].as_f64().unwrap()), "{h}");
+        // A Prepare retried under an entry older than a boot (60 s) adds nothing.
+        let mut late = source(&rig);
+        late.entered = (chrono::Utc::now() - chrono::Duration::seconds(90)).to_rfc3339();
+        rig.run(late).await;
+        let h: Value =
+            serde_json::from_slice(&rig.objects.body(&at.bucket, &at.key).unwrap()).unwrap();
+        assert_eq!(h["elapsed_s"].as_array().unwrap().len(), 1, "{h}");
+    }
+
+    #[tokio::test]
+    async fn without_a_lookahead_machine_no_hand_over_is_kept() {
+        let rig = Rig::new();
+        let mut r = source(&rig);
+        r.entered = chrono::Utc::now().to_rfc3339();
+        assert_eq!(rig.run(r).await.status, PrepareStatus::Pending);
+        let at = rig
+            .cfg
+            .record_object(&boa_core::history::hand_over_key("Source"))
+            .unwrap();
+        assert_eq!(rig.objects.body(&at.bucket, &at.key), None);
+    }
+
+    #[tokio::test]
     async fn without_a_lookahead_machine_nothing_is_started() {
         let rig = Rig::new();
         rig.run(source(&rig)).await;
