@@ -787,3 +787,35 @@ fn record_result_keeps_the_duration_history_beside_the_runs_and_nothing_more() {
         "${ArtifactPrefix}/durations/*"
     );
 }
+
+#[test]
+fn start_workers_writes_the_hand_over_history_and_only_reads_the_durations() {
+    let t = tpl(&example());
+    let role = format!("{}Role", function_id("start-workers"));
+    let stmts: Vec<Value> = all_statements(&t)
+        .into_iter()
+        .filter(|(id, _)| *id == role)
+        .map(|(_, s)| s)
+        .collect();
+    assert!(!stmts.is_empty(), "no statements for {role}");
+    let on = |resource: &str| -> Vec<String> {
+        let mut v: Vec<String> = stmts
+            .iter()
+            .filter(|s| {
+                s["Resource"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["Fn::Sub"] == resource)
+            })
+            .flat_map(actions)
+            .collect();
+        v.sort();
+        v
+    };
+    let object = |f: &str| {
+        format!("arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/${{ArtifactPrefix}}/{f}/*")
+    };
+    assert_eq!(on(&object("durations")), ["s3:GetObject"]);
+    assert_eq!(on(&object("durations/hand-over")), ["s3:PutObject"]);
+}

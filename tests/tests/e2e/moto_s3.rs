@@ -292,4 +292,31 @@ expected_duration = "20m"
         expected_duration(&objects, &cfg, &bare, &other).await,
         DEFAULT_EXPECTED_DURATION
     );
+
+    // The step's hand-over history (each Prepare's time, kept by start-workers) beside it:
+    // nothing before any Prepare, then the median of what was kept.
+    use boa_aws::durations::{expected_hand_over, record_hand_over};
+    assert_eq!(
+        expected_hand_over(&objects, &cfg, "Build").await,
+        Duration::ZERO
+    );
+    for s in [10.0, 50.0, 20.0] {
+        record_hand_over(&objects, &cfg, "Build", s).await.unwrap();
+    }
+    assert_eq!(
+        expected_hand_over(&objects, &cfg, "Build").await,
+        Duration::from_secs(20)
+    );
+    let mut keys: Vec<String> = objects
+        .list("artifacts", "demo/durations/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [key.clone(), "demo/durations/hand-over/Build.json".into()]
+    );
 }
