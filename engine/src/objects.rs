@@ -77,15 +77,16 @@ impl ObjectStore for FolderObjects {
     }
 
     async fn put(&self, _bucket: &str, key: &str, body: Vec<u8>) -> Result<(), ObjectError> {
+        // Done in one poll, not on the blocking pool: a put whose execution is stopped meanwhile
+        // is either done or not started, never finished on a pool thread after the execution
+        // ended (which recreated a folder its caller had already removed). The objects are a
+        // run's small JSON files.
         let path = self.path_of(key)?;
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
+            std::fs::create_dir_all(dir)
                 .map_err(|e| io_err("cannot create the folder of object", key, e))?;
         }
-        tokio::fs::write(&path, body)
-            .await
-            .map_err(|e| io_err("cannot write object", key, e))
+        std::fs::write(&path, body).map_err(|e| io_err("cannot write object", key, e))
     }
 
     async fn list(&self, _bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, ObjectError> {
