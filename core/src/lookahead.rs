@@ -112,6 +112,11 @@ pub struct ExpectedEnd {
     /// in this order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
+    /// How long the task itself is expected to take (pipeline seconds): an `exclusive` step's
+    /// queue is at least the sum of the turns ahead, even when their ends were reckoned at the
+    /// same moment by `Prepare` calls that did not see each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_s: Option<f64>,
 }
 
 /// The prefix (under the stack's records prefix) of every [`ExpectedEnd`] of `step`'s tasks in

@@ -66,21 +66,24 @@ pub async fn after_prepare(
     let run = expected_duration(ports.objects, cfg, s, &req.item).await;
     // An exclusive step's task waits its turn behind the step's other published tasks.
     let up = wall_after(cfg, now, boot_s);
-    let start = queue_end(ports.objects, cfg, &req.execution, s, &req.item, now, now)
+    let task = (req.execution.as_str(), s.name.as_str(), &req.item);
+    let start = queue_end(ports.objects, cfg, task.0, s, task.2, now, now)
         .await
         .map_or(up, |q| q.max(up));
-    let until_end = pipeline_time(cfg, start - now) + run;
-    let end = wall_after(cfg, now, until_end);
+    let mut until_end = pipeline_time(cfg, start - now) + run;
     if !write_expected_end(
         ports.objects,
         cfg,
-        (&req.execution, &s.name, &req.item),
-        end,
-        (true, now),
+        task,
+        wall_after(cfg, now, until_end),
+        (true, now, run),
     )
     .await
     {
         return vec![];
+    }
+    if let Some(later) = requeue(ports.objects, cfg, s, task, (true, now, start, run), now).await {
+        until_end = later;
     }
     schedule(ports, cfg, p, plans, until_end, now).await
 }
@@ -127,8 +130,11 @@ async fn queue_end(
         step.name
     ))?;
     let mine = cfg.record_object(&expected_end_key(execution, &step.name, me))?;
+    let my_name = mine.key.strip_prefix(&at.key).unwrap_or(&mine.key);
     let listed = objects.list(&at.bucket, &at.key).await.ok()?;
     let mut last: Option<DateTime<Utc>> = None;
+    // The turns still to run ahead of this task, one after another (wall time).
+    let mut backlog = chrono::Duration::zero();
     for o in listed.iter().filter(|o| o.key != mine.key) {
         let Ok(Some(body)) = objects.get(&at.bucket, &o.key).await else {
             continue;
@@ -139,18 +145,56 @@ async fn queue_end(
         let Some(end) = parse_time(&e.end) else {
             continue;
         };
-        let theirs = e.ready.as_deref().and_then(parse_time);
-        let ahead = e.prepared || theirs.is_some_and(|r| r <= ready);
-        if !ahead || end <= now || last.is_some_and(|l| l >= end) {
+        let name = o.key.strip_prefix(&at.key).unwrap_or(&o.key);
+        // Turns go by readiness, ties by name: of two tasks ready at once, each counts the
+        // other ahead or not, never both. (A record with no `ready` is from before it existed:
+        // ahead when prepared.)
+        let ahead = match e.ready.as_deref().and_then(parse_time) {
+            Some(theirs) => (theirs, name) < (ready, my_name),
+            None => e.prepared,
+        };
+        if !ahead || end <= now {
             continue;
         }
-        let name = o.key.strip_prefix(&at.key).unwrap_or(&o.key);
         let record = format!("{}{name}", tasks.key);
-        if matches!(objects.exists(&tasks.bucket, &record).await, Ok(false)) {
-            last = Some(end);
+        if !matches!(objects.exists(&tasks.bucket, &record).await, Ok(false)) {
+            continue;
+        }
+        last = Some(last.map_or(end, |l| l.max(end)));
+        if let Some(run) = e.run_s.filter(|r| r.is_finite() && *r >= 0.0) {
+            let run = chrono::Duration::from_std(cfg.scaled(Duration::from_secs_f64(run)))
+                .unwrap_or_default();
+            backlog += run.min(end - now);
         }
     }
-    last
+    last.map(|l| l.max(now + backlog))
+}
+
+/// An `exclusive` step's task whose expected end was just written (by its `Prepare` or
+/// projected, starting at `start`, ready at `ready`, taking `run`): its queue is reckoned again, now that every task prepared at the same moment
+/// has written its own, and its end rewritten if its turn comes later. Returns the pipeline
+/// time from `now` to the new end, if it changed.
+async fn requeue(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    step: &Step,
+    task: (&str, &str, &boa_core::input::Item),
+    (prepared, ready, start, run): (bool, DateTime<Utc>, DateTime<Utc>, Duration),
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let later = queue_end(objects, cfg, task.0, step, task.2, ready, now)
+        .await
+        .filter(|q| *q > start)?;
+    let until_end = pipeline_time(cfg, later - now) + run;
+    write_expected_end(
+        objects,
+        cfg,
+        task,
+        wall_after(cfg, now, until_end),
+        (prepared, ready, run),
+    )
+    .await
+    .then_some(until_end)
 }
 
 /// Records when a task (execution, step, item) is expected to end, whether by its own `Prepare`
@@ -161,7 +205,7 @@ async fn write_expected_end(
     cfg: &StackConfig,
     (execution, step, item): (&str, &str, &boa_core::input::Item),
     end: DateTime<Utc>,
-    (prepared, ready): (bool, DateTime<Utc>),
+    (prepared, ready, run): (bool, DateTime<Utc>, Duration),
 ) -> bool {
     let Some(at) = cfg.record_object(&expected_end_key(execution, step, item)) else {
         return false;
@@ -170,6 +214,7 @@ async fn write_expected_end(
         end: rfc3339(end),
         prepared,
         ready: Some(rfc3339(ready)),
+        run_s: Some(run.as_secs_f64()),
     })
     .expect("serialises");
     match objects.put(&at.bucket, &at.key, &body).await {
@@ -674,21 +719,19 @@ async fn next_hop(
         let run = expected_duration(ports.objects, cfg, d, item).await;
         // An exclusive step's task also waits for those already in its queue.
         let ready = start;
-        let start = queue_end(ports.objects, cfg, &l.execution, d, item, ready, now)
+        let task = (l.execution.as_str(), d.name.as_str(), item);
+        let start = queue_end(ports.objects, cfg, task.0, d, item, ready, now)
             .await
             .map_or(start, |q| q.max(start));
         // Pipeline time from now until the task is expected to end.
-        let until_end = pipeline_time(cfg, start - now) + run;
+        let mut until_end = pipeline_time(cfg, start - now) + run;
         let end = wall_after(cfg, now, until_end);
-        if write_expected_end(
-            ports.objects,
-            cfg,
-            (&l.execution, &d.name, item),
-            end,
-            (false, ready),
-        )
-        .await
-        {
+        if write_expected_end(ports.objects, cfg, task, end, (false, ready, run)).await {
+            if let Some(later) =
+                requeue(ports.objects, cfg, d, task, (false, ready, start, run), now).await
+            {
+                until_end = later;
+            }
             projected.push((plans, until_end));
         }
     }

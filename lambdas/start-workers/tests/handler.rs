@@ -1858,4 +1858,37 @@ mod lookahead {
         );
         assert!((a - b).abs() < 1.0, "{a} {b}");
     }
+
+    #[tokio::test]
+    async fn an_exclusive_steps_turns_add_up_when_their_ends_were_reckoned_at_once() {
+        let rig = la_rig();
+        let item = |v: &str| -> boa_core::Item { [("version".to_string(), v.to_string())].into() };
+        // Two tasks prepared at the same moment, each unaware of the other: both expect to end
+        // in 100 s, each taking 100 s. They still run one after the other.
+        let now = chrono::Utc::now();
+        for v in ["1.3.1", "1.3.2"] {
+            put_json(
+                &rig,
+                &expected_end_key(EXEC, "Publish", &item(v)),
+                json!({"end": (now + chrono::Duration::seconds(100)).to_rfc3339(),
+                       "prepared": true,
+                       "ready": (now - chrono::Duration::seconds(1)).to_rfc3339(),
+                       "run_s": 100.0}),
+            )
+            .await;
+        }
+        put_history(&rig, "Publish", &item("1.3.3"), 100.0).await;
+        rig.run(publish_req("1.3.3", EXEC)).await;
+        let at = rig
+            .cfg
+            .record_object(&expected_end_key(EXEC, "Publish", &item("1.3.3")))
+            .unwrap();
+        let e: Value =
+            serde_json::from_slice(&rig.objects.body(&at.bucket, &at.key).unwrap()).unwrap();
+        // Both turns ahead (200 s), then its own 100 s: not the 200 s that the later of their
+        // ends plus its own run would give.
+        let end = secs_until(e["end"].as_str().unwrap());
+        assert!((295.0..=300.5).contains(&end), "{end} {e}");
+        assert_eq!(e["run_s"], 100.0, "{e}");
+    }
 }
