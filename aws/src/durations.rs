@@ -1,6 +1,8 @@
 //! Duration history through the [`Objects`] port: record-result writes each successful task's
 //! elapsed time ([`record_duration`]); provisioning reads what a task is expected to take
-//! ([`expected_duration`]). The format, keys and defaults are in [`boa_core::history`].
+//! ([`expected_duration`]). Beside it, each step's hand-over history: start-workers keeps how long
+//! each `Prepare` took ([`record_hand_over`]) and lookahead reads its median
+//! ([`expected_hand_over`]). The format, keys and defaults are in [`boa_core::history`].
 
 use std::time::Duration;
 

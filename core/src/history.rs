@@ -12,8 +12,8 @@
 //! Beside it, per step, the hand-over history (`durations/hand-over/<Step>.json`, same form):
 //! how long its tasks' `Prepare` took, from the state entered to the task ready to be handed to
 //! a worker (the Lambda's start, its reads and its launches). Lookahead starts a step's workers
-//! that much later, so that they come up when the task is handed out, not when the tasks it
-//! waits for end. On AWS it is seconds against a boot of a minute; in local mode it is real
+//! later by a share of its median, so that they come up about when the task is handed out, not
+//! when the tasks it waits for end. On AWS it is seconds against a boot of a minute; in local mode it is real
 //! time multiplied by the time scale, and under a burst of hundreds of `Prepare` calls on two
 //! cores a large share of a boot.
 
