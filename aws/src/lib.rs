@@ -2,7 +2,7 @@
 //! ([`ports`]), their only adapters over the real `aws-sdk-*` clients ([`adapters`]), the launch
 //! logic start-workers and the health check share ([`launch`]), Lambda plumbing ([`lambda`]), the
 //! duration history ([`durations`]), a short-lived shared view of the fleet ([`fleet_cache`])
-//! and, with the `fakes` feature, in-memory fakes of every port for tests ([`fakes`]).
+//! and, with the `fakes` feature, in-memory fakes of every port for tests (module `fakes`).
 
 pub mod adapters;
 pub mod backoff;

@@ -1,6 +1,6 @@
 //! build-on-aws deploy: the CloudFormation template of a stack, generated from `pipeline.toml`
 //! ([`template()`]), the checks every generated template must pass ([`audit`]), and the pipeline
-//! bundle shipped with the Lambdas and the workers ([`bundle`]). `deploy/deploy.sh` drives the
+//! bundle shipped with the Lambdas and the workers ([`bundle`](mod@bundle)). `deploy/deploy.sh` drives the
 //! `deploy` binary, cargo-lambda, cfn-lint and the AWS CLI.
 
 pub mod audit;

@@ -1,9 +1,9 @@
 //! build-on-aws statemachine-gen: turns a validated [`Pipeline`] into
 //!
 //! - the Step Functions definition (Amazon States Language JSON): [`generate`],
-//! - a Mermaid diagram of the pipeline: [`mermaid`],
+//! - a Mermaid diagram of the pipeline: [`mermaid`](mod@mermaid),
 //! - a static report of states, transitions, history events and payload size for a given input,
-//!   against the Step Functions quotas: [`report`].
+//!   against the Step Functions quotas: [`report`](mod@report).
 //!
 //! The machine's shape is a contract: the Lambdas (`parse-input`, `start-workers`,
 //! `normalize-results`, `check-for-failures`) and the local engine read and write the payload

@@ -1,7 +1,7 @@
 //! Adapters: the ports over the real `aws-sdk-*` clients, one per service, and the only code of
 //! build-on-aws that calls AWS. Each service maps its errors to [`PortError`] in one function
 //! ([`ec2::map_error`], [`sfn::map_error`], [`s3::map_error`], [`logs::map_error`]) over
-//! [`common_kind`], which takes throttling and transient codes from the SDK's own lists.
+//! `common_kind`, which takes throttling and transient codes from the SDK's own lists.
 //! Coverage against moto_server: see `README-coverage.md` beside this file.
 //!
 //! # Who retries what

@@ -336,7 +336,7 @@ async fn defers(
 }
 
 /// The share of a step's expected hand-over by which its workers are started later
-/// ([`hand_over`]).
+/// (`hand_over`).
 pub const HAND_OVER_SHARE: f64 = 0.5;
 
 /// How much later than the end of the tasks they wait for `d`'s workers should come up:
