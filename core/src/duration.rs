@@ -33,7 +33,8 @@ pub fn scaled(d: Duration, time_scale: f64) -> Duration {
     } else {
         1.0
     };
-    Duration::from_secs_f64(d.as_secs_f64() / scale)
+    // A tiny scale stretches a long wait past what a duration holds: the longest one, then.
+    Duration::try_from_secs_f64(d.as_secs_f64() / scale).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -51,6 +52,8 @@ mod tests {
             scaled(Duration::from_secs(2), f64::NAN),
             Duration::from_secs(2)
         );
+        // Stretched past what a duration holds: the longest one, not a panic.
+        assert_eq!(scaled(Duration::from_secs(3600), 1e-300), Duration::MAX);
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl DurationHistory {
     }
 
     /// The median of the kept samples (the mean of the two middle ones for an even count), or
-    /// `None` when there are none.
+    /// `None` when there are none (or it is too large to be a duration).
     pub fn median(&self) -> Option<Duration> {
         let mut v: Vec<f64> = self
             .elapsed_s
@@ -91,7 +91,9 @@ impl DurationHistory {
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         };
-        Some(Duration::from_secs_f64(m))
+        // An entry is written by us, but read back from a bucket: a value too large for a
+        // duration (edited by hand, corrupted) is no estimate, not a panic.
+        Duration::try_from_secs_f64(m).ok()
     }
 }
 
@@ -121,6 +123,8 @@ mod tests {
             elapsed_s: vec![4.0, 2.0],
         };
         assert_eq!(even.median(), Some(Duration::from_secs(3)));
+        let absurd = DurationHistory::from_json(br#"{"elapsed_s": [1e30]}"#).unwrap();
+        assert_eq!(absurd.median(), None);
     }
 
     #[test]

@@ -240,7 +240,12 @@ mod secs {
         s.serialize_f64(d.as_secs_f64())
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+        let x = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(x).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{x} is not a number of seconds a duration can hold: {e}"
+            ))
+        })
     }
 }
 

@@ -116,7 +116,12 @@ impl WorkerEnv {
             match get(k) {
                 None => Duration::from_secs_f64(default),
                 Some(v) => match v.parse::<f64>() {
-                    Ok(x) if x > 0.0 && x.is_finite() => Duration::from_secs_f64(x),
+                    Ok(x)
+                        if x > 0.0
+                            && let Ok(d) = Duration::try_from_secs_f64(x) =>
+                    {
+                        d
+                    }
                     _ => {
                         problems.push(format!("{k}='{v}' is not a positive number of seconds"));
                         Duration::from_secs_f64(default)
@@ -535,6 +540,11 @@ mod tests {
         ] {
             assert!(err.contains(k), "{k} missing from: {err}");
         }
+        // More seconds than a duration holds: named, not a panic.
+        let mut vars: BTreeMap<&str, String> = sample().to_vars().into_iter().collect();
+        vars.insert(vars::IDLE_TIMEOUT_S, "1e30".into());
+        let err = WorkerEnv::from_lookup(|k| vars.get(k).cloned()).unwrap_err();
+        assert!(err.contains("1e30"), "{err}");
     }
 
     const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -40,3 +40,16 @@ fn example_pipeline_loads_with_its_shape() {
     assert_eq!(publish.worker.max_workers, 1);
     assert_eq!(publish.for_each, ["version"]);
 }
+
+#[test]
+fn a_worker_setting_in_seconds_past_what_a_duration_holds_is_an_error_not_a_panic() {
+    let mut v = serde_json::to_value(boa_core::pipeline::WorkerConfig::default()).unwrap();
+    for bad in [serde_json::json!(-1.0), serde_json::json!(1e30)] {
+        v["idle_timeout"] = bad.clone();
+        let e = serde_json::from_value::<boa_core::pipeline::WorkerConfig>(v.clone()).unwrap_err();
+        assert!(
+            e.to_string().contains("is not a number of seconds"),
+            "{bad}: {e}"
+        );
+    }
+}

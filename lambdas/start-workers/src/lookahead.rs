@@ -70,7 +70,7 @@ pub async fn after_prepare(
     let start = queue_end(ports.objects, cfg, task.0, s, task.2, now, now)
         .await
         .map_or(up, |q| q.max(up));
-    let mut until_end = pipeline_time(cfg, start - now) + run;
+    let mut until_end = pipeline_time(cfg, start - now).saturating_add(run);
     if !write_expected_end(
         ports.objects,
         cfg,
@@ -95,7 +95,16 @@ fn pipeline_time(cfg: &StackConfig, d: chrono::TimeDelta) -> Duration {
 
 /// The stack's wall clock `d` of pipeline time after `now` (`d` divided by the time scale).
 fn wall_after(cfg: &StackConfig, now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(cfg.scaled(d)).unwrap_or_default()
+    later(now, cfg.scaled(d))
+}
+
+/// `now` + `d`, saturating: durations come from histories read back from a bucket, and an
+/// absurd one must not overflow the clock.
+fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// An RFC 3339 time of a record, `None` when it does not parse.
@@ -161,9 +170,8 @@ async fn queue_end(
             continue;
         }
         last = Some(last.map_or(end, |l| l.max(end)));
-        if let Some(run) = e.run_s.filter(|r| r.is_finite() && *r >= 0.0) {
-            let run = chrono::Duration::from_std(cfg.scaled(Duration::from_secs_f64(run)))
-                .unwrap_or_default();
+        if let Some(run) = e.run_s.and_then(|r| Duration::try_from_secs_f64(r).ok()) {
+            let run = chrono::Duration::from_std(cfg.scaled(run)).unwrap_or_default();
             backlog += run.min(end - now);
         }
     }
@@ -185,7 +193,7 @@ async fn requeue(
     let later = queue_end(objects, cfg, task.0, step, task.2, ready, now)
         .await
         .filter(|q| *q > start)?;
-    let until_end = pipeline_time(cfg, later - now) + run;
+    let until_end = pipeline_time(cfg, later - now).saturating_add(run);
     write_expected_end(
         objects,
         cfg,
@@ -363,11 +371,10 @@ fn wait_end(
     hand_over: Duration,
     now: DateTime<Utc>,
 ) -> (DateTime<Utc>, Duration) {
-    let lead = (until_end + hand_over).saturating_sub(cfg.boot_time(d));
-    (
-        now + chrono::Duration::from_std(lead).unwrap_or_default(),
-        lead,
-    )
+    let lead = until_end
+        .saturating_add(hand_over)
+        .saturating_sub(cfg.boot_time(d));
+    (later(now, lead), lead)
 }
 
 /// Starts lookahead execution `name` (one that exists already, by name, is not started again):
@@ -724,7 +731,7 @@ async fn next_hop(
             .await
             .map_or(start, |q| q.max(start));
         // Pipeline time from now until the task is expected to end.
-        let mut until_end = pipeline_time(cfg, start - now) + run;
+        let mut until_end = pipeline_time(cfg, start - now).saturating_add(run);
         let end = wall_after(cfg, now, until_end);
         if write_expected_end(ports.objects, cfg, task, end, (false, ready, run)).await {
             if let Some(later) =

@@ -1891,4 +1891,33 @@ mod lookahead {
         assert!((295.0..=300.5).contains(&end), "{end} {e}");
         assert_eq!(e["run_s"], 100.0, "{e}");
     }
+
+    #[tokio::test]
+    async fn absurd_histories_read_back_from_the_bucket_are_no_panic() {
+        let rig = la_rig();
+        let item = |v: &str| -> boa_core::Item { [("version".to_string(), v.to_string())].into() };
+        // Edited by hand or corrupted: ages of pipeline time, past what the clock can add.
+        put_history(&rig, "Source", &item("1.2.3"), 1e15).await;
+        put_json(
+            &rig,
+            &boa_core::history::hand_over_key("Build"),
+            json!({ "elapsed_s": [1e15] }),
+        )
+        .await;
+        put_json(
+            &rig,
+            &expected_end_key(EXEC, "Publish", &item("1.2.2")),
+            json!({"end": (chrono::Utc::now() + chrono::Duration::seconds(100)).to_rfc3339(),
+                   "prepared": true,
+                   "ready": chrono::Utc::now().to_rfc3339(),
+                   "run_s": 1e300}),
+        )
+        .await;
+        assert_eq!(rig.run(source(&rig)).await.status, PrepareStatus::Pending);
+        put_history(&rig, "Publish", &item("1.2.3"), 1e15).await;
+        assert_eq!(
+            rig.run(publish_req("1.2.3", EXEC)).await.status,
+            PrepareStatus::Pending
+        );
+    }
 }
