@@ -75,9 +75,19 @@ pub async fn record_duration(
     item: &Item,
     elapsed_s: f64,
 ) -> Result<DurationHistory, PortError> {
-    let at = location(cfg, step, item)?;
-    let mut h = read_history(objects, cfg, step, item).await?;
-    h.push(elapsed_s * cfg.time_scale);
+    push_sample(objects, cfg, &location(cfg, step, item)?, elapsed_s).await
+}
+
+/// Read-modify-write of the history at `at`: one sample (wall seconds of this stack, kept in
+/// pipeline seconds) added.
+async fn push_sample(
+    objects: &dyn Objects,
+    cfg: &StackConfig,
+    at: &ObjectRef,
+    wall_s: f64,
+) -> Result<DurationHistory, PortError> {
+    let mut h = read_at(objects, at).await?;
+    h.push(wall_s * cfg.time_scale);
     objects.put(&at.bucket, &at.key, &h.to_json()).await?;
     Ok(h)
 }
@@ -112,21 +122,17 @@ pub async fn record_hand_over(
     step: &str,
     wall_s: f64,
 ) -> Result<(), PortError> {
-    let at = object(cfg, hand_over_key(step))?;
-    let mut h = read_at(objects, &at).await?;
-    h.push(wall_s * cfg.time_scale);
-    objects.put(&at.bucket, &at.key, &h.to_json()).await
+    push_sample(objects, cfg, &object(cfg, hand_over_key(step))?, wall_s)
+        .await
+        .map(drop)
 }
 
 /// How long a task of `step` is expected to take from its `Prepare` entered to being handed
 /// out, in pipeline time: the median of the step's hand-over history, zero before any (or when
 /// it cannot be read: it is an estimate, and zero starts workers as early as before it).
 pub async fn expected_hand_over(objects: &dyn Objects, cfg: &StackConfig, step: &str) -> Duration {
-    let read = match object(cfg, hand_over_key(step)) {
-        Ok(at) => read_at(objects, &at).await,
-        Err(e) => Err(e),
-    };
-    match read {
+    let read = async { read_at(objects, &object(cfg, hand_over_key(step))?).await };
+    match read.await {
         Ok(h) => h.median().unwrap_or_default(),
         Err(e) => {
             tracing::warn!(%step, error = %e, "cannot read the hand-over history; starting workers for the dependencies' end");

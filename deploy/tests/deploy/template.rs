@@ -748,30 +748,10 @@ fn the_isolation_audit_catches_a_role_denied_its_own_log_streams() {
 #[test]
 fn record_result_keeps_the_duration_history_beside_the_runs_and_nothing_more() {
     let t = tpl(&example());
-    let role = format!("{}Role", function_id("record-result"));
-    let stmts: Vec<Value> = all_statements(&t)
-        .into_iter()
-        .filter(|(id, _)| *id == role)
-        .map(|(_, s)| s)
-        .collect();
-    assert!(!stmts.is_empty(), "no statements for {role}");
-    let on = |resource: &str| -> Vec<String> {
-        stmts
-            .iter()
-            .filter(|s| {
-                s["Resource"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|r| r["Fn::Sub"] == resource)
-            })
-            .flat_map(actions)
-            .collect()
-    };
+    let stmts = lambda_statements(&t, "record-result");
+    let on = |resource: &str| actions_on(&stmts, resource);
     let durations = "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/durations/*";
-    let mut got = on(durations);
-    got.sort();
-    assert_eq!(got, ["s3:GetObject", "s3:PutObject"]);
+    assert_eq!(on(durations), ["s3:GetObject", "s3:PutObject"]);
     // Task records stay write-only.
     assert_eq!(
         on("arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactPrefix}/runs/*"),
@@ -791,31 +771,40 @@ fn record_result_keeps_the_duration_history_beside_the_runs_and_nothing_more() {
 #[test]
 fn start_workers_writes_the_hand_over_history_and_only_reads_the_durations() {
     let t = tpl(&example());
-    let role = format!("{}Role", function_id("start-workers"));
-    let stmts: Vec<Value> = all_statements(&t)
-        .into_iter()
-        .filter(|(id, _)| *id == role)
-        .map(|(_, s)| s)
-        .collect();
-    assert!(!stmts.is_empty(), "no statements for {role}");
-    let on = |resource: &str| -> Vec<String> {
-        let mut v: Vec<String> = stmts
-            .iter()
-            .filter(|s| {
-                s["Resource"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|r| r["Fn::Sub"] == resource)
-            })
-            .flat_map(actions)
-            .collect();
-        v.sort();
-        v
-    };
+    let stmts = lambda_statements(&t, "start-workers");
+    let on = |resource: &str| actions_on(&stmts, resource);
     let object = |f: &str| {
         format!("arn:${{AWS::Partition}}:s3:::${{ArtifactBucket}}/${{ArtifactPrefix}}/{f}/*")
     };
     assert_eq!(on(&object("durations")), ["s3:GetObject"]);
     assert_eq!(on(&object("durations/hand-over")), ["s3:PutObject"]);
+}
+
+/// Every statement of a Lambda's role.
+fn lambda_statements(t: &Value, lambda: &str) -> Vec<Value> {
+    let role = format!("{}Role", function_id(lambda));
+    let stmts: Vec<Value> = all_statements(t)
+        .into_iter()
+        .filter(|(id, _)| *id == role)
+        .map(|(_, s)| s)
+        .collect();
+    assert!(!stmts.is_empty(), "no statements for {role}");
+    stmts
+}
+
+/// The actions `stmts` allow on `resource` (an `Fn::Sub` ARN), sorted.
+fn actions_on(stmts: &[Value], resource: &str) -> Vec<String> {
+    let mut v: Vec<String> = stmts
+        .iter()
+        .filter(|s| {
+            s["Resource"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["Fn::Sub"] == resource)
+        })
+        .flat_map(actions)
+        .collect();
+    v.sort();
+    v
 }

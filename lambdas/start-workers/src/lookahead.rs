@@ -179,9 +179,10 @@ async fn queue_end(
 }
 
 /// An `exclusive` step's task whose expected end was just written (by its `Prepare` or
-/// projected, starting at `start`, ready at `ready`, taking `run`): its queue is reckoned again, now that every task prepared at the same moment
-/// has written its own, and its end rewritten if its turn comes later. Returns the pipeline
-/// time from `now` to the new end, if it changed.
+/// projected, starting at `start`, ready at `ready`, taking `run`): its queue is reckoned
+/// again, now that every task prepared at the same moment has written its own, and its end
+/// rewritten if its turn comes later. Returns the pipeline time from `now` to the new end, if
+/// it changed.
 async fn requeue(
     objects: &dyn Objects,
     cfg: &StackConfig,
@@ -190,10 +191,10 @@ async fn requeue(
     (prepared, ready, start, run): (bool, DateTime<Utc>, DateTime<Utc>, Duration),
     now: DateTime<Utc>,
 ) -> Option<Duration> {
-    let later = queue_end(objects, cfg, task.0, step, task.2, ready, now)
+    let queued = queue_end(objects, cfg, task.0, step, task.2, ready, now)
         .await
         .filter(|q| *q > start)?;
-    let until_end = pipeline_time(cfg, later - now).saturating_add(run);
+    let until_end = pipeline_time(cfg, queued - now).saturating_add(run);
     write_expected_end(
         objects,
         cfg,
@@ -255,21 +256,12 @@ async fn schedule(
     };
     let end = wall_after(cfg, now, until_end);
     let mut started = vec![];
-    let mut hand_overs: Vec<(String, Duration)> = vec![];
     for l in plans {
         let Some(d) = p.step(&l.step) else { continue };
         if defers(ports.objects, cfg, &l, d, end, now).await {
             continue;
         }
-        let hand_over = match hand_overs.iter().find(|(s, _)| *s == d.name) {
-            Some((_, h)) => *h,
-            None => {
-                let h = hand_over(ports, cfg, d).await;
-                hand_overs.push((d.name.clone(), h));
-                h
-            }
-        };
-        let (at, lead) = wait_end(cfg, d, until_end, hand_over, now);
+        let (at, lead) = wait_end(cfg, d, until_end, hand_over(ports, cfg, d).await, now);
         if lead.is_zero() {
             // Its Wait would be over at once (the task ends within `d`'s boot): what the
             // lookahead would do is done here, without an execution of its own (on AWS each is
